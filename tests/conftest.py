@@ -1,0 +1,111 @@
+"""Shared fixtures: a real, freshly migrated Postgres for the whole session.
+
+Where it comes from, in order: ``NEARREC_TEST_DATABASE_URL``; else the server on 127.0.0.1:5432 if one
+answers (a new database ``nearrec_test_<pid>`` is created there and dropped at the end); else an embedded
+Postgres under a temporary directory. Tests that write call the ``db`` fixture, which truncates every table
+afterwards, so each test starts from an empty, migrated schema.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from nearrec.config import Settings
+from nearrec.db import migrate
+from nearrec.db.engine import make_engine, normalise_url, session_factory
+from nearrec.db.models import Base
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def _local_server_answers(host: str = "127.0.0.1", port: int = 5432) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    explicit = os.environ.get("NEARREC_TEST_DATABASE_URL")
+    if explicit:
+        url = normalise_url(explicit)
+        migrate.upgrade(url)
+        yield url
+        return
+    if _local_server_answers():
+        name = f"nearrec_test_{os.getpid()}"
+        admin = create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))  # name is built from an int, not input
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url("postgresql+psycopg://postgres@127.0.0.1:5432/").set(database=name)
+        url_s = url.render_as_string(hide_password=False)
+        migrate.upgrade(url_s)
+        yield url_s
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        return
+    from nearrec.embedded import start_embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix="nearrec-test-pg-") as tmp:
+        url = start_embedded_postgres(Path(tmp))
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+def truncate_all(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)  # table names from our own models
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    """A migrated database with empty tables; emptied again after the test."""
+    truncate_all(engine)
+    yield engine
+    truncate_all(engine)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the test database, with a private data dir (embedded vectors live there)."""
+    from pydantic import SecretStr
+
+    return Settings(database_url=SecretStr(database_url), data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not (SHARED / "datasets" / "movielens-100k" / "items.csv").is_file():
+        pytest.skip("../shared/datasets/movielens-100k is absent")
+    return SHARED
