@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from nearrec.errors import ValidationError
 
@@ -131,7 +131,9 @@ def is_valid_field_name(name: str) -> bool:
     return bool(_FIELD_NAME.fullmatch(name)) and name not in _RESERVED
 
 
-def parse_filter_json(text: str, schema: Mapping[str, FieldType] | None = None, path: str = "filter") -> FilterExpr:
+def parse_filter_json(
+    text: str, schema: Mapping[str, FieldType] | None = None, path: str = "filter"
+) -> FilterExpr:
     """Parse a filter given as a JSON string (CLI option, query parameter)."""
     try:
         obj = json.loads(text)
@@ -209,13 +211,14 @@ def _membership(name: str, values: Any, ftype: FieldType | None, path: str) -> F
         _fail(path, f"expected a non-empty list of values, got {_show(values)}")
     items = [_scalar(v, ftype, f"{path}[{i}]") for i, v in enumerate(values)]
     if any(isinstance(v, float) for v in items):
-        if any(isinstance(v, str) for v in items):
-            _fail(path, "expected values of one type, got strings and numbers")
-        return Or(tuple(Range(name, gte=float(v), lte=float(v)) for v in dict.fromkeys(items)))
-    if any(isinstance(v, str) for v in items) and not all(isinstance(v, str) for v in items):
-        _fail(path, "expected values of one type, got strings and numbers")
-    unique = tuple(dict.fromkeys(items))
-    return Eq(name, unique[0]) if len(unique) == 1 else In(name, unique)
+        if any(isinstance(v, str | bool) for v in items):
+            _fail(path, "expected values of one type (numbers)")
+        ranges = tuple(Range(name, gte=float(v), lte=float(v)) for v in dict.fromkeys(items))
+        return ranges[0] if len(ranges) == 1 else Or(ranges)
+    scalars = tuple(dict.fromkeys(v for v in items if not isinstance(v, float)))
+    if any(isinstance(v, str) for v in scalars) and not all(isinstance(v, str) for v in scalars):
+        _fail(path, "expected values of one type (strings or numbers)")
+    return Eq(name, scalars[0]) if len(scalars) == 1 else In(name, scalars)
 
 
 def _scalar(value: Any, ftype: FieldType | None, path: str) -> Scalar | float:
@@ -232,6 +235,8 @@ def _scalar(value: Any, ftype: FieldType | None, path: str) -> Scalar | float:
     if ftype is FieldType.BOOL:
         if not isinstance(value, bool):
             _fail(path, f"expected true or false, got {_show(value)}")
+        return value
+    if ftype is FieldType.INTEGER and isinstance(value, int) and not isinstance(value, bool):
         return value
     number = _number(value, path)
     if ftype is FieldType.INTEGER:
@@ -255,7 +260,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fail(path: str, message: str) -> Any:
+def _fail(path: str, message: str) -> NoReturn:
     raise ValidationError(f"{path}: {message}", path=path)
 
 
@@ -274,11 +279,9 @@ def payload_value(value: Any, ftype: FieldType | None = None) -> Any:
     numpy scalars -> Python numbers, integers of a FLOAT attribute -> float."""
     if isinstance(value, list | tuple):
         return [payload_value(v, ftype) for v in value]
+    value = payload_scalar(value)
     if isinstance(value, bool):
         return int(value)
-    item = getattr(value, "item", None)  # numpy scalar
-    if item is not None and callable(item) and not isinstance(value, str | bytes):
-        return payload_value(item(), ftype)
     if ftype is FieldType.FLOAT and isinstance(value, int):
         return float(value)
     return value

@@ -31,7 +31,11 @@ def _optional_groups() -> list[click.Command]:
 
 
 # (module, command) pairs, in help order.
-OPTIONAL: list[tuple[str, str]] = []
+OPTIONAL: list[tuple[str, str]] = [
+    ("worker_cmd", "worker"),
+    ("sync_cmd", "sync"),
+    ("reindex_cmd", "reindex"),
+]
 
 
 class NearrecGroup(click.Group):

@@ -1,4 +1,6 @@
-"""Enqueueing vector work. Called inside the transaction that makes the change (the transactional outbox)."""
+"""Enqueueing vector work. Called inside the transaction that makes the change (the transactional outbox).
+
+Both functions also queue a NOTIFY so idle workers wake up at commit (see :mod:`nearrec.db.notify`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from sqlalchemy import Select, insert, literal, select
 from sqlalchemy.orm import Session
 
 from nearrec.db.models import OutboxRow
+from nearrec.db.notify import notify_outbox
 
 Entity = Literal["item", "user"]
 Op = Literal["upsert", "delete"]
@@ -22,6 +25,7 @@ def enqueue(session: Session, entity: Entity, entity_ids: Iterable[int], op: Op 
     rows = [{"entity": entity, "entity_id": int(i), "op": op} for i in entity_ids]
     if rows:
         session.execute(insert(OutboxRow), rows)
+        notify_outbox(session)
     return len(rows)
 
 
@@ -34,3 +38,4 @@ def enqueue_select(session: Session, entity: Entity, ids_query: Select[tuple[int
             select(literal(entity), sub.c[0], literal(op)),
         )
     )
+    notify_outbox(session)

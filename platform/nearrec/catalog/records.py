@@ -1,0 +1,263 @@
+"""Validation of one raw record (a mapping from a file row or an HTTP body) into what is stored.
+
+Parsers raise :class:`RowError` naming the field; the service turns that into a :class:`Rejection` with the
+file and line. Column rules:
+
+- items: ``id`` (``--id-column``) is required. ``title`` is the display title. The embedded document is
+  composed from the text columns (default: ``title`` then ``text`` or ``description``). Every other column
+  becomes a typed attribute; the document columns ``title``, ``text`` and ``description`` never do.
+- users: ``id`` is required; the profile is composed from the text columns (default ``profile``); every
+  other column is an attribute.
+- interactions: ``user_id`` and ``item_id`` are required; ``type``, ``value``, ``timestamp`` and
+  ``event_id`` are optional; other columns are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nearrec.catalog import values as v
+from nearrec.errors import InputFileError, ValidationError
+
+ITEM_DOCUMENT_COLUMNS = ("title", "text", "description")
+INTERACTION_COLUMNS = ("user_id", "item_id", "type", "value", "timestamp", "event_id")
+
+
+class RowError(ValueError):
+    """One record is invalid: ``field`` (None for the row as a whole) and a short reason."""
+
+    def __init__(self, field: str | None, reason: str, record_id: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+        self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A rejected record, as reported on stderr and written to ``--rejects`` (JSON Lines)."""
+
+    file: str
+    line: int
+    field: str | None
+    reason: str
+    id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason, "id": self.id}
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+class RecordRejectedError(ValidationError):
+    """Raised instead of skipping when ``on_error="abort"``; carries the first rejection."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(str(rejection), path=rejection.field)
+        self.rejection = rejection
+
+
+@dataclass(frozen=True)
+class ItemOptions:
+    id_column: str = "id"
+    text_columns: tuple[str, ...] | None = None  # None: title + text/description
+    list_columns: frozenset[str] = frozenset()
+    list_sep: str = "|"
+    ignore_columns: frozenset[str] = frozenset()
+    max_text_chars: int = 20000
+    infer_types: bool = False  # True for text cells (CSV): "12" -> 12, "true" -> True
+
+
+@dataclass(frozen=True)
+class UserOptions:
+    id_column: str = "id"
+    text_columns: tuple[str, ...] | None = None  # None: profile
+    list_columns: frozenset[str] = frozenset()
+    list_sep: str = "|"
+    ignore_columns: frozenset[str] = frozenset()
+    max_text_chars: int = 20000
+    infer_types: bool = False
+
+
+@dataclass(frozen=True)
+class InteractionOptions:
+    default_type: str = "view"
+    create_missing_items: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    external_id: str
+    title: str | None
+    text: str
+    attributes: dict[str, v.JsonValue]
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    external_id: str
+    profile: str | None
+    attributes: dict[str, v.JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRecord:
+    user_id: str
+    item_id: str
+    type: str
+    value: float | None
+    timestamp: float | None  # unix seconds; None: now
+    event_id: str | None
+
+
+def item_text_columns(options: ItemOptions, columns: Collection[str]) -> tuple[str, ...]:
+    """The columns composed into the embedded text, for a file with these columns."""
+    if options.text_columns is not None:
+        return options.text_columns
+    body = next((c for c in ("text", "description") if c in columns), None)
+    return tuple(c for c in ("title", body) if c is not None and c in columns)
+
+
+def user_text_columns(options: UserOptions, columns: Collection[str]) -> tuple[str, ...]:
+    """The columns composed into the profile text."""
+    if options.text_columns is not None:
+        return options.text_columns
+    return ("profile",) if "profile" in columns else ()
+
+
+def check_columns(kind: str, columns: Sequence[str], options: Any, file: str) -> list[str]:
+    """Fail early when a required column is missing; return notes (e.g. ignored columns)."""
+    present = set(columns)
+    found = ", ".join(repr(c) for c in columns) or "none"
+    if kind == "interactions":
+        required: list[str] = ["user_id", "item_id"]
+    else:
+        required = [options.id_column]
+        if kind == "items" and options.text_columns is None and not item_text_columns(options, present):
+            raise InputFileError(
+                file, f"no text to embed: expected a 'title', 'text' or 'description' column (found {found})"
+            )
+        required += list(options.text_columns or ())
+    missing = [c for c in required if c not in present]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise InputFileError(file, f"missing required column{plural} {names} (found {found})")
+    if kind == "interactions":
+        ignored = [c for c in columns if c not in INTERACTION_COLUMNS]
+        if ignored:
+            return [f"{file}: ignored columns: {', '.join(ignored)}"]
+    return []
+
+
+def _id(raw: Mapping[str, Any], column: str) -> str:
+    value = raw.get(column)
+    if v.is_blank(value):
+        raise RowError(column, "missing")
+    try:
+        return v.external_id(value)
+    except ValueError as exc:
+        raise RowError(column, str(exc)) from None
+
+
+def _attributes(
+    raw: Mapping[str, Any],
+    skip: Collection[str],
+    list_columns: Collection[str],
+    list_sep: str,
+    infer: bool,
+    record_id: str,
+) -> dict[str, v.JsonValue]:
+    attributes: dict[str, v.JsonValue] = {}
+    for name, value in raw.items():
+        if name in skip or v.is_blank(value):
+            continue
+        try:
+            if name in list_columns:
+                attributes[name] = v.split_list(value, list_sep)
+            elif infer and isinstance(value, str):
+                attributes[name] = v.infer_scalar(value)
+            else:
+                converted = v.to_json(value)
+                if converted is not None:
+                    attributes[name] = converted
+        except ValueError as exc:
+            raise RowError(name, str(exc), record_id) from None
+    return attributes
+
+
+def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id: str) -> str:
+    parts: list[str] = []
+    for name in columns:
+        value = raw.get(name)
+        parts.append("" if v.is_blank(value) else v.as_text(value))
+    text = v.compose_text(parts)
+    if len(text) > limit:
+        longest = max(columns, key=lambda c: len(parts[columns.index(c)]))
+        raise RowError(
+            longest,
+            f"text is {len(text):,} characters; the limit is {limit:,} (NEARREC_MAX_TEXT_CHARS)",
+            record_id,
+        )
+    return text
+
+
+def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
+    external_id = _id(raw, options.id_column)
+    text_columns = item_text_columns(options, raw.keys())
+    text = _text(raw, text_columns, options.max_text_chars, external_id)
+    if not text:
+        names = "/".join(text_columns) or "title/text/description"
+        raise RowError(names, "no text to embed (all text columns are empty)", external_id)
+    title_value = raw.get("title")
+    title = None if v.is_blank(title_value) else v.as_text(title_value)
+    skip = {options.id_column, *ITEM_DOCUMENT_COLUMNS, *options.ignore_columns}
+    attributes = _attributes(
+        raw, skip, options.list_columns, options.list_sep, options.infer_types, external_id
+    )
+    return ItemRecord(external_id, title, text, attributes, v.content_hash(text))
+
+
+def parse_user(raw: Mapping[str, Any], options: UserOptions) -> UserRecord:
+    external_id = _id(raw, options.id_column)
+    text_columns = user_text_columns(options, raw.keys())
+    profile = _text(raw, text_columns, options.max_text_chars, external_id) or None
+    skip = {options.id_column, "profile", *text_columns, *options.ignore_columns}
+    attributes = _attributes(
+        raw, skip, options.list_columns, options.list_sep, options.infer_types, external_id
+    )
+    return UserRecord(external_id, profile, attributes)
+
+
+def parse_interaction(raw: Mapping[str, Any], options: InteractionOptions) -> InteractionRecord:
+    user_id = _id(raw, "user_id")
+    item_id = _id(raw, "item_id")
+    kind = raw.get("type")
+    if v.is_blank(kind):
+        kind = options.default_type
+    elif not isinstance(kind, str):
+        raise RowError("type", f"must be a string, not {type(kind).__name__}")
+    kind = kind.strip().lower()
+    if len(kind) > v.MAX_TYPE_CHARS:
+        raise RowError("type", f"is {len(kind)} characters long; the limit is {v.MAX_TYPE_CHARS}")
+    value = raw.get("value")
+    timestamp = raw.get("timestamp")
+    event_id = raw.get("event_id")
+    try:
+        number = None if v.is_blank(value) else v.parse_float(value)
+    except ValueError as exc:
+        raise RowError("value", str(exc)) from None
+    try:
+        seconds = None if v.is_blank(timestamp) else v.parse_timestamp(timestamp)
+    except ValueError as exc:
+        raise RowError("timestamp", str(exc)) from None
+    try:
+        event = None if v.is_blank(event_id) else v.external_id(event_id)
+    except ValueError as exc:
+        raise RowError("event_id", str(exc)) from None
+    return InteractionRecord(user_id, item_id, kind, number, seconds, event)

@@ -1,0 +1,213 @@
+"""Coercion of raw cell values into what the database stores.
+
+Every function raises :class:`ValueError` with a short, user-facing reason; the record parsers attach the
+field name and line. Text cells (CSV) are inferred (number, boolean, string); values that come from typed
+formats (JSON Lines, Parquet, HTTP bodies) keep their type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+MAX_ID_CHARS = 256
+MAX_TYPE_CHARS = 64
+_INT64 = 2**63
+_INT_RE = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
+_NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Unix timestamps at or above this magnitude are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_MS_THRESHOLD = 1e11
+_MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+EMPTY_TEXT_HASH = hashlib.sha256(b"").hexdigest()
+
+
+def content_hash(text: str) -> str:
+    """sha256 hex of the UTF-8 text: the worker re-embeds an item only when this changes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_blank(value: Any) -> bool:
+    """None, an empty/whitespace string or a float NaN (how pandas writes a missing value)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, float) and math.isnan(value)
+
+
+def external_id(value: Any) -> str:
+    """An id as text: strings are stripped, integers (and integral floats) printed without a fraction."""
+    if isinstance(value, bool):
+        raise ValueError("must be a string or an integer, not a boolean")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string or an integer, not {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise ValueError("is empty")
+    if len(text) > MAX_ID_CHARS:
+        raise ValueError(f"is {len(text)} characters long; the limit is {MAX_ID_CHARS}")
+    return text
+
+
+def infer_scalar(text: str) -> JsonValue:
+    """Type a text cell: ``true``/``false`` (any case) -> bool, integers -> int, decimals -> float.
+
+    Integers with leading zeros (zip codes, SKUs) and integers beyond 64 bits stay strings; ``nan``/``inf``
+    stay strings. An empty cell is None (the attribute is omitted).
+    """
+    s = text.strip()
+    if not s:
+        return None
+    low = s.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if _INT_RE.fullmatch(s):
+        number = int(s)
+        return number if -_INT64 <= number < _INT64 else s
+    if _FLOAT_RE.fullmatch(s):
+        value = float(s)
+        return value if math.isfinite(value) else s
+    return s
+
+
+def to_json(value: Any) -> JsonValue:
+    """Convert a typed value (JSON, Parquet) to a JSON value Postgres accepts; NaN means missing."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise ValueError("infinity is not a valid value")
+        return value
+    if isinstance(value, Decimal):
+        return to_json(int(value) if value == value.to_integral_value() else float(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("binary value is not UTF-8 text") from None
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    raise ValueError(f"unsupported value type {type(value).__name__}")
+
+
+def split_list(value: Any, sep: str) -> list[JsonValue]:
+    """A list attribute: a separated string is split (parts stripped, empty parts dropped)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(sep) if part.strip()]
+    converted = to_json(value)
+    return converted if isinstance(converted, list) else [converted]
+
+
+def as_text(value: Any) -> str:
+    """A value used as text (title, embedded text): lists are joined with ", "."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple):
+        return ", ".join(as_text(v) for v in value if not is_blank(v))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def compose_text(parts: Iterable[str]) -> str:
+    """Join the text columns into the document that is embedded: ``"Title. Description"``.
+
+    Empty parts are skipped; no period is added after a part that already ends a sentence; a part that the
+    next part already starts with (a description that repeats the title) is dropped.
+    """
+    kept = [p for p in parts if p]
+    out: list[str] = []
+    for i, part in enumerate(kept):
+        if i + 1 < len(kept) and kept[i + 1].startswith(part):
+            continue
+        out.append(part)
+    return " ".join(p if i == len(out) - 1 or p[-1] in ".!?:;" else p + "." for i, p in enumerate(out))
+
+
+def parse_float(value: Any) -> float:
+    """A finite number from a number or a numeric string."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{_show(value)} is not a number") from None
+    else:
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    if not math.isfinite(number):
+        raise ValueError(f"{_show(value)} is not a finite number")
+    return number
+
+
+def parse_timestamp(value: Any) -> float:
+    """Unix seconds (float) from ISO 8601 text, unix seconds or milliseconds, or a datetime.
+
+    Naive date-times are UTC. Numbers at or above 1e11 are milliseconds.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a date-time, not a boolean")
+    if isinstance(value, datetime):
+        return _check_range(_aware(value).timestamp(), value)
+    if isinstance(value, date):
+        return _check_range(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp(), value)
+    if isinstance(value, str):
+        s = value.strip()
+        if _NUMERIC_RE.fullmatch(s):
+            return _from_number(float(s), value)
+        try:
+            parsed = datetime.fromisoformat(s)
+        except ValueError:
+            raise ValueError(
+                f"{_show(value)} is not an ISO 8601 date-time or a unix timestamp (seconds or milliseconds)"
+            ) from None
+        return _check_range(_aware(parsed).timestamp(), value)
+    if isinstance(value, int | float | Decimal):
+        return _from_number(float(value), value)
+    raise ValueError(f"must be a date-time or a number, not {type(value).__name__}")
+
+
+def _from_number(number: float, original: Any) -> float:
+    if not math.isfinite(number):
+        raise ValueError(f"{_show(original)} is not a valid timestamp")
+    if abs(number) >= _MS_THRESHOLD:
+        number /= 1000.0
+    return _check_range(number, original)
+
+
+def _check_range(seconds: float, original: Any) -> float:
+    if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
+        raise ValueError(f"{_show(original)} is out of range (years 1 to 9999)")
+    return seconds
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = repr(value) if not isinstance(value, str) else repr(value.strip())
+    return text if len(text) <= limit else text[: limit - 4] + "...'"

@@ -1,0 +1,136 @@
+"""Item repository: staged bulk upsert, prune, delete. Every write enqueues its vector work in the same
+transaction (see ``db/outbox.py``); nothing here commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Text
+
+from nearrec.db import staging
+from nearrec.db.users import enqueue_user_refresh
+
+# (line, external_id, title, text, attributes as JSON text, content_hash)
+StagedItem = tuple[int, str, str | None, str, str, str]
+
+_CREATE_STAGE = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_stage_items ("
+    " line integer NOT NULL, external_id text NOT NULL, title text, text text NOT NULL,"
+    " attributes jsonb NOT NULL, content_hash text NOT NULL) ON COMMIT DELETE ROWS"
+)
+_TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_items")
+_COPY_STAGE = (
+    "COPY nearrec_stage_items (line, external_id, title, text, attributes, content_hash) FROM STDIN"
+)
+
+# The last row of an id wins within a batch. Unchanged rows are neither written nor returned; each inserted
+# or changed row gets exactly one outbox row.
+_UPSERT = text(
+    """
+    WITH upserted AS (
+        INSERT INTO items AS i (external_id, title, text, attributes, active, content_hash)
+        SELECT DISTINCT ON (s.external_id) s.external_id, s.title, s.text, s.attributes, true, s.content_hash
+        FROM nearrec_stage_items AS s
+        ORDER BY s.external_id, s.line DESC
+        ON CONFLICT (external_id) DO UPDATE
+        SET title = excluded.title, text = excluded.text, attributes = excluded.attributes,
+            active = true, content_hash = excluded.content_hash, updated_at = now()
+        WHERE (i.title, i.text, i.attributes, i.active)
+              IS DISTINCT FROM (excluded.title, excluded.text, excluded.attributes, excluded.active)
+        RETURNING i.id, (i.xmax = 0) AS inserted
+    ), queued AS (
+        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'upsert' FROM upserted
+    )
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+    """
+)
+
+_CREATE_SEEN = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_seen_items (external_id text PRIMARY KEY)"
+    " ON COMMIT PRESERVE ROWS"
+)
+_TRUNCATE_SEEN = text("TRUNCATE nearrec_seen_items")
+_SEEN_FROM_STAGE = text(
+    "INSERT INTO nearrec_seen_items (external_id) SELECT DISTINCT external_id FROM nearrec_stage_items"
+    " ON CONFLICT DO NOTHING"
+)
+_SEEN_IDS = text(
+    "INSERT INTO nearrec_seen_items (external_id) SELECT DISTINCT unnest(:ids) ON CONFLICT DO NOTHING"
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
+_PRUNE = text(
+    """
+    WITH pruned AS (
+        UPDATE items SET active = false, updated_at = now()
+        WHERE active AND NOT EXISTS (SELECT 1 FROM nearrec_seen_items AS s WHERE s.external_id = items.external_id)
+        RETURNING id
+    ), queued AS (
+        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'upsert' FROM pruned
+    )
+    SELECT count(*) FROM pruned
+    """
+)
+
+_USERS_OF_ITEMS = text(
+    "SELECT DISTINCT it.user_id FROM interactions AS it JOIN items AS i ON i.id = it.item_id"
+    " WHERE i.external_id = ANY(:ids)"
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
+_DELETE = text(
+    """
+    WITH deleted AS (
+        DELETE FROM items WHERE external_id = ANY(:ids) RETURNING id, external_id
+    ), queued AS (
+        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'delete' FROM deleted
+    )
+    SELECT external_id FROM deleted
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Text)))
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int
+    updated: int
+
+
+def upsert(session: Session, rows: Iterable[StagedItem], *, track_seen: bool = False) -> UpsertCounts:
+    """Insert new items, update changed ones (reactivating them), leave identical ones untouched.
+
+    With ``track_seen`` the ids also go into the connection's seen set, for :func:`prune_unseen`.
+    """
+    staging.prepare(session, _CREATE_STAGE, _TRUNCATE_STAGE)
+    if staging.copy_rows(session, _COPY_STAGE, rows) == 0:
+        return UpsertCounts(0, 0)
+    inserted, updated = session.execute(_UPSERT).one()
+    if track_seen:
+        session.execute(_SEEN_FROM_STAGE)
+    return UpsertCounts(int(inserted), int(updated))
+
+
+def reset_seen(session: Session) -> None:
+    """Start a new seen set (per connection: the caller keeps one connection until :func:`prune_unseen`)."""
+    staging.prepare(session, _CREATE_SEEN, _TRUNCATE_SEEN)
+
+
+def add_seen(session: Session, external_ids: Sequence[str]) -> None:
+    """Mark ids as present in the catalog file without writing them (e.g. rows rejected for a bad field)."""
+    if external_ids:
+        session.execute(_SEEN_IDS, {"ids": list(external_ids)})
+
+
+def prune_unseen(session: Session) -> int:
+    """Deactivate every active item missing from the seen set and enqueue it; returns how many."""
+    return int(session.execute(_PRUNE).scalar_one())
+
+
+def delete(session: Session, external_ids: Sequence[str]) -> tuple[list[str], int]:
+    """Delete items (their interactions cascade), enqueue their vector deletion and a refresh of every user
+    whose history loses an interaction. Returns the external ids found and the users enqueued."""
+    ids = list(dict.fromkeys(external_ids))
+    users = [int(u) for u in session.execute(_USERS_OF_ITEMS, {"ids": ids}).scalars()]
+    deleted = [str(e) for e in session.execute(_DELETE, {"ids": ids}).scalars()]
+    return deleted, enqueue_user_refresh(session, users)
+

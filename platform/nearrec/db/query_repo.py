@@ -1,0 +1,97 @@
+"""Reads the query service needs from Postgres. All SQL of the read path lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from nearrec.db.models import Interaction, Item, User
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    external_id: str
+    profile: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    id: int
+    external_id: str
+    title: str | None
+    attributes: dict[str, Any]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    item_id: int
+    type: str
+    value: float | None
+
+
+def user_by_external_id(session: Session, external_id: str) -> UserRow | None:
+    row = session.execute(
+        select(User.id, User.external_id, User.profile).where(User.external_id == external_id)
+    ).first()
+    return None if row is None else UserRow(row.id, row.external_id, row.profile)
+
+
+def seen_item_ids(session: Session, user_id: int, types: Collection[str] | None) -> list[int]:
+    """Every item the user interacted with (of ``types``; all when None), most recent first."""
+    last = func.max(Interaction.occurred_at)
+    stmt = select(Interaction.item_id).where(Interaction.user_id == user_id)
+    if types is not None:
+        stmt = stmt.where(Interaction.type.in_(list(types)))
+    stmt = stmt.group_by(Interaction.item_id).order_by(last.desc(), Interaction.item_id)
+    return list(session.scalars(stmt))
+
+
+def recent_events(session: Session, user_id: int, limit: int) -> list[Event]:
+    """The user's most recent interactions, most recent first."""
+    rows = session.execute(
+        select(Interaction.item_id, Interaction.type, Interaction.value)
+        .where(Interaction.user_id == user_id)
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+        .limit(limit)
+    )
+    return [Event(r.item_id, r.type, r.value) for r in rows]
+
+
+def items_by_ids(session: Session, ids: Sequence[int]) -> dict[int, ItemRow]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Item.id, Item.external_id, Item.title, Item.attributes, Item.active).where(
+            Item.id.in_(list(ids))
+        )
+    )
+    return {r.id: ItemRow(r.id, r.external_id, r.title, r.attributes, r.active) for r in rows}
+
+
+def item_ids_by_external(session: Session, external_ids: Sequence[str]) -> dict[str, int]:
+    if not external_ids:
+        return {}
+    rows = session.execute(select(Item.external_id, Item.id).where(Item.external_id.in_(list(external_ids))))
+    return {r.external_id: r.id for r in rows}
+
+
+def popular_item_ids(session: Session, window_days: int, limit: int) -> list[tuple[int, int]]:
+    """(item id, interaction count) of active items over the last ``window_days``, most popular first."""
+    since = datetime.now(UTC) - timedelta(days=window_days)
+    n = func.count()
+    rows = session.execute(
+        select(Interaction.item_id, n.label("n"))
+        .join(Item, Item.id == Interaction.item_id)
+        .where(Interaction.occurred_at >= since, Item.active.is_(True))
+        .group_by(Interaction.item_id)
+        .order_by(n.desc(), Interaction.item_id)
+        .limit(limit)
+    )
+    return [(r.item_id, int(r.n)) for r in rows]

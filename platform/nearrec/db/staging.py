@@ -1,0 +1,36 @@
+"""COPY into session-local staging tables, the fast path of every bulk write.
+
+Staging tables are ``TEMPORARY`` (private to the connection) and emptied at each commit; the statements
+that read them live next to them in the repository modules. COPY goes through the psycopg connection under
+the session, inside the session's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, LiteralString, cast
+
+import psycopg
+from sqlalchemy import TextClause
+from sqlalchemy.orm import Session
+
+
+def driver_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection the session's current transaction runs on."""
+    return cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+
+
+def prepare(session: Session, create: TextClause, truncate: TextClause) -> None:
+    """Create the staging table on first use in this connection, and empty it."""
+    session.execute(create)
+    session.execute(truncate)
+
+
+def copy_rows(session: Session, copy_statement: LiteralString, rows: Iterable[Sequence[Any]]) -> int:
+    """Stream rows into a ``COPY ... FROM STDIN`` statement (a constant); returns how many were sent."""
+    count = 0
+    with driver_connection(session).cursor() as cursor, cursor.copy(copy_statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count

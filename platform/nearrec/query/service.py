@@ -1,0 +1,406 @@
+"""The query service: recommendations, similar items, semantic search, anonymous sessions.
+
+Seen items are never returned: the most recent ``seen_filter_limit`` seen ids go into the vector store's
+``must_not has_id`` filter, the older ones are removed after the fact, and the service keeps paging through
+candidates until it has ``offset + k`` results or the candidates run out. Inactive items are filtered out by
+the payload flag ``active`` and, as a second guard, by the Postgres row read for every result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from nearrec.config import Settings
+from nearrec.db import query_repo as repo
+from nearrec.embedding.base import Embedder
+from nearrec.errors import NotFoundError, ValidationError
+from nearrec.filters import And, Eq, FieldType, FilterExpr, matches, parse_filter
+from nearrec.sync.collections import ItemSchema
+from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.vectors.base import Hit, VectorStore
+
+TEXT = "text"
+ACTIVE = Eq("active", 1)
+SCHEMA_TTL = 30.0
+POPULAR_TTL = 30.0
+POPULAR_POOL = 2000
+EXPLAIN_HISTORY = 50
+MAX_PAGES = 12
+
+ReasonKind = Literal["history", "profile", "popular", "query", "item", "session"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an item was recommended: the history item (or profile, query...) it is closest to."""
+
+    kind: ReasonKind
+    similarity: float
+    item_id: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    item_id: str
+    score: float
+    title: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    reason: Reason | None = None
+
+
+@dataclass
+class _Cached:
+    value: Any = None
+    at: float = float("-inf")
+
+
+class QueryService:
+    """Thread safe; one per process. Reads Postgres through ``sessions`` and vectors through ``store``."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: VectorStore,
+        settings: Settings,
+        embedder: Callable[[], Embedder] | None = None,
+    ) -> None:
+        """``embedder`` provides the text model, called on first use (search, profile-only users);
+        default: load the configured model."""
+        self.sessions = sessions
+        self.store = store
+        self.settings = settings
+        self.items = settings.items_collection
+        self.users = settings.users_collection
+        self._embedder_provider = embedder
+        self._embedder: Embedder | None = None
+        self._params = UserVectorParams.from_settings(settings)
+        self._schema = _Cached()
+        self._popular_cache = _Cached()
+        self._lock = threading.Lock()
+
+    # --- public API -------------------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        filter: Any = None,
+        exclude_ids: Sequence[str] = (),
+        diversity: float = 0.0,
+        explain: bool = False,
+        offset: int = 0,
+        fields: Sequence[str] = (),
+    ) -> list[Recommendation]:
+        """Top ``k`` items for a known user, never one they have seen (see the module docstring)."""
+        _check_page(k, offset, diversity)
+        expr = self.parse_filter(filter)
+        with self.sessions() as session:
+            user = repo.user_by_external_id(session, user_id)
+            if user is None:
+                raise NotFoundError(f"unknown user {user_id!r}")
+            seen = repo.seen_item_ids(session, user.id, self.settings.seen_types)
+            excluded = self._internal_ids(session, exclude_ids)
+        vector = self._user_vector(user)
+        banned = [*excluded, *seen]
+        if vector is None:
+            hits = self._popular_hits(expr, set(banned), offset + k)[offset:]
+            return self._finish(hits, fields, self._constant_reason("popular") if explain else None)
+        hits = self._nearest(vector, expr, banned, offset + k, diversity)[offset:]
+        explainer = None
+        if explain:
+            explainer = self._history_explainer(user) if seen else self._constant_reason("profile")
+        return self._finish(hits, fields, explainer)
+
+    def similar_items(
+        self, item_id: str, k: int = 10, filter: Any = None, fields: Sequence[str] = (), explain: bool = False
+    ) -> list[Recommendation]:
+        """Items closest to ``item_id`` (itself excluded)."""
+        _check_page(k, 0, 0.0)
+        expr = self.parse_filter(filter)
+        with self.sessions() as session:
+            internal = repo.item_ids_by_external(session, [item_id]).get(item_id)
+        if internal is None:
+            raise NotFoundError(f"unknown item {item_id!r}")
+        found = self.store.retrieve(self.items, [internal], with_vectors=True)
+        if not found or not found[0].vector or TEXT not in found[0].vector:
+            raise NotFoundError(f"item {item_id!r} has no vector yet (is a worker running?)")
+        hits = self._nearest(np.asarray(found[0].vector[TEXT]), expr, [internal], k, 0.0)
+        return self._finish(hits, fields, self._constant_reason("item", item_id) if explain else None)
+
+    def search(
+        self, text: str, k: int = 10, filter: Any = None, fields: Sequence[str] = ()
+    ) -> list[Recommendation]:
+        """Semantic search: items whose text is closest to ``text``."""
+        _check_page(k, 0, 0.0)
+        if not text.strip():
+            raise ValidationError("search text is empty", path="text")
+        expr = self.parse_filter(filter)
+        vector = self.embedder.embed([text])[0]
+        return self._finish(self._nearest(vector, expr, [], k, 0.0), fields, None)
+
+    def recommend_anonymous(
+        self,
+        liked: Sequence[str] = (),
+        disliked: Sequence[str] = (),
+        text: str | None = None,
+        k: int = 10,
+        filter: Any = None,
+        diversity: float = 0.0,
+        fields: Sequence[str] = (),
+        explain: bool = False,
+    ) -> list[Recommendation]:
+        """Recommendations for a session: items liked / disliked so far and optional free text."""
+        _check_page(k, 0, diversity)
+        expr = self.parse_filter(filter)
+        with self.sessions() as session:
+            ids = self._internal_ids(session, [*liked, *disliked], path="liked")
+        liked_ids, disliked_ids = ids[: len(liked)], ids[len(liked) :]
+        profile = self.embedder.embed([text])[0] if text and text.strip() else None
+        vector = None
+        if ids or profile is not None:
+            vecs = self._vectors(ids)
+            # Most recent first: the last liked item is the freshest signal.
+            events = [("like", None) for _ in reversed(liked_ids)] + [("dislike", None) for _ in disliked_ids]
+            order = [*reversed(liked_ids), *disliked_ids]
+            known = [i for i in order if i in vecs]
+            weights = history_weights(
+                [e for e, i in zip(events, order, strict=True) if i in vecs], self._params
+            )
+            mat = np.stack([vecs[i] for i in known]) if known else np.zeros((0, 1))
+            vector = build_user_vector(profile, mat, weights, self._params.profile_weight)
+        if vector is None:
+            hits = self._popular_hits(expr, set(ids), k)
+            return self._finish(hits, fields, self._constant_reason("popular") if explain else None)
+        hits = self._nearest(vector, expr, ids, k, diversity)
+        explainer = self._items_explainer(list(reversed(liked_ids))) if explain and liked_ids else None
+        return self._finish(hits, fields, explainer)
+
+    # --- filters ----------------------------------------------------------------------------------------
+
+    def parse_filter(self, filter: Any) -> FilterExpr | None:
+        """Validate a filter (dict or JSON string) against the item attributes present in Postgres."""
+        if filter is None or filter == {} or filter == "":
+            return None
+        if isinstance(filter, str):
+            import json
+
+            try:
+                filter = json.loads(filter)
+            except ValueError as exc:
+                raise ValidationError(f"filter: not valid JSON ({exc})", path="filter") from exc
+        return parse_filter(filter, self.attribute_schema())
+
+    def attribute_schema(self) -> dict[str, FieldType]:
+        """Attribute name -> type, read from Postgres and cached for a few seconds."""
+        with self._lock:
+            if time.monotonic() - self._schema.at < SCHEMA_TTL:
+                return dict(self._schema.value)
+        with self.sessions() as session:
+            schema = ItemSchema.load(session).filterable()
+        with self._lock:
+            self._schema = _Cached(schema, time.monotonic())
+        return dict(schema)
+
+    # --- internals --------------------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            if self._embedder_provider is not None:
+                self._embedder = self._embedder_provider()
+            else:
+                from nearrec.embedding import load_embedder
+
+                self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    def _internal_ids(
+        self, session: Session, external: Sequence[str], path: str = "exclude_ids"
+    ) -> list[int]:
+        if not external:
+            return []
+        found = repo.item_ids_by_external(session, list(external))
+        missing = [e for e in external if e not in found]
+        if missing and path != "exclude_ids":
+            raise NotFoundError(f"unknown item(s) in {path}: {', '.join(map(repr, missing[:5]))}")
+        return [found[e] for e in external if e in found]
+
+    def _user_vector(self, user: repo.UserRow) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        found = self.store.retrieve(self.users, [user.id], with_vectors=True)
+        if found and found[0].vector and TEXT in found[0].vector:
+            return np.asarray(found[0].vector[TEXT], dtype=np.float32)
+        if user.profile and user.profile.strip():  # not synced yet: the profile alone is the vector
+            profile: np.ndarray[Any, np.dtype[np.float32]] = self.embedder.embed([user.profile])[0]
+            return profile
+        return None
+
+    def _vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray[Any, np.dtype[np.float32]]]:
+        hits = self.store.retrieve(self.items, list(ids), with_vectors=True)
+        return {
+            h.id: np.asarray(h.vector[TEXT], dtype=np.float32) for h in hits if h.vector and TEXT in h.vector
+        }
+
+    def _nearest(
+        self, vector: Any, expr: FilterExpr | None, banned: Sequence[int], needed: int, diversity: float
+    ) -> list[Hit]:
+        """``needed`` nearest active items matching ``expr``, none of ``banned``, paging past the ones that
+        the store filter could not hold."""
+        full = And((ACTIVE, expr)) if expr is not None else ACTIVE
+        limit = self.settings.seen_filter_limit
+        pushed, rest = banned[:limit], set(banned[limit:])
+        collected: list[Hit] = []
+        taken: set[int] = set()
+        page = needed + min(len(rest), 4 * needed)
+        fetched = 0
+        for _ in range(MAX_PAGES):
+            if diversity > 0:
+                hits = self.store.query_mmr(
+                    self.items,
+                    vector,
+                    TEXT,
+                    fetched + page,
+                    diversity=diversity,
+                    candidates_limit=max(100, 5 * (fetched + page)),
+                    filter=full,
+                    exclude_ids=pushed,
+                )[fetched:]
+            else:
+                hits = self.store.query(
+                    self.items, vector, TEXT, page, filter=full, exclude_ids=pushed, offset=fetched
+                )
+            fetched += len(hits)
+            for hit in hits:
+                if hit.id not in rest and hit.id not in taken:
+                    taken.add(hit.id)
+                    collected.append(hit)
+            if len(collected) >= needed or len(hits) < page:
+                break
+            page *= 2
+        return collected[:needed]
+
+    def _popular(self) -> list[tuple[int, int]]:
+        with self._lock:
+            if time.monotonic() - self._popular_cache.at < POPULAR_TTL:
+                return list(self._popular_cache.value)
+        with self.sessions() as session:
+            ranked = repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
+        with self._lock:
+            self._popular_cache = _Cached(ranked, time.monotonic())
+        return ranked
+
+    def _popular_hits(self, expr: FilterExpr | None, banned: Collection[int], needed: int) -> list[Hit]:
+        """Most interacted-with items in the window that match the filter (cold start)."""
+        counts = {i: n for i, n in self._popular() if i not in banned}
+        out: list[Hit] = []
+        ids = list(counts)
+        for start in range(0, len(ids), 500):
+            for hit in self.store.retrieve(self.items, ids[start : start + 500]):
+                payload = hit.payload
+                if matches(ACTIVE, payload) and (expr is None or matches(expr, payload)):
+                    out.append(Hit(hit.id, float(counts[hit.id]), payload))
+                    if len(out) >= needed:
+                        return out
+        return out
+
+    def _constant_reason(
+        self, kind: ReasonKind, item: str | None = None
+    ) -> Callable[[list[Hit]], list[Reason]]:
+        return lambda hits: [Reason(kind, h.score, item) for h in hits]
+
+    def _history_explainer(self, user: repo.UserRow) -> Callable[[list[Hit]], list[Reason]]:
+        def explain(hits: list[Hit]) -> list[Reason]:
+            with self.sessions() as session:
+                events = repo.recent_events(session, user.id, EXPLAIN_HISTORY)
+            positive = [
+                e.item_id for e in events if history_weights([(e.type, e.value)], self._params)[0] > 0
+            ]
+            return self._items_explainer(list(dict.fromkeys(positive)))(hits)
+
+        return explain
+
+    def _items_explainer(self, history: list[int]) -> Callable[[list[Hit]], list[Reason]]:
+        """For each hit, the history item whose vector is closest to it."""
+
+        def explain(hits: list[Hit]) -> list[Reason]:
+            if not hits or not history:
+                return [Reason("profile", h.score) for h in hits]
+            hist = self._vectors(history)
+            known = [i for i in history if i in hist]
+            cand = self._vectors([h.id for h in hits])
+            if not known:
+                return [Reason("profile", h.score) for h in hits]
+            with self.sessions() as session:
+                rows = repo.items_by_ids(session, known)
+            hmat = np.stack([hist[i] for i in known])
+            out = []
+            for h in hits:
+                if h.id not in cand:
+                    out.append(Reason("profile", h.score))
+                    continue
+                sims = hmat @ cand[h.id]
+                best = int(np.argmax(sims))
+                row = rows.get(known[best])
+                out.append(
+                    Reason(
+                        "history",
+                        round(float(sims[best]), 4),
+                        row.external_id if row else None,
+                        row.title if row else None,
+                    )
+                )
+            return out
+
+        return explain
+
+    def _finish(
+        self,
+        hits: list[Hit],
+        fields: Sequence[str],
+        explainer: Callable[[list[Hit]], list[Reason]] | None,
+    ) -> list[Recommendation]:
+        """Join the hits with their Postgres rows (title, fields); drop any that are no longer active."""
+        with self.sessions() as session:
+            rows = repo.items_by_ids(session, [h.id for h in hits])
+        hits = [h for h in hits if h.id in rows and rows[h.id].active]
+        reasons: list[Reason | None] = list(explainer(hits)) if explainer else [None] * len(hits)
+        out = []
+        for hit, reason in zip(hits, reasons, strict=True):
+            row = rows[hit.id]
+            picked = {f: row.attributes.get(f) for f in fields} if fields else {}
+            out.append(Recommendation(row.external_id, round(hit.score, 6), row.title, picked, reason))
+        return out
+
+
+def _check_page(k: int, offset: int, diversity: float) -> None:
+    if not 1 <= k <= 1000:
+        raise ValidationError(f"k must be between 1 and 1000, got {k}", path="k")
+    if offset < 0:
+        raise ValidationError(f"offset must be >= 0, got {offset}", path="offset")
+    if not 0.0 <= diversity <= 1.0:
+        raise ValidationError(f"diversity must be within [0, 1], got {diversity}", path="diversity")
+
+
+def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
+    """A plain dict for JSON output (CLI --json, HTTP)."""
+    out: dict[str, Any] = {"item_id": rec.item_id, "score": rec.score, "title": rec.title}
+    if rec.fields:
+        out["fields"] = rec.fields
+    if rec.reason is not None:
+        out["reason"] = {
+            "kind": rec.reason.kind,
+            "similarity": rec.reason.similarity,
+            "item_id": rec.reason.item_id,
+            "title": rec.reason.title,
+        }
+    return out
+
+
+__all__ = ["QueryService", "Reason", "Recommendation", "recommendation_dict"]

@@ -1,0 +1,115 @@
+"""Bringing item points in line with Postgres for a set of item ids (one worker batch, or a reindex chunk)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from nearrec.db import sync_repo
+from nearrec.db.sync_repo import ItemState
+from nearrec.embedding.base import Embedder
+from nearrec.sync.collections import CONTENT_HASH, TEXT_VECTOR, ItemSchema
+from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+
+
+@dataclass
+class ItemSyncResult:
+    embedded: int = 0  # points whose text was (re-)embedded
+    rewritten: int = 0  # points rewritten with their old vector (payload changed)
+    unchanged: int = 0
+    deleted: int = 0  # points removed (item deleted, or without text)
+    embedded_hashes: list[str] = field(default_factory=list)
+
+    def add(self, other: ItemSyncResult) -> None:
+        self.embedded += other.embedded
+        self.rewritten += other.rewritten
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.embedded_hashes += other.embedded_hashes
+
+
+def has_text(item: ItemState) -> bool:
+    return bool(item.text and item.text.strip())
+
+
+def sync_items(
+    session: Session,
+    store: VectorStore,
+    embedder: Embedder,
+    collection: str,
+    schema: ItemSchema,
+    item_ids: Sequence[int],
+    *,
+    force_embed: bool = False,
+) -> ItemSyncResult:
+    """Make the points of ``item_ids`` equal to the items' current rows.
+
+    A deleted item, or one without text, loses its point. An inactive item keeps its point with
+    ``active = 0`` (its vector still describes the users who interacted with it; queries filter on
+    ``active``). A text is embedded only when its content hash differs from the point's (or with
+    ``force_embed``); identical texts in one call are embedded once. Writes wait for the store."""
+    result = ItemSyncResult()
+    if not item_ids:
+        return result
+    states = {s.id: s for s in sync_repo.load_items(session, item_ids) if has_text(s)}
+    gone = [i for i in item_ids if i not in states]
+    schema.observe(s.attributes for s in states.values())
+    schema.ensure_indexes(store, collection)
+
+    existing = {h.id: h.payload for h in store.retrieve(collection, list(states))} if states else {}
+    to_embed: list[ItemState] = []
+    to_rewrite: list[ItemState] = []
+    payloads: dict[int, dict[str, Any]] = {}
+    for item_id, item in states.items():
+        payload = schema.payload(item.external_id, item.content_hash, item.active, item.attributes)
+        payloads[item_id] = payload
+        old = existing.get(item_id)
+        if force_embed or old is None or old.get(CONTENT_HASH) != item.content_hash:
+            to_embed.append(item)
+        elif old != payload:
+            to_rewrite.append(item)
+        else:
+            result.unchanged += 1
+
+    # Other named vectors (e.g. collaborative ones) must survive a rewrite of the point.
+    keep_others = set(store.vector_sizes(collection)) - {TEXT_VECTOR}
+    need_old = [i.id for i in to_rewrite] + (
+        [i.id for i in to_embed if i.id in existing] if keep_others else []
+    )
+    old_vectors = {h.id: h.vector or {} for h in store.retrieve(collection, need_old, with_vectors=True)}
+
+    texts: dict[str, str] = {}
+    for item in to_embed:
+        texts.setdefault(item.content_hash, item.text or "")
+    vectors: dict[str, VectorLike] = {}
+    if texts:
+        embedded = embedder.embed(list(texts.values()))
+        vectors = dict(zip(texts, embedded, strict=True))
+        result.embedded_hashes = list(texts)
+
+    points: list[PointRecord] = []
+    for item in to_embed:
+        named: dict[str, VectorLike] = {
+            k: v for k, v in old_vectors.get(item.id, {}).items() if k in keep_others
+        }
+        named[TEXT_VECTOR] = vectors[item.content_hash]
+        points.append(PointRecord(item.id, named, payloads[item.id]))
+    for item in to_rewrite:
+        named = dict(old_vectors.get(item.id, {}))
+        if TEXT_VECTOR not in named:  # vanished meanwhile: embed it after all
+            named[TEXT_VECTOR] = embedder.embed([item.text or ""])[0]
+            result.embedded_hashes.append(item.content_hash)
+            result.embedded += 1
+        else:
+            result.rewritten += 1
+        points.append(PointRecord(item.id, named, payloads[item.id]))
+    result.embedded += len(to_embed)
+    if points:
+        store.upsert(collection, points)
+    if gone:
+        store.delete(collection, gone)
+        result.deleted = len(gone)
+    return result

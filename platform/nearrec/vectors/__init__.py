@@ -1,0 +1,47 @@
+"""Vector stores: the VectorStore protocol, a Qdrant server adapter and the embedded qdrant-edge adapter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nearrec.vectors.base import (
+    CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
+    Hit,
+    PointRecord,
+    VectorLike,
+    VectorStore,
+)
+
+if TYPE_CHECKING:
+    from nearrec.config import Settings
+
+__all__ = [
+    "CollectionNotFoundError",
+    "FusedQuery",
+    "FusionMethod",
+    "Hit",
+    "PointRecord",
+    "VectorLike",
+    "VectorStore",
+    "open_vector_store",
+]
+
+
+def open_vector_store(settings: Settings) -> VectorStore:
+    """The Qdrant server store when ``settings.qdrant_url`` is set, else the embedded store under
+    ``settings.data_dir / "vectors"`` (which this process then owns until ``close()``)."""
+    if settings.qdrant_url:
+        from nearrec.vectors.server import ServerVectorStore
+
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ServerVectorStore.connect(
+            settings.qdrant_url,
+            api_key or None,
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+        )
+    from nearrec.vectors.embedded import EmbeddedVectorStore
+
+    return EmbeddedVectorStore(settings.data_dir / "vectors")

@@ -1,0 +1,380 @@
+"""VectorStore on qdrant-client: a Qdrant server (``url``), or qdrant-client's local mode in tests
+(``QdrantClient(":memory:")`` or ``path=``; small data only, payload indexes have no effect there).
+
+Collection metadata (embedding model id, dims) uses Qdrant's collection ``metadata`` (merged on update,
+``None`` removes a key); aliases are Qdrant aliases; a named vector missing from an existing collection is
+added with ``create_vector_name``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
+from nearrec.filters import FieldType, FilterExpr, payload_value
+from nearrec.vectors.base import (
+    RRF_K,
+    UPSERT_CHUNK,
+    CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
+    Hit,
+    PointRecord,
+    VectorLike,
+    as_list,
+    check_fusion,
+    check_limit,
+    check_mmr,
+    order_like,
+)
+from nearrec.vectors.filters_qdrant import to_qdrant_filter
+
+_INDEX_TYPES = {
+    FieldType.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    FieldType.INTEGER: models.PayloadSchemaType.INTEGER,
+    FieldType.FLOAT: models.PayloadSchemaType.FLOAT,
+    FieldType.BOOL: models.PayloadSchemaType.INTEGER,  # booleans are stored as 0 / 1
+}
+
+
+class ServerVectorStore:
+    """VectorStore on a ``QdrantClient``. ``shard_number`` / ``replication_factor`` apply to collections
+    this store creates (a Qdrant cluster; ignored by local mode)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        shard_number: int = 1,
+        replication_factor: int = 1,
+        owns_client: bool = True,
+        where: str = "Qdrant",
+    ) -> None:
+        self.client = client
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
+        self._owns_client = owns_client
+        self._where = where
+        self._local = getattr(client, "_client", None).__class__.__name__ == "QdrantLocal"
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        api_key: str | None = None,
+        *,
+        shard_number: int = 1,
+        replication_factor: int = 1,
+        timeout: int = 30,
+    ) -> ServerVectorStore:
+        """A store on the Qdrant server at ``url`` (no request is made until first use)."""
+        client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+        return cls(client, shard_number=shard_number, replication_factor=replication_factor, where=url)
+
+    # --- collections -------------------------------------------------------------------------------------
+
+    def ensure_collection(self, name: str, vectors: Mapping[str, int]) -> None:
+        if not vectors:
+            raise ValidationError("a collection needs at least one named vector", path="vectors")
+        if self.resolve_alias(name) is not None:
+            raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
+        with self._errors(name):
+            if not self.client.collection_exists(name):
+                config = {
+                    n: models.VectorParams(size=s, distance=models.Distance.COSINE)
+                    for n, s in vectors.items()
+                }
+                try:
+                    self.client.create_collection(
+                        name,
+                        vectors_config=config,
+                        shard_number=self.shard_number,
+                        replication_factor=self.replication_factor,
+                    )
+                    return
+                except UnexpectedResponse as exc:  # created concurrently by another process
+                    if exc.status_code != 409:
+                        raise
+            have = self.vector_sizes(name)
+            for vname, size in vectors.items():
+                if vname not in have:
+                    dense = models.DenseVectorConfig(size=size, distance=models.Distance.COSINE)
+                    self.client.create_vector_name(name, vname, models.DenseVectorNameConfig(dense=dense))
+                elif have[vname] != size:
+                    raise ModelMismatchError(
+                        f"collection {name!r}: vector {vname!r} has {have[vname]} dimensions, {size} were "
+                        "asked; run `nearrec reindex`"
+                    )
+
+    def vector_sizes(self, name: str) -> dict[str, int]:
+        with self._errors(name):
+            params = self.client.get_collection(name).config.params.vectors
+        if isinstance(params, models.VectorParams):
+            return {"": params.size}
+        return {n: p.size for n, p in (params or {}).items()}
+
+    def ensure_index(self, name: str, field: str, type: FieldType) -> None:
+        with self._errors(name):
+            if field in (self.client.get_collection(name).payload_schema or {}):
+                return
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+                self.client.create_payload_index(name, field, _INDEX_TYPES[type], wait=True)
+
+    def collection_exists(self, name: str) -> bool:
+        with self._errors(name):
+            return self.client.collection_exists(name) or self.resolve_alias(name) is not None
+
+    def delete_collection(self, name: str) -> None:
+        if self.resolve_alias(name) is not None:
+            raise ValidationError(f"{name!r} is an alias; delete the alias or its collection", path="name")
+        with self._errors(name):
+            if self.client.collection_exists(name):
+                for alias in self.client.get_collection_aliases(name).aliases:
+                    self.delete_alias(alias.alias_name)
+                self.client.delete_collection(name)
+
+    def list_collections(self) -> list[str]:
+        with self._errors("*"):
+            return sorted(c.name for c in self.client.get_collections().collections)
+
+    # --- aliases -----------------------------------------------------------------------------------------
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        if alias in self.list_collections():
+            raise ValidationError(f"alias {alias!r}: a collection has that name", path="alias")
+        if collection not in self.list_collections():
+            raise CollectionNotFoundError(f"collection {collection!r} does not exist")
+        ops: list[models.AliasOperations] = []
+        if self.resolve_alias(alias) is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        with self._errors(collection):
+            self.client.update_collection_aliases(ops)
+
+    def resolve_alias(self, alias: str) -> str | None:
+        with self._errors(alias):
+            for a in self.client.get_aliases().aliases:
+                if a.alias_name == alias:
+                    return a.collection_name
+        return None
+
+    def delete_alias(self, alias: str) -> None:
+        if self.resolve_alias(alias) is None:
+            return
+        op = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        with self._errors(alias):
+            self.client.update_collection_aliases([op])
+
+    # --- metadata ----------------------------------------------------------------------------------------
+
+    def get_metadata(self, name: str) -> dict[str, Any]:
+        with self._errors(name):
+            return dict(self.client.get_collection(name).config.metadata or {})
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        with self._errors(name):
+            self.client.update_collection(self.resolve_alias(name) or name, metadata=dict(metadata))
+
+    # --- points ------------------------------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        for start in range(0, len(points), UPSERT_CHUNK):
+            chunk = [
+                models.PointStruct(
+                    id=p.id,
+                    vector={k: as_list(v) for k, v in p.vectors.items()},
+                    payload={k: payload_value(v) for k, v in p.payload.items()},
+                )
+                for p in points[start : start + UPSERT_CHUNK]
+            ]
+            with self._errors(name):
+                self.client.upsert(name, chunk, wait=True)
+
+    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
+        items = list(vectors.items())
+        for start in range(0, len(items), UPSERT_CHUNK):
+            chunk = [
+                models.PointVectors(id=pid, vector={k: as_list(v) for k, v in named.items()})
+                for pid, named in items[start : start + UPSERT_CHUNK]
+            ]
+            with self._errors(name):
+                self.client.update_vectors(name, chunk, wait=True)
+
+    def set_payload(self, name: str, ids: Sequence[int], payload: Mapping[str, Any]) -> None:
+        if ids:
+            values = {k: payload_value(v) for k, v in payload.items()}
+            with self._errors(name):
+                self.client.set_payload(name, values, points=list(ids), wait=True)
+
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        if ids:
+            with self._errors(name):
+                self.client.delete(name, models.PointIdsList(points=list(ids)), wait=True)
+
+    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
+        if not ids:
+            return []
+        with self._errors(name):
+            records = self.client.retrieve(name, list(ids), with_payload=True, with_vectors=with_vectors)
+        return order_like(ids, [_hit(r, 0.0, with_vectors) for r in records])
+
+    def scroll(
+        self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
+    ) -> Iterator[Hit]:
+        qfilter = to_qdrant_filter(filter)
+        offset: Any = None
+        while True:
+            with self._errors(name):
+                records, offset = self.client.scroll(
+                    name, qfilter, limit=batch, offset=offset, with_payload=True, with_vectors=with_vectors
+                )
+            for r in records:
+                yield _hit(r, 0.0, with_vectors)
+            if offset is None:
+                return
+
+    def count(self, name: str, filter: FilterExpr | None = None) -> int:
+        with self._errors(name):
+            return self.client.count(name, to_qdrant_filter(filter), exact=True).count
+
+    # --- queries -----------------------------------------------------------------------------------------
+
+    def query(
+        self,
+        name: str,
+        vector: VectorLike,
+        using: str,
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        offset: int = 0,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        check_limit(limit, offset)
+        with self._errors(name):
+            points = self.client.query_points(
+                name,
+                query=as_list(vector),
+                using=using,
+                limit=limit,
+                offset=offset or None,
+                query_filter=to_qdrant_filter(filter, exclude_ids),
+                with_payload=True,
+                with_vectors=with_vectors,
+            ).points
+        return [_hit(p, p.score, with_vectors) for p in points]
+
+    def query_fused(
+        self,
+        name: str,
+        queries: Sequence[FusedQuery],
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        prefetch_limit: int = 100,
+        method: FusionMethod = "rrf",
+    ) -> list[Hit]:
+        check_limit(limit)
+        weights = check_fusion(queries, method)
+        qfilter = to_qdrant_filter(filter, exclude_ids)
+        prefetch = [
+            models.Prefetch(query=as_list(v), using=using, limit=max(prefetch_limit, limit), filter=qfilter)
+            for v, using, _ in queries
+        ]
+        fusion: models.Query = (
+            models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
+            if method == "rrf"
+            else models.FusionQuery(fusion=models.Fusion.DBSF)
+        )
+        with self._errors(name):
+            points = self.client.query_points(
+                name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
+            ).points
+        return [_hit(p, p.score, False) for p in points]
+
+    def query_mmr(
+        self,
+        name: str,
+        vector: VectorLike,
+        using: str,
+        limit: int,
+        diversity: float = 0.5,
+        candidates_limit: int = 100,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+    ) -> list[Hit]:
+        candidates = check_mmr(diversity, limit, candidates_limit)
+        query = models.NearestQuery(
+            nearest=as_list(vector), mmr=models.Mmr(diversity=diversity, candidates_limit=candidates)
+        )
+        with self._errors(name):
+            points = self.client.query_points(
+                name,
+                query=query,
+                using=using,
+                limit=limit,
+                query_filter=to_qdrant_filter(filter, exclude_ids),
+                with_payload=True,
+            ).points
+        return [_hit(p, p.score, False) for p in points]
+
+    def close(self) -> None:
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+    def __enter__(self) -> ServerVectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, name: str) -> Iterator[None]:
+        """Translate qdrant-client errors into nearrec errors."""
+        try:
+            yield
+        except NearrecError:
+            raise
+        except UnexpectedResponse as exc:
+            detail = _detail(exc)
+            if exc.status_code == 404:
+                raise CollectionNotFoundError(f"collection {name!r} does not exist ({detail})") from exc
+            if exc.status_code in (400, 422):
+                raise ValidationError(f"collection {name!r}: {detail}") from exc
+            raise StoreUnavailableError(f"{self._where}: HTTP {exc.status_code}: {detail}") from exc
+        except (ResponseHandlingException, httpx.TransportError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot reach the Qdrant server at {self._where}: {exc}") from exc
+        except ValueError as exc:  # local mode
+            if self._local and str(exc).startswith("Collection ") and str(exc).endswith("not found"):
+                raise CollectionNotFoundError(f"collection {name!r} does not exist") from exc
+            raise ValidationError(f"collection {name!r}: {exc}") from exc
+
+
+def _hit(point: models.ScoredPoint | models.Record, score: float, with_vectors: bool) -> Hit:
+    vector: Any = point.vector if with_vectors else None
+    return Hit(
+        int(point.id), score, dict(point.payload or {}), dict(vector) if isinstance(vector, dict) else None
+    )
+
+
+def _detail(exc: UnexpectedResponse) -> str:
+    try:
+        status = exc.structured().get("status", {})
+        return str(status.get("error", status)) if isinstance(status, dict) else str(status)
+    except Exception:
+        return exc.reason_phrase or "unexpected response"
