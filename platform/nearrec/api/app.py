@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
 
     app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RequestContext, metrics=app.state.metrics)  # type: ignore[arg-type]
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Protocol, Self
+from typing import IO, Any, Literal, Protocol, Self, cast
 
 from nearrec.errors import InputFileError
 
@@ -143,7 +143,9 @@ class _LineSource:
         self.line = 0
         self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._size = max(os.fstat(self._raw.fileno()).st_size, 1)
-        self._stream: IO[bytes] = gzip.GzipFile(fileobj=self._raw) if _is_gzip(path) else self._raw
+        self._stream: IO[bytes] = self._raw
+        if _is_gzip(path):
+            self._stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw))
 
     def lines(self) -> Iterator[str]:
         if "\n".encode(self.encoding) != b"\n":
@@ -159,7 +161,9 @@ class _LineSource:
                     raise self._decode_error(exc, raw) from None
             tail = decoder.decode(b"", final=True)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise InputFileError(str(self.path), f"not a valid gzip file ({exc})", self.line or None) from None
+            raise InputFileError(
+                str(self.path), f"not a valid gzip file ({exc})", self.line or None
+            ) from None
         except UnicodeDecodeError as exc:
             raise self._decode_error(exc, b"") from None
         if tail:
@@ -176,7 +180,9 @@ class _LineSource:
         except UnicodeDecodeError as exc:
             raise self._decode_error(exc, b"") from None
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise InputFileError(str(self.path), f"not a valid gzip file ({exc})", self.line or None) from None
+            raise InputFileError(
+                str(self.path), f"not a valid gzip file ({exc})", self.line or None
+            ) from None
         finally:
             text.detach()
 
@@ -367,7 +373,7 @@ class ParquetReader(_Base):
         try:
             if _is_gzip(path):
                 # Parquet needs random access: decompress to a temporary file, never into memory.
-                self._tmp = tempfile.TemporaryFile(prefix="nearrec-", suffix=".parquet")
+                self._tmp = tempfile.TemporaryFile(prefix="nearrec-", suffix=".parquet")  # noqa: SIM115
                 with gzip.open(path, "rb") as gz:
                     shutil.copyfileobj(gz, self._tmp, 1 << 20)
                 self._tmp.seek(0)

@@ -46,7 +46,13 @@ class Rejection:
     id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason, "id": self.id}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "field": self.field,
+            "reason": self.reason,
+            "id": self.id,
+        }
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
@@ -197,6 +203,12 @@ def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id:
         value = raw.get(name)
         parts.append("" if v.is_blank(value) else v.as_text(value))
     text = v.compose_text(parts)
+    if "\x00" in text:
+        raise RowError(
+            next(c for c, p in zip(columns, parts, strict=True) if "\x00" in p),
+            "contains a NUL character",
+            record_id,
+        )
     if len(text) > limit:
         longest = max(columns, key=lambda c: len(parts[columns.index(c)]))
         raise RowError(
@@ -216,6 +228,8 @@ def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
         raise RowError(names, "no text to embed (all text columns are empty)", external_id)
     title_value = raw.get("title")
     title = None if v.is_blank(title_value) else v.as_text(title_value)
+    if title is not None and "\x00" in title:
+        raise RowError("title", "contains a NUL character", external_id)
     skip = {options.id_column, *ITEM_DOCUMENT_COLUMNS, *options.ignore_columns}
     attributes = _attributes(
         raw, skip, options.list_columns, options.list_sep, options.infer_types, external_id
@@ -243,6 +257,8 @@ def parse_interaction(raw: Mapping[str, Any], options: InteractionOptions) -> In
     elif not isinstance(kind, str):
         raise RowError("type", f"must be a string, not {type(kind).__name__}")
     kind = kind.strip().lower()
+    if "\x00" in kind:
+        raise RowError("type", "contains a NUL character")
     if len(kind) > v.MAX_TYPE_CHARS:
         raise RowError("type", f"is {len(kind)} characters long; the limit is {v.MAX_TYPE_CHARS}")
     value = raw.get("value")

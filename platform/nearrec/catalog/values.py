@@ -57,6 +57,8 @@ def external_id(value: Any) -> str:
     text = value.strip()
     if not text:
         raise ValueError("is empty")
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
     if len(text) > MAX_ID_CHARS:
         raise ValueError(f"is {len(text)} characters long; the limit is {MAX_ID_CHARS}")
     return text

@@ -35,6 +35,10 @@ OPTIONAL: list[tuple[str, str]] = [
     ("worker_cmd", "worker"),
     ("sync_cmd", "sync"),
     ("reindex_cmd", "reindex"),
+    ("query_cmd", "recommend"),
+    ("query_cmd", "similar"),
+    ("query_cmd", "search"),
+    ("serve_cmd", "serve"),
 ]
 
 

@@ -91,15 +91,13 @@ def insert(
     unknown: list[tuple[int, str]] = []
     items_created = 0
     if create_missing_items:
-        items_created = _rowcount(session.execute(_CREATE_MISSING_ITEMS, {"empty_hash": empty_text_hash}))
+        items_created = staging.rowcount(
+            session.execute(_CREATE_MISSING_ITEMS, {"empty_hash": empty_text_hash})
+        )
     else:
         unknown = sorted((int(line), str(item)) for line, item in session.execute(_REMOVE_UNKNOWN_ITEMS))
-    users_created = _rowcount(session.execute(_CREATE_MISSING_USERS))
+    users_created = staging.rowcount(session.execute(_CREATE_MISSING_USERS))
     per_user = session.execute(_INSERT).all()
     users = [int(user_id) for user_id, _ in per_user]
     inserted = sum(int(n) for _, n in per_user)
     return InsertCounts(inserted, users_created, items_created, enqueue_user_refresh(session, users), unknown)
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0))

@@ -23,9 +23,7 @@ _CREATE_STAGE = text(
     " attributes jsonb NOT NULL, content_hash text NOT NULL) ON COMMIT DELETE ROWS"
 )
 _TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_items")
-_COPY_STAGE = (
-    "COPY nearrec_stage_items (line, external_id, title, text, attributes, content_hash) FROM STDIN"
-)
+_COPY_STAGE = "COPY nearrec_stage_items (line, external_id, title, text, attributes, content_hash) FROM STDIN"
 
 # The last row of an id wins within a batch. Unchanged rows are neither written nor returned; each inserted
 # or changed row gets exactly one outbox row.
@@ -133,4 +131,3 @@ def delete(session: Session, external_ids: Sequence[str]) -> tuple[list[str], in
     users = [int(u) for u in session.execute(_USERS_OF_ITEMS, {"ids": ids}).scalars()]
     deleted = [str(e) for e in session.execute(_DELETE, {"ids": ids}).scalars()]
     return deleted, enqueue_user_refresh(session, users)
-

@@ -34,3 +34,8 @@ def copy_rows(session: Session, copy_statement: LiteralString, rows: Iterable[Se
             copy.write_row(row)
             count += 1
     return count
+
+
+def rowcount(result: object) -> int:
+    """Rows affected by an INSERT/UPDATE/DELETE result."""
+    return int(getattr(result, "rowcount", 0))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT
+from sqlalchemy import bindparam, cast, delete, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT, array
 from sqlalchemy.orm import Session
 
 from nearrec.db.models import Interaction, Item, OutboxRow, User
@@ -379,7 +379,10 @@ def requeue(session: Session, entity: str, ids: Sequence[int], delay_seconds: fl
     """Add outbox rows that become available in ``delay_seconds`` (work that must be redone later)."""
     if ids:
         available = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_seconds)
+        ids_array = cast(array([int(i) for i in ids]), ARRAY(BIGINT))
         session.execute(
-            insert(OutboxRow),
-            [{"entity": entity, "entity_id": int(i), "op": "upsert", "available_at": available} for i in ids],
+            insert(OutboxRow).from_select(
+                ["entity", "entity_id", "op", "available_at"],
+                select(literal(entity), func.unnest(ids_array), literal("upsert"), available),
+            )
         )

@@ -91,7 +91,7 @@ def enqueue_user_refresh(session: Session, user_ids: Sequence[int]) -> int:
     """Enqueue a vector refresh for users whose history changed, coalesced with pending work."""
     if not user_ids:
         return 0
-    return int(session.execute(_ENQUEUE_REFRESH, {"ids": list(user_ids)}).rowcount)  # type: ignore[attr-defined]
+    return staging.rowcount(session.execute(_ENQUEUE_REFRESH, {"ids": list(user_ids)}))
 
 
 def delete(session: Session, external_ids: Iterable[str]) -> list[str]:

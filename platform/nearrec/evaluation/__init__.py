@@ -1,1 +1,1 @@
-"""Offline evaluation: leave-one-out splits, ranking metrics and the collaborative model used for "cf" vectors."""
+"""Offline evaluation: leave-one-out splits, ranking metrics and the collaborative ("cf" vector) model."""

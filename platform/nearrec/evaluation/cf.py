@@ -2,18 +2,24 @@
 
 Model: low-rank ridge item-item regression (a low-rank EASE without its zero-diagonal constraint).
 Let ``X`` be the binary user x item matrix (1 = the user interacted with the item, any value) and
-``X ~= U_r diag(s) V_r^T`` its rank-r truncated SVD. The ridge regression ``min_B ||X - XB||^2 + lam ||B||^2``
-restricted to that subspace has the closed form ``B = V_r diag(g) V_r^T`` with ``g = s^2 / (s^2 + lam)``.
-A user with history weights ``h`` (one per item) scores item ``j`` by ``(hB)_j``.
+``X ~= U_r diag(s) V_r^T`` its rank-r truncated SVD. The ridge regression
+``min_B ||X - XB||^2 + lam ||B||^2`` restricted to that subspace has the closed form
+``B = V_r diag(g) V_r^T`` with ``g = s^2 / (s^2 + lam)``. A user with history weights ``h`` (one per item)
+scores item ``j`` by ``(hB)_j``. Training is one sparse truncated SVD (no items x items matrix), so it
+scales to large catalogues.
 
-Serving: store ``q_j = V_r[j] * sqrt(g)`` as item j's "cf" vector. Then ``(hB)_j = (sum_i h_i q_i) . q_j``, so a
-user's "cf" vector is the weighted SUM of the cf vectors of the items in their history and the score is a
-plain dot product (Qdrant ``Distance.Dot``; Cosine would divide by the item norm and change the ranking).
-Fold-in for a new or updated user needs no model state beyond the item vectors: :func:`fold_in_user`.
+Serving: store ``q_j = V_r[j] * sqrt(g)`` as item j's "cf" vector. Then
+``(hB)_j = (sum_i h_i q_i) . q_j``, so a user's "cf" vector is the weighted SUM of the cf vectors of the
+items in their history and the score is a plain dot product. Use Qdrant ``Distance.Dot``: the item norm
+carries popularity (it correlates ~0.94 with log popularity on MovieLens) and Cosine would drop it
+(NDCG@10 0.116 -> 0.096 there). Fold-in for a new or updated user needs no model state beyond the item
+vectors: :func:`fold_in_user`.
 
-History weights (same rule for training users and new users):
-``w = 0.5 ** (position_from_newest / half_life) * (1 if value >= positive_threshold else non_positive_weight)``
-where ``position_from_newest`` is 0 for the newest interaction (ties in time: larger item id is newer), and
+History weights (same rule for training users and new users)::
+
+    w = 0.5 ** (position_from_newest / half_life) * (1 if value >= threshold else non_positive_weight)
+
+where ``position_from_newest`` is 0 for the newest interaction (ties in time: larger item id is newer) and
 repeated interactions with one item keep only the newest. Items no one interacted with get a zero vector:
 skip upserting their "cf" vector so only the text prefetch can return them.
 """

@@ -5,11 +5,11 @@ Every function takes parallel 1-D arrays (one entry per interaction row) and ret
 held-out item. Rows are never copied; callers index their own arrays with the mask.
 
 Protocol (temporal): positives are rows whose value is >= ``threshold`` (optionally restricted to some
-interaction types). For each user with at least ``min_positives`` positives, the LAST positive by timestamp
-is held out; timestamp ties are broken by the larger item id, then by the later row, so the split is fully
-deterministic. Every other row of that user (positive or not) stays in training and counts as seen. Any
-other row for the same (user, held-out item) pair is dropped from training too, so the held-out item is
-always an unseen candidate.
+interaction types). For each user with at least ``min_positives`` distinct positive items, the LAST
+positive by timestamp is held out; timestamp ties are broken by the larger item id, then by the later row,
+so the split is fully deterministic. Every other row of that user (positive or not) stays in training and
+counts as seen. Any other row for the same (user, held-out item) pair is dropped from training too, so the
+held-out item is always an unseen candidate.
 
 Applying the same function to the training rows (``split.train_mask``) gives the validation split used to
 tune hyper-parameters without touching the test items.
@@ -99,6 +99,17 @@ def _finish(
     return LeaveOneOutSplit(train_mask, test_users, test_items, rows)
 
 
+def _eligible_users(
+    pos_users: NDArray[np.int64], pos_items: NDArray[np.int64], min_positives: int
+) -> set[int]:
+    """Users with at least ``min_positives`` DISTINCT positive items."""
+    pairs = np.unique(np.stack([pos_users, pos_items], axis=1), axis=0) if pos_users.size else pos_users
+    if pairs.size == 0:
+        return set()
+    uniq, counts = np.unique(pairs[:, 0], return_counts=True)
+    return {int(x) for x in uniq[counts >= min_positives]}
+
+
 def _check_lengths(*arrays: NDArray[np.generic]) -> None:
     if len({a.shape[0] for a in arrays}) != 1:
         raise ValueError("all input arrays must have the same length")
@@ -118,7 +129,8 @@ def temporal_leave_one_out(
         item_ids: integer item id per row (non-negative).
         timestamps: sortable time per row (int epoch seconds, float, or datetime64).
         positive: bool per row, e.g. from :func:`positive_mask`.
-        min_positives: users with fewer positive rows are not evaluated (all their rows stay in training).
+        min_positives: users with fewer distinct positive items are not evaluated (all their rows stay in
+            training).
     """
     users = _as_int_array("user_ids", user_ids)
     items = _as_int_array("item_ids", item_ids)
@@ -137,8 +149,7 @@ def temporal_leave_one_out(
         return _finish(users, items, np.empty(0, dtype=np.int64))
     is_last = np.ones(order.size, dtype=bool)
     is_last[:-1] = sorted_users[1:] != sorted_users[:-1]
-    uniq, counts = np.unique(sorted_users, return_counts=True)
-    eligible = set(uniq[counts >= min_positives].tolist())
+    eligible = _eligible_users(users[rows], items[rows], min_positives)
     last_rows = order[is_last]
     chosen = np.array([r for r in last_rows if int(users[r]) in eligible], dtype=np.int64)
     return _finish(users, items, chosen)
@@ -168,8 +179,8 @@ def random_leave_one_out(
     order = rows[np.argsort(users[rows], kind="stable")]
     sorted_users = users[order]
     uniq, starts, counts = np.unique(sorted_users, return_index=True, return_counts=True)
-    keep = counts >= min_positives
+    eligible = _eligible_users(users[rows], items[rows], min_positives)
+    keep = np.isin(uniq, np.fromiter(eligible, dtype=np.int64, count=len(eligible)))
     offsets = rng.integers(0, counts[keep])
     chosen = order[starts[keep] + offsets].astype(np.int64)
-    del uniq
     return _finish(users, items, chosen)

@@ -1,0 +1,166 @@
+"""The HTTP API through a real uvicorn server and the bundled client (in-process worker, embedded vectors)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import Engine, insert
+
+from nearrec.api.app import create_app
+from nearrec.client import Client, Event, Forbidden, InvalidRequest, NotFound, Unauthorized
+from nearrec.config import Settings
+from nearrec.db.engine import make_engine, session_factory
+from nearrec.db.models import Interaction, Item, User
+from nearrec.db.outbox import enqueue
+
+READ_KEY = "read-key-0123456789"
+WRITE_KEY = "write-key-0123456789"
+TOPICS = {
+    "tea": "green tea leaves brewing teapot oolong",
+    "bike": "bicycle wheel chain saddle gears",
+    "tent": "tent camping sleeping bag trail",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.port = _free_port()
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def seed(database_url: str) -> None:
+    from nearrec.catalog.values import content_hash
+
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    rows = []
+    for topic, words in TOPICS.items():
+        for i in range(8):
+            text = f"{words} model{i}"
+            rows.append({"external_id": f"{topic}-{i}", "title": f"{topic} {i}", "text": text,
+                         "content_hash": content_hash(text), "attributes": {"topic": topic, "rank": i}})
+    with sessions.begin() as s:
+        item_ids = s.scalars(insert(Item).returning(Item.id), rows).all()
+        enqueue(s, "item", item_ids)
+        uid = s.scalar(insert(User).values(external_id="u1").returning(User.id))
+        assert uid is not None
+        s.execute(insert(Interaction).values(user_id=uid, item_id=item_ids[0], type="like",
+                                             occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        enqueue(s, "user", [uid])
+    engine.dispose()
+
+
+@pytest.fixture
+def server(db: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+    seed(database_url)
+    settings = Settings(
+        database_url=SecretStr(database_url), data_dir=tmp_path / "data", embedding_model="hashing",
+        api_keys=SecretStr(f"{READ_KEY}:read,{WRITE_KEY}:write"), worker_poll_seconds=0.1,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with Server(settings) as srv:
+        wait_for(lambda: len(Client(srv.url, READ_KEY).search("tea", k=30)) == 24)
+        yield srv
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_recommend_similar_search_anonymous(server: Server) -> None:
+    api = Client(server.url, READ_KEY)
+    recs = api.recommend("u1", k=5, explain=True, fields=["topic"])
+    assert len(recs) == 5
+    assert "tea-0" not in [r.item_id for r in recs]
+    assert all(r.fields["topic"] == "tea" for r in recs)
+    assert recs[0].reason is not None and recs[0].reason.item_id == "tea-0"
+
+    sim = api.similar_items("bike-2", k=3, filter={"rank": {"gte": 4}})
+    assert [r.item_id.split("-")[0] for r in sim] == ["bike"] * 3
+    assert all(int(r.item_id.split("-")[1]) >= 4 for r in sim)
+
+    assert api.search("camping tent trail", k=1)[0].item_id.startswith("tent-")
+    anon = api.recommend_anonymous(liked=["bike-1"], k=3)
+    assert all(r.item_id.startswith("bike-") and r.item_id != "bike-1" for r in anon)
+
+
+def test_errors_have_a_stable_shape(server: Server) -> None:
+    api = Client(server.url, READ_KEY)
+    with pytest.raises(NotFound) as nf:
+        api.recommend("ghost")
+    assert nf.value.code == "not_found" and nf.value.request_id
+    with pytest.raises(InvalidRequest) as bad:
+        api.recommend("u1", filter={"colour": "red"})
+    assert bad.value.path == "filter.colour"
+    with pytest.raises(InvalidRequest):
+        api.recommend("u1", k=0)
+    raw = httpx.get(f"{server.url}/v1/users/u1/recommendations", params={"filter": "{oops"},
+                    headers={"X-API-Key": READ_KEY})
+    assert raw.status_code == 422
+    assert set(raw.json()["error"]) >= {"status", "code", "message", "path", "request_id"}
+
+
+def test_auth_scopes(server: Server) -> None:
+    with pytest.raises(Unauthorized):
+        Client(server.url).recommend("u1")
+    with pytest.raises(Unauthorized):
+        Client(server.url, "wrong-key").recommend("u1")
+    with pytest.raises(Forbidden):
+        Client(server.url, READ_KEY).delete_user("u1")
+    assert Client(server.url, WRITE_KEY).recommend("u1", k=1)  # write implies read
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes need no key
+
+
+def test_ops_endpoints(server: Server) -> None:
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["worker"] == "ok"
+    Client(server.url, READ_KEY).recommend("u1")
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'route="/v1/users/{user_id}/recommendations"' in metrics
+    assert "nearrec_http_request_duration_seconds_bucket" in metrics
+    assert "nearrec_outbox_pending" in metrics
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    rid = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+    assert rid == "abc-123"
