@@ -277,6 +277,9 @@ def match_value(value: Scalar) -> str | int:
 def payload_value(value: Any, ftype: FieldType | None = None) -> Any:
     """An attribute value as stored in the vector payload: booleans -> 0 / 1, lists kept (element-wise),
     numpy scalars -> Python numbers, integers of a FLOAT attribute -> float."""
+    kind = type(value)
+    if kind is str or kind is float or (kind is int and ftype is not FieldType.FLOAT):
+        return value  # the common case, kept cheap: this runs for every attribute of every upserted point
     if isinstance(value, list | tuple):
         return [payload_value(v, ftype) for v in value]
     value = payload_scalar(value)

@@ -122,10 +122,11 @@ class CountingEmbedder(HashingEmbedder):
 class FlakyStore:
     """A real vector store whose writes and reads fail while ``down`` is set (an outage, injected)."""
 
-    def __init__(self, inner: VectorStore) -> None:
+    def __init__(self, inner: VectorStore, fail_after: int | None = None) -> None:
         self.inner = inner
         self.down = False
         self.failures = 0
+        self.fail_after = fail_after  # go down after this many more successful calls
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -133,6 +134,11 @@ class FlakyStore:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self.fail_after is not None:
+                if self.fail_after <= 0:
+                    self.down, self.fail_after = True, None
+                else:
+                    self.fail_after -= 1
             if self.down:
                 self.failures += 1
                 raise StoreUnavailableError("vector store unreachable (injected outage, api_key=s3cret)")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sync_support import (
     CountingEmbedder,
@@ -22,6 +23,7 @@ from sync_support import (
     interact,
     item_text,
     outbox_count,
+    outbox_rows,
     update_item,
 )
 
@@ -35,6 +37,7 @@ from nearrec.sync.worker import SyncWorker, describe_error
 from nearrec.vectors.embedded import EmbeddedVectorStore
 
 ITEMS = "nearrec_items"
+later = timedelta(hours=1)
 USERS = "nearrec_users"
 
 
@@ -157,7 +160,7 @@ def test_user_vectors_blend_history_and_profile(env: Env) -> None:
 
     # A new interaction recomputes alice without re-embedding her unchanged profile.
     env.embedder.texts.clear()
-    interact(env.sessions, alice, [(ids[5], "purchase", None)], start=__import__("datetime").datetime(2026, 2, 1, tzinfo=__import__("datetime").UTC))
+    interact(env.sessions, alice, [(ids[5], "purchase", None)], start=datetime(2026, 2, 1, tzinfo=UTC))
     report = env.worker.drain()
     assert report.users.computed == 1 and report.users.profiles_embedded == 0
     assert not env.embedder.texts
@@ -188,12 +191,15 @@ def test_user_waiting_for_unsynced_items_is_completed_later(env: Env) -> None:
     interact(env.sessions, uid, [(i, "view", None) for i in ids])
     # Process only the user's rows first: the items are still pending.
     with env.sessions.begin() as s:
-        s.execute(update(OutboxRow).where(OutboxRow.entity == "item").values(available_at=OutboxRow.available_at + __import__("datetime").timedelta(seconds=1)))
+        s.execute(update(OutboxRow).where(OutboxRow.entity == "item").values(available_at=func.now() + later))
     first = env.worker.run_batch()
     assert first.users.incomplete == 1
-    assert env.store.retrieve(USERS, [uid])[0].payload["content_hash"] == "incomplete"
+    assert env.store.retrieve(USERS, [uid]) == []  # no item vector yet, no profile: nothing to write
+    assert [(r.entity, r.entity_id) for r in outbox_rows(env.sessions) if r.entity == "user"] == [("user", uid)]
+    with env.sessions.begin() as s:
+        s.execute(update(OutboxRow).where(OutboxRow.entity == "item").values(available_at=func.now()))
     env.worker.drain(wait_horizon=3)
-    assert env.store.retrieve(USERS, [uid])[0].payload["content_hash"] != "incomplete"
+    assert env.store.retrieve(USERS, [uid])[0].payload["interactions"] == 4
     env.check()
 
 

@@ -554,3 +554,29 @@ def test_embedded_is_thread_safe(tmp_path: Path, data: Data) -> None:
             t.join()
         assert not errors
         assert store.count(COL) == N
+
+
+# --- factory -----------------------------------------------------------------------------------------------
+
+
+def test_open_vector_store_picks_the_adapter(tmp_path: Path) -> None:
+    from nearrec.config import Settings
+    from nearrec.errors import StoreUnavailableError
+    from nearrec.vectors import open_vector_store
+
+    embedded = open_vector_store(Settings(data_dir=tmp_path, qdrant_url=None, _env_file=None))
+    try:
+        assert isinstance(embedded, EmbeddedVectorStore)
+        assert embedded.root == tmp_path.resolve() / "vectors"
+    finally:
+        embedded.close()
+
+    server = open_vector_store(
+        Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:9", qdrant_shard_number=2, _env_file=None)
+    )
+    try:
+        assert isinstance(server, ServerVectorStore) and server.shard_number == 2
+        with pytest.raises(StoreUnavailableError, match="127.0.0.1:9"):
+            server.count(COL)
+    finally:
+        server.close()

@@ -15,8 +15,8 @@ file and line. Column rules:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from nearrec.catalog import values as v
 from nearrec.errors import InputFileError, ValidationError
@@ -95,8 +95,7 @@ class InteractionOptions:
     create_missing_items: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ItemRecord:
+class ItemRecord(NamedTuple):
     external_id: str
     title: str | None
     text: str
@@ -104,15 +103,13 @@ class ItemRecord:
     content_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
+class UserRecord(NamedTuple):
     external_id: str
     profile: str | None
-    attributes: dict[str, v.JsonValue] = field(default_factory=dict)
+    attributes: dict[str, v.JsonValue]
 
 
-@dataclass(frozen=True, slots=True)
-class InteractionRecord:
+class InteractionRecord(NamedTuple):
     user_id: str
     item_id: str
     type: str
@@ -163,6 +160,10 @@ def check_columns(kind: str, columns: Sequence[str], options: Any, file: str) ->
 
 def _id(raw: Mapping[str, Any], column: str) -> str:
     value = raw.get(column)
+    if type(value) is str:
+        text = value.strip()
+        if text and len(text) <= v.MAX_ID_CHARS and "\x00" not in text:
+            return text
     if v.is_blank(value):
         raise RowError(column, "missing")
     try:
@@ -248,6 +249,57 @@ def parse_user(raw: Mapping[str, Any], options: UserOptions) -> UserRecord:
     return UserRecord(external_id, profile, attributes)
 
 
+def _optional_id(raw: Mapping[str, Any], column: str) -> str | None:
+    value = raw.get(column)
+    if type(value) is str:
+        text = value.strip()
+        if not text:
+            return None
+        if len(text) <= v.MAX_ID_CHARS and "\x00" not in text:
+            return text
+    if v.is_blank(value):
+        return None
+    try:
+        return v.external_id(value)
+    except ValueError as exc:
+        raise RowError(column, str(exc)) from None
+
+
+def _optional_float(raw: Mapping[str, Any], column: str) -> float | None:
+    value = raw.get(column)
+    if type(value) is str:
+        try:
+            number = float(value)
+            if number - number == 0.0:  # finite
+                return number
+        except ValueError:
+            pass
+    if v.is_blank(value):
+        return None
+    try:
+        return v.parse_float(value)
+    except ValueError as exc:
+        raise RowError(column, str(exc)) from None
+
+
+def _optional_timestamp(raw: Mapping[str, Any], column: str) -> float | None:
+    value = raw.get(column)
+    if type(value) is str:
+        text = value.strip()
+        if text.isascii() and text.isdigit():  # the common case: unix seconds or milliseconds
+            seconds = float(text)
+            if seconds >= v.MS_THRESHOLD:
+                seconds /= 1000.0
+            if seconds <= v.MAX_EPOCH:
+                return seconds
+    if v.is_blank(value):
+        return None
+    try:
+        return v.parse_timestamp(value)
+    except ValueError as exc:
+        raise RowError(column, str(exc)) from None
+
+
 def parse_interaction(raw: Mapping[str, Any], options: InteractionOptions) -> InteractionRecord:
     user_id = _id(raw, "user_id")
     item_id = _id(raw, "item_id")
@@ -256,24 +308,17 @@ def parse_interaction(raw: Mapping[str, Any], options: InteractionOptions) -> In
         kind = options.default_type
     elif not isinstance(kind, str):
         raise RowError("type", f"must be a string, not {type(kind).__name__}")
-    kind = kind.strip().lower()
-    if "\x00" in kind:
-        raise RowError("type", "contains a NUL character")
-    if len(kind) > v.MAX_TYPE_CHARS:
-        raise RowError("type", f"is {len(kind)} characters long; the limit is {v.MAX_TYPE_CHARS}")
-    value = raw.get("value")
-    timestamp = raw.get("timestamp")
-    event_id = raw.get("event_id")
-    try:
-        number = None if v.is_blank(value) else v.parse_float(value)
-    except ValueError as exc:
-        raise RowError("value", str(exc)) from None
-    try:
-        seconds = None if v.is_blank(timestamp) else v.parse_timestamp(timestamp)
-    except ValueError as exc:
-        raise RowError("timestamp", str(exc)) from None
-    try:
-        event = None if v.is_blank(event_id) else v.external_id(event_id)
-    except ValueError as exc:
-        raise RowError("event_id", str(exc)) from None
-    return InteractionRecord(user_id, item_id, kind, number, seconds, event)
+    else:
+        kind = kind.strip().lower()
+        if "\x00" in kind:
+            raise RowError("type", "contains a NUL character")
+        if len(kind) > v.MAX_TYPE_CHARS:
+            raise RowError("type", f"is {len(kind)} characters long; the limit is {v.MAX_TYPE_CHARS}")
+    return InteractionRecord(
+        user_id,
+        item_id,
+        kind,
+        _optional_float(raw, "value"),
+        _optional_timestamp(raw, "timestamp"),
+        _optional_id(raw, "event_id"),
+    )

@@ -261,11 +261,11 @@ def ingest_interactions(
             try:
                 if isinstance(raw, BadRow):
                     raise RowError(None, raw.reason)
-                r = parse_interaction(raw, options)
+                record = parse_interaction(raw, options)
             except RowError as exc:
                 batch.reject(line, exc.field, exc.reason, exc.record_id)
                 continue
-            staged.append((line, r.user_id, r.item_id, r.type, r.value, r.timestamp, r.event_id))
+            staged.append((line, *record))
         summary.read += len(chunk)
         counts = interactions_repo.insert(
             session,

@@ -24,9 +24,9 @@ _INT_RE = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
 _NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Unix timestamps at or above this magnitude are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-_MS_THRESHOLD = 1e11
-_MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
-_MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+MS_THRESHOLD = 1e11
+MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 EMPTY_TEXT_HASH = hashlib.sha256(b"").hexdigest()
 
 
@@ -195,13 +195,13 @@ def parse_timestamp(value: Any) -> float:
 def _from_number(number: float, original: Any) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{_show(original)} is not a valid timestamp")
-    if abs(number) >= _MS_THRESHOLD:
+    if abs(number) >= MS_THRESHOLD:
         number /= 1000.0
     return _check_range(number, original)
 
 
 def _check_range(seconds: float, original: Any) -> float:
-    if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
+    if not MIN_EPOCH <= seconds <= MAX_EPOCH:
         raise ValueError(f"{_show(original)} is out of range (years 1 to 9999)")
     return seconds
 

@@ -32,6 +32,8 @@ def _optional_groups() -> list[click.Command]:
 
 # (module, command) pairs, in help order.
 OPTIONAL: list[tuple[str, str]] = [
+    ("ingest_cmd", "ingest"),
+    ("delete_cmd", "delete"),
     ("worker_cmd", "worker"),
     ("sync_cmd", "sync"),
     ("reindex_cmd", "reindex"),

@@ -31,9 +31,12 @@ _UPSERT = text(
     """
     WITH upserted AS (
         INSERT INTO items AS i (external_id, title, text, attributes, active, content_hash)
-        SELECT DISTINCT ON (s.external_id) s.external_id, s.title, s.text, s.attributes, true, s.content_hash
-        FROM nearrec_stage_items AS s
-        ORDER BY s.external_id, s.line DESC
+        SELECT d.external_id, d.title, d.text, d.attributes, true, d.content_hash
+        FROM (
+            SELECT DISTINCT ON (s.external_id) s.*
+            FROM nearrec_stage_items AS s ORDER BY s.external_id, s.line DESC
+        ) AS d
+        ORDER BY d.line
         ON CONFLICT (external_id) DO UPDATE
         SET title = excluded.title, text = excluded.text, attributes = excluded.attributes,
             active = true, content_hash = excluded.content_hash, updated_at = now()

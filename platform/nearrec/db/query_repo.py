@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from nearrec.db.models import Interaction, Item, User
@@ -41,6 +41,34 @@ def user_by_external_id(session: Session, external_id: str) -> UserRow | None:
         select(User.id, User.external_id, User.profile).where(User.external_id == external_id)
     ).first()
     return None if row is None else UserRow(row.id, row.external_id, row.profile)
+
+
+USER_WITH_SEEN = text(
+    """
+    SELECT u.id, u.profile,
+           ARRAY(
+               SELECT i.item_id FROM interactions AS i
+               WHERE i.user_id = u.id AND (CAST(:types AS text[]) IS NULL OR i.type = ANY(:types))
+               GROUP BY i.item_id
+               ORDER BY max(i.occurred_at) DESC, i.item_id
+           ) AS seen
+    FROM users AS u
+    WHERE u.external_id = :external_id
+    """
+)
+
+
+def user_with_seen(
+    session: Session, external_id: str, types: Collection[str] | None
+) -> tuple[UserRow, list[int]] | None:
+    """The user and every item they interacted with (of ``types``; all when None), most recent first,
+    in one round trip."""
+    row = session.execute(
+        USER_WITH_SEEN, {"external_id": external_id, "types": None if types is None else list(types)}
+    ).first()
+    if row is None:
+        return None
+    return UserRow(row.id, external_id, row.profile), list(row.seen)
 
 
 def seen_item_ids(session: Session, user_id: int, types: Collection[str] | None) -> list[int]:

@@ -28,9 +28,12 @@ _UPSERT = text(
     """
     WITH upserted AS (
         INSERT INTO users AS u (external_id, profile, attributes)
-        SELECT DISTINCT ON (s.external_id) s.external_id, s.profile, s.attributes
-        FROM nearrec_stage_users AS s
-        ORDER BY s.external_id, s.line DESC
+        SELECT d.external_id, d.profile, d.attributes
+        FROM (
+            SELECT DISTINCT ON (s.external_id) s.*
+            FROM nearrec_stage_users AS s ORDER BY s.external_id, s.line DESC
+        ) AS d
+        ORDER BY d.line
         ON CONFLICT (external_id) DO UPDATE
         SET profile = excluded.profile, attributes = excluded.attributes, updated_at = now()
         WHERE (u.profile, u.attributes) IS DISTINCT FROM (excluded.profile, excluded.attributes)

@@ -103,21 +103,22 @@ class QueryService:
         _check_page(k, offset, diversity)
         expr = self.parse_filter(filter)
         with self.sessions() as session:
-            user = repo.user_by_external_id(session, user_id)
-            if user is None:
+            found = repo.user_with_seen(session, user_id, self.settings.seen_types)
+            if found is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
-            seen = repo.seen_item_ids(session, user.id, self.settings.seen_types)
-            excluded = self._internal_ids(session, exclude_ids)
-        vector = self._user_vector(user)
-        banned = [*excluded, *seen]
-        if vector is None:
-            hits = self._popular_hits(expr, set(banned), offset + k)[offset:]
-            return self._finish(hits, fields, self._constant_reason("popular") if explain else None)
-        hits = self._nearest(vector, expr, banned, offset + k, diversity)[offset:]
-        explainer = None
-        if explain:
-            explainer = self._history_explainer(user) if seen else self._constant_reason("profile")
-        return self._finish(hits, fields, explainer)
+            user, seen = found
+            banned = [*self._internal_ids(session, exclude_ids), *seen]
+            vector = self._user_vector(user)
+            if vector is None:
+                hits = self._popular_hits(session, expr, set(banned), offset + k)[offset:]
+                return self._finish(
+                    session, hits, fields, self._constant_reason("popular") if explain else None
+                )
+            hits = self._nearest(vector, expr, banned, offset + k, diversity)[offset:]
+            explainer = None
+            if explain:
+                explainer = self._history_explainer(user) if seen else self._constant_reason("profile")
+            return self._finish(session, hits, fields, explainer)
 
     def similar_items(
         self, item_id: str, k: int = 10, filter: Any = None, fields: Sequence[str] = (), explain: bool = False
@@ -127,13 +128,15 @@ class QueryService:
         expr = self.parse_filter(filter)
         with self.sessions() as session:
             internal = repo.item_ids_by_external(session, [item_id]).get(item_id)
-        if internal is None:
-            raise NotFoundError(f"unknown item {item_id!r}")
-        found = self.store.retrieve(self.items, [internal], with_vectors=True)
-        if not found or not found[0].vector or TEXT not in found[0].vector:
-            raise NotFoundError(f"item {item_id!r} has no vector yet (is a worker running?)")
-        hits = self._nearest(np.asarray(found[0].vector[TEXT]), expr, [internal], k, 0.0)
-        return self._finish(hits, fields, self._constant_reason("item", item_id) if explain else None)
+            if internal is None:
+                raise NotFoundError(f"unknown item {item_id!r}")
+            found = self.store.retrieve(self.items, [internal], with_vectors=True)
+            if not found or not found[0].vector or TEXT not in found[0].vector:
+                raise NotFoundError(f"item {item_id!r} has no vector yet (is a worker running?)")
+            hits = self._nearest(np.asarray(found[0].vector[TEXT]), expr, [internal], k, 0.0)
+            return self._finish(
+                session, hits, fields, self._constant_reason("item", item_id) if explain else None
+            )
 
     def search(
         self, text: str, k: int = 10, filter: Any = None, fields: Sequence[str] = ()
@@ -144,7 +147,9 @@ class QueryService:
             raise ValidationError("search text is empty", path="text")
         expr = self.parse_filter(filter)
         vector = self.embedder.embed([text])[0]
-        return self._finish(self._nearest(vector, expr, [], k, 0.0), fields, None)
+        hits = self._nearest(vector, expr, [], k, 0.0)
+        with self.sessions() as session:
+            return self._finish(session, hits, fields, None)
 
     def recommend_anonymous(
         self,
@@ -161,7 +166,21 @@ class QueryService:
         _check_page(k, 0, diversity)
         expr = self.parse_filter(filter)
         with self.sessions() as session:
-            ids = self._internal_ids(session, [*liked, *disliked], path="liked")
+            return self._anonymous(session, liked, disliked, text, k, expr, diversity, fields, explain)
+
+    def _anonymous(
+        self,
+        session: Session,
+        liked: Sequence[str],
+        disliked: Sequence[str],
+        text: str | None,
+        k: int,
+        expr: FilterExpr | None,
+        diversity: float,
+        fields: Sequence[str],
+        explain: bool,
+    ) -> list[Recommendation]:
+        ids = self._internal_ids(session, [*liked, *disliked], path="liked")
         liked_ids, disliked_ids = ids[: len(liked)], ids[len(liked) :]
         profile = self.embedder.embed([text])[0] if text and text.strip() else None
         vector = None
@@ -177,11 +196,11 @@ class QueryService:
             mat = np.stack([vecs[i] for i in known]) if known else np.zeros((0, 1))
             vector = build_user_vector(profile, mat, weights, self._params.profile_weight)
         if vector is None:
-            hits = self._popular_hits(expr, set(ids), k)
-            return self._finish(hits, fields, self._constant_reason("popular") if explain else None)
+            hits = self._popular_hits(session, expr, set(ids), k)
+            return self._finish(session, hits, fields, self._constant_reason("popular") if explain else None)
         hits = self._nearest(vector, expr, ids, k, diversity)
         explainer = self._items_explainer(list(reversed(liked_ids))) if explain and liked_ids else None
-        return self._finish(hits, fields, explainer)
+        return self._finish(session, hits, fields, explainer)
 
     # --- filters ----------------------------------------------------------------------------------------
 
@@ -286,19 +305,20 @@ class QueryService:
             page *= 2
         return collected[:needed]
 
-    def _popular(self) -> list[tuple[int, int]]:
+    def _popular(self, session: Session) -> list[tuple[int, int]]:
         with self._lock:
             if time.monotonic() - self._popular_cache.at < POPULAR_TTL:
                 return list(self._popular_cache.value)
-        with self.sessions() as session:
-            ranked = repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
+        ranked = repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
         with self._lock:
             self._popular_cache = _Cached(ranked, time.monotonic())
         return ranked
 
-    def _popular_hits(self, expr: FilterExpr | None, banned: Collection[int], needed: int) -> list[Hit]:
+    def _popular_hits(
+        self, session: Session, expr: FilterExpr | None, banned: Collection[int], needed: int
+    ) -> list[Hit]:
         """Most interacted-with items in the window that match the filter (cold start)."""
-        counts = {i: n for i, n in self._popular() if i not in banned}
+        counts = {i: n for i, n in self._popular(session) if i not in banned}
         out: list[Hit] = []
         ids = list(counts)
         for start in range(0, len(ids), 500):
@@ -362,13 +382,13 @@ class QueryService:
 
     def _finish(
         self,
+        session: Session,
         hits: list[Hit],
         fields: Sequence[str],
         explainer: Callable[[list[Hit]], list[Reason]] | None,
     ) -> list[Recommendation]:
         """Join the hits with their Postgres rows (title, fields); drop any that are no longer active."""
-        with self.sessions() as session:
-            rows = repo.items_by_ids(session, [h.id for h in hits])
+        rows = repo.items_by_ids(session, [h.id for h in hits])
         hits = [h for h in hits if h.id in rows and rows[h.id].active]
         reasons: list[Reason | None] = list(explainer(hits)) if explainer else [None] * len(hits)
         out = []

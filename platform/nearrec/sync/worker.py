@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFER_SECONDS = 0.5
 """Delay of rows whose entity another worker is processing."""
 MAX_ERROR_CHARS = 1000
+STOP_CHECK_SECONDS = 0.25
+"""How often an idle worker waiting for a notification checks whether it must stop."""
 
 
 @dataclass
@@ -284,10 +286,7 @@ class SyncWorker:
                     pause = 0.0
                     if batch.rows or batch.deferred:
                         continue
-                    if listener is not None:
-                        listener.wait(poll)
-                    else:
-                        stop.wait(poll)
+                    self._idle(stop, listener, poll)
                 except ModelMismatchError:
                     raise
                 except Exception as exc:
@@ -300,6 +299,21 @@ class SyncWorker:
         finally:
             if listener is not None:
                 listener.close()
+
+
+    @staticmethod
+    def _idle(stop: threading.Event, listener: OutboxListener | None, seconds: float) -> None:
+        """Wait up to ``seconds`` for a notification, returning early when ``stop`` is set."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if listener is None:
+                stop.wait(left)
+                return
+            if listener.wait(min(left, STOP_CHECK_SECONDS)):
+                return
 
 
 def _store_down(exc: BaseException) -> bool:

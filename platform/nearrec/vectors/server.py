@@ -75,7 +75,7 @@ class ServerVectorStore:
         timeout: int = 30,
     ) -> ServerVectorStore:
         """A store on the Qdrant server at ``url`` (no request is made until first use)."""
-        client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+        client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
         return cls(client, shard_number=shard_number, replication_factor=replication_factor, where=url)
 
     # --- collections -------------------------------------------------------------------------------------
