@@ -177,7 +177,46 @@ def measure(label: str, store: VectorStore, settings: Settings, url: str, seen: 
     return r50, i50
 
 
-def http_load(url: str, data_dir: Path, n_users: int, queries: int, clients: int = 8) -> None:
+def _drive(base: str, n_users: int, queries: int, clients: int, rate: float) -> tuple[list[float], float]:
+    """``clients`` threads with one keep-alive connection each. rate 0: closed loop (each sends as soon as its
+    previous answer arrives). rate > 0: open loop at ``rate`` req/s in total; latency is measured from each
+    request's scheduled time, so a slow answer also delays (and is charged to) the ones queued behind it."""
+    import httpx
+
+    lat: list[float] = []
+    lock = threading.Lock()
+    per_client = queries // clients
+    interval = clients / rate if rate else 0.0
+
+    def run(seed: int) -> None:
+        rng = random.Random(seed)
+        mine = []
+        with httpx.Client(base_url=base) as http:
+            for _ in range(20):  # warm up the connection
+                http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations")
+            start = time.perf_counter() + rng.random() * interval
+            for n in range(per_client):
+                due = start + n * interval
+                if interval:
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                t = due if interval else time.perf_counter()
+                params = {"k": 10, "filter": f'{{"category": "{rng.choice(CATEGORIES)}"}}'}
+                r = http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations", params=params)
+                mine.append(time.perf_counter() - t)
+                assert r.status_code == 200, r.text
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(clients)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return lat, time.perf_counter() - t0
+
+
+def http_load(url: str, data_dir: Path, n_users: int, queries: int, rates: list[float], clients: int = 8) -> None:
     import httpx
 
     port = 18765
@@ -197,34 +236,12 @@ def http_load(url: str, data_dir: Path, n_users: int, queries: int, clients: int
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("server did not become ready")
             time.sleep(0.2)
-        lat: list[float] = []
-        lock = threading.Lock()
-        per_client = queries // clients
-
-        def run(seed: int) -> None:
-            rng = random.Random(seed)
-            mine = []
-            with httpx.Client(base_url=base) as http:
-                for _ in range(20):  # warm up connections
-                    http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations")
-                for _ in range(per_client):
-                    path = f"/v1/users/user-{rng.randrange(n_users)}/recommendations"
-                    t = time.perf_counter()
-                    r = http.get(path, params={"k": 10, "filter": f'{{"category": "{rng.choice(CATEGORIES)}"}}'})
-                    mine.append(time.perf_counter() - t)
-                    assert r.status_code == 200, r.text
-            with lock:
-                lat.extend(mine)
-
-        threads = [threading.Thread(target=run, args=(s,)) for s in range(clients)]
-        t0 = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t0
-        print(f"[HTTP, {clients} clients] p50 {pct(lat, 50) * 1000:6.2f} ms  p99 {pct(lat, 99) * 1000:6.2f} ms  "
-              f"{len(lat) / wall:,.0f} req/s  (targets: p50 <= 10 ms, p99 <= 30 ms)")
+        for rate in (rates or [0.0]):
+            lat, wall = _drive(base, n_users, queries, clients, rate)
+            mode = f"paced at {rate:.0f} req/s" if rate else "closed loop (saturation)"
+            print(f"[HTTP, {clients} clients, {mode}] p50 {pct(lat, 50) * 1000:6.2f} ms  "
+                  f"p99 {pct(lat, 99) * 1000:6.2f} ms  {len(lat) / wall:,.0f} req/s  "
+                  "(targets: p50 <= 10 ms, p99 <= 30 ms)")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -236,6 +253,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--http-queries", type=int, default=4000)
+    ap.add_argument("--http-rates", default="100,200,0",
+                    help="Total request rates to drive over HTTP (req/s); 0 = closed loop, as fast as answers come")
     ap.add_argument("--local-mode-items", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -253,7 +272,7 @@ def main() -> None:
         seen = build(url, store, settings, args.items, args.users, args.seed)
         measure("embedded qdrant-edge", store, settings, url, seen, args.queries, args.seed)
         store.close()  # the server process owns the store from here on
-        http_load(url, tmp, args.users, args.http_queries)
+        http_load(url, tmp, args.users, args.http_queries, [float(r) for r in args.http_rates.split(",")])
     finally:
         drop()
 

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="Most recent seen ids pushed into the filter."
     )
     popular_window_days: int = Field(default=90, ge=1, description="Window of the popularity fallback.")
+    hybrid_text_weight: float = Field(
+        default=0.2, ge=0, description="Weight of the text list in hybrid fusion (the cf list has 1)."
+    )
+    hybrid_candidates: int = Field(
+        default=500, ge=1, description="Candidates fetched from each vector before hybrid fusion."
+    )
 
     # --- API ---
     api_keys: SecretStr | None = Field(

@@ -134,66 +134,52 @@ def _is_gzip(path: Path) -> bool:
     return path.suffix.lower() == ".gz"
 
 
-class _LineSource:
-    """Binary lines of a (possibly gzip) file, decoded one by one so a bad byte is reported at its line."""
+_STREAM_ERRORS = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error)
+
+
+class _TextSource:
+    """A (possibly gzip) file decoded as text, in large chunks (fast). When a byte cannot be decoded, the
+    file is scanned again line by line to name the line."""
 
     def __init__(self, path: Path, encoding: str) -> None:
         self.path = path
         self.encoding = encoding
-        self.line = 0
         self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._size = max(os.fstat(self._raw.fileno()).st_size, 1)
-        self._stream: IO[bytes] = self._raw
-        if _is_gzip(path):
-            self._stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw))
+        self.text = io.TextIOWrapper(self._binary(self._raw), encoding=encoding, newline="")
 
-    def lines(self) -> Iterator[str]:
-        if "\n".encode(self.encoding) != b"\n":
-            yield from self._wide_lines()
-            return
+    def _binary(self, raw: IO[bytes]) -> IO[bytes]:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if _is_gzip(self.path) else raw
+
+    def failure(self, exc: BaseException, line: int | None) -> InputFileError:
+        """The InputFileError for an error raised while reading."""
+        if isinstance(exc, UnicodeDecodeError):
+            return self._locate_decode_error()
+        return InputFileError(str(self.path), f"not a valid gzip file ({exc})", line)
+
+    def _locate_decode_error(self) -> InputFileError:
+        hint = f"pass the file's encoding, e.g. --encoding latin-1 (reading as {self.encoding})"
+        if "\n".encode(self.encoding) != b"\n":  # UTF-16/32: lines cannot be split as bytes
+            return InputFileError(str(self.path), f"cannot decode the file; {hint}")
         decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
-        try:
-            for raw in self._stream:
-                self.line += 1
-                try:
-                    yield decoder.decode(raw)
-                except UnicodeDecodeError as exc:
-                    raise self._decode_error(exc, raw) from None
-            tail = decoder.decode(b"", final=True)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise InputFileError(
-                str(self.path), f"not a valid gzip file ({exc})", self.line or None
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise self._decode_error(exc, b"") from None
-        if tail:
-            yield tail
-
-    def _wide_lines(self) -> Iterator[str]:
-        """UTF-16/32: a newline is not the byte 0x0a, so decode the stream as a whole (line of an
-        undecodable byte is then approximate)."""
-        text = io.TextIOWrapper(self._stream, encoding=self.encoding, newline="")
-        try:
-            for line in text:
-                self.line += 1
-                yield line
-        except UnicodeDecodeError as exc:
-            raise self._decode_error(exc, b"") from None
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise InputFileError(
-                str(self.path), f"not a valid gzip file ({exc})", self.line or None
-            ) from None
-        finally:
-            text.detach()
-
-    def _decode_error(self, exc: UnicodeDecodeError, raw: bytes) -> InputFileError:
-        bad = exc.object[exc.start : exc.start + 1]
-        where = f" at byte {exc.start + 1} of the line" if raw else " at the end of the file"
-        byte = f"byte 0x{bad.hex()}" if bad else "a truncated character"
+        line = 0
+        with open(self.path, "rb") as raw, self._binary(raw) as stream:
+            try:
+                for line, data in enumerate(stream, 1):  # noqa: B007 - line is used after the loop
+                    try:
+                        decoder.decode(data)
+                    except UnicodeDecodeError as exc:
+                        bad = exc.object[exc.start : exc.start + 1].hex()
+                        return InputFileError(
+                            str(self.path),
+                            f"cannot decode byte 0x{bad} (byte {exc.start + 1} of the line); {hint}",
+                            line,
+                        )
+                decoder.decode(b"", final=True)
+            except (UnicodeDecodeError, *_STREAM_ERRORS[1:]):
+                pass
         return InputFileError(
-            str(self.path),
-            f"cannot decode {byte}{where} as {self.encoding}; pass the file's encoding, e.g. --encoding latin-1",
-            self.line or None,
+            str(self.path), f"the file ends in the middle of a character; {hint}", line or None
         )
 
     def fraction_done(self) -> float:
@@ -203,7 +189,7 @@ class _LineSource:
             return 1.0
 
     def close(self) -> None:
-        self._stream.close()
+        self.text.close()
         self._raw.close()
 
 
@@ -231,10 +217,10 @@ class CsvReader(_Base):
         if len(delimiter) != 1:
             raise InputFileError(str(path), f"the delimiter must be one character, got {delimiter!r}")
         self.path = path
-        self._source = _LineSource(path, encoding)
+        self._source = _TextSource(path, encoding)
         try:
             csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
-            self._csv = csv.reader(self._source.lines(), delimiter=delimiter)
+            self._csv = csv.reader(self._source.text, delimiter=delimiter)
             header = self._next()
             while header is not None and not header:
                 header = self._next()
@@ -257,7 +243,9 @@ class CsvReader(_Base):
         except StopIteration:
             return None
         except csv.Error as exc:
-            raise InputFileError(str(self.path), f"malformed CSV: {exc}", self._source.line) from None
+            raise InputFileError(str(self.path), f"malformed CSV: {exc}", self._csv.line_num + 1) from None
+        except _STREAM_ERRORS as exc:
+            raise self._source.failure(exc, self._csv.line_num + 1) from None
 
     def __iter__(self) -> Iterator[Row]:
         if self._first is not None:
@@ -315,8 +303,8 @@ class JsonLinesReader(_Base):
 
     def __init__(self, path: Path, encoding: str) -> None:
         self.path = path
-        self._source = _LineSource(path, encoding)
-        self._lines = self._source.lines()
+        self._source = _TextSource(path, encoding)
+        self._line = 0
         self._first: Row | None = None
         try:
             for row in self._rows():
@@ -331,11 +319,19 @@ class JsonLinesReader(_Base):
         first = self._first[1]
         self.columns = list(first) if not isinstance(first, BadRow) else []
 
+    def _lines(self) -> Iterator[str]:
+        try:
+            for text in self._source.text:
+                self._line += 1
+                yield text
+        except _STREAM_ERRORS as exc:
+            raise self._source.failure(exc, self._line + 1) from None
+
     def _rows(self) -> Iterator[Row]:
-        for text in self._lines:
+        for text in self._lines():
             if not text.strip():
                 continue
-            line = self._source.line
+            line = self._line
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:

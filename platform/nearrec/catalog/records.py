@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from nearrec.catalog import values as v
@@ -77,6 +78,11 @@ class ItemOptions:
     max_text_chars: int = 20000
     infer_types: bool = False  # True for text cells (CSV): "12" -> 12, "true" -> True
 
+    @cached_property
+    def skip_columns(self) -> frozenset[str]:
+        """Columns that never become attributes."""
+        return frozenset({self.id_column, *ITEM_DOCUMENT_COLUMNS, *self.ignore_columns})
+
 
 @dataclass(frozen=True)
 class UserOptions:
@@ -87,6 +93,11 @@ class UserOptions:
     ignore_columns: frozenset[str] = frozenset()
     max_text_chars: int = 20000
     infer_types: bool = False
+
+    @cached_property
+    def skip_columns(self) -> frozenset[str]:
+        """Columns that never become attributes."""
+        return frozenset({self.id_column, "profile", *(self.text_columns or ()), *self.ignore_columns})
 
 
 @dataclass(frozen=True)
@@ -182,19 +193,21 @@ def _attributes(
 ) -> dict[str, v.JsonValue]:
     attributes: dict[str, v.JsonValue] = {}
     for name, value in raw.items():
-        if name in skip or v.is_blank(value):
+        if name in skip or value is None:
             continue
         try:
             if name in list_columns:
-                attributes[name] = v.split_list(value, list_sep)
-            elif infer and isinstance(value, str):
-                attributes[name] = v.infer_scalar(value)
+                if not v.is_blank(value):
+                    attributes[name] = v.split_list(value, list_sep)
+                continue
+            if type(value) is str:
+                converted = v.infer_scalar(value) if infer else (value.strip() or None)
             else:
                 converted = v.to_json(value)
-                if converted is not None:
-                    attributes[name] = converted
         except ValueError as exc:
             raise RowError(name, str(exc), record_id) from None
+        if converted is not None:
+            attributes[name] = converted
     return attributes
 
 
@@ -202,7 +215,10 @@ def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id:
     parts: list[str] = []
     for name in columns:
         value = raw.get(name)
-        parts.append("" if v.is_blank(value) else v.as_text(value))
+        if type(value) is str:
+            parts.append(value.strip())
+        else:
+            parts.append("" if v.is_blank(value) else v.as_text(value))
     text = v.compose_text(parts)
     if "\x00" in text:
         raise RowError(
@@ -221,30 +237,33 @@ def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id:
 
 
 def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
+    """Validate one item record; raises :class:`RowError`."""
     external_id = _id(raw, options.id_column)
-    text_columns = item_text_columns(options, raw.keys())
+    text_columns = options.text_columns or item_text_columns(options, raw.keys())
     text = _text(raw, text_columns, options.max_text_chars, external_id)
     if not text:
         names = "/".join(text_columns) or "title/text/description"
         raise RowError(names, "no text to embed (all text columns are empty)", external_id)
     title_value = raw.get("title")
-    title = None if v.is_blank(title_value) else v.as_text(title_value)
+    if type(title_value) is str:
+        title: str | None = title_value.strip() or None
+    else:
+        title = None if v.is_blank(title_value) else v.as_text(title_value)
     if title is not None and "\x00" in title:
         raise RowError("title", "contains a NUL character", external_id)
-    skip = {options.id_column, *ITEM_DOCUMENT_COLUMNS, *options.ignore_columns}
     attributes = _attributes(
-        raw, skip, options.list_columns, options.list_sep, options.infer_types, external_id
+        raw, options.skip_columns, options.list_columns, options.list_sep, options.infer_types, external_id
     )
     return ItemRecord(external_id, title, text, attributes, v.content_hash(text))
 
 
 def parse_user(raw: Mapping[str, Any], options: UserOptions) -> UserRecord:
+    """Validate one user record; raises :class:`RowError`."""
     external_id = _id(raw, options.id_column)
     text_columns = user_text_columns(options, raw.keys())
     profile = _text(raw, text_columns, options.max_text_chars, external_id) or None
-    skip = {options.id_column, "profile", *text_columns, *options.ignore_columns}
     attributes = _attributes(
-        raw, skip, options.list_columns, options.list_sep, options.infer_types, external_id
+        raw, options.skip_columns, options.list_columns, options.list_sep, options.infer_types, external_id
     )
     return UserRecord(external_id, profile, attributes)
 

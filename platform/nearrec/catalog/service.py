@@ -110,8 +110,11 @@ def numbered(records: Iterable[Mapping[str, Any]], start: int = 1) -> Iterator[R
     yield from enumerate(records, start)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(attributes: Mapping[str, JsonValue]) -> str:
-    return json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(attributes)
 
 
 class _Batch:

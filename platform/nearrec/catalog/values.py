@@ -20,6 +20,7 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 MAX_ID_CHARS = 256
 MAX_TYPE_CHARS = 64
 _INT64 = 2**63
+_NUMBER_START = frozenset("0123456789+-.")
 _INT_RE = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
 _NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -73,17 +74,21 @@ def infer_scalar(text: str) -> JsonValue:
     s = text.strip()
     if not s:
         return None
-    low = s.lower()
-    if low == "true":
-        return True
-    if low == "false":
-        return False
-    if _INT_RE.fullmatch(s):
-        number = int(s)
-        return number if -_INT64 <= number < _INT64 else s
-    if _FLOAT_RE.fullmatch(s):
-        value = float(s)
-        return value if math.isfinite(value) else s
+    first = s[0]
+    if first in _NUMBER_START:
+        if _INT_RE.fullmatch(s):
+            number = int(s)
+            return number if -_INT64 <= number < _INT64 else s
+        if _FLOAT_RE.fullmatch(s):
+            value = float(s)
+            return value if math.isfinite(value) else s
+        return s
+    if first in "tTfF" and len(s) in (4, 5):
+        low = s.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
     return s
 
 
@@ -139,6 +144,8 @@ def compose_text(parts: Iterable[str]) -> str:
     next part already starts with (a description that repeats the title) is dropped.
     """
     kept = [p for p in parts if p]
+    if len(kept) < 2:
+        return kept[0] if kept else ""
     out: list[str] = []
     for i, part in enumerate(kept):
         if i + 1 < len(kept) and kept[i + 1].startswith(part):

@@ -71,6 +71,66 @@ def user_with_seen(
     return UserRow(row.id, external_id, row.profile), list(row.seen)
 
 
+USER_WITH_HISTORY = text(
+    """
+    SELECT u.id, u.profile,
+           ARRAY(
+               SELECT i.item_id FROM interactions AS i
+               WHERE i.user_id = u.id AND (CAST(:types AS text[]) IS NULL OR i.type = ANY(:types))
+               GROUP BY i.item_id
+               ORDER BY max(i.occurred_at) DESC, i.item_id
+           ) AS seen,
+           (
+               SELECT coalesce(
+                   json_agg(
+                       json_build_array(e.item_id, e.type, e.value, extract(epoch FROM e.occurred_at))
+                       ORDER BY e.occurred_at DESC, e.id DESC
+                   ),
+                   '[]'::json
+               )
+               FROM (
+                   SELECT h.id, h.item_id, h.type, h.value, h.occurred_at FROM interactions AS h
+                   WHERE h.user_id = u.id
+                   ORDER BY h.occurred_at DESC, h.id DESC
+                   LIMIT CAST(:history AS integer)
+               ) AS e
+           ) AS events
+    FROM users AS u
+    WHERE u.external_id = :external_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedEvent:
+    item_id: int
+    type: str
+    value: float | None
+    timestamp: float  # unix seconds
+
+
+def user_with_history(
+    session: Session, external_id: str, types: Collection[str] | None, history: int
+) -> tuple[UserRow, list[int], list[TimedEvent]] | None:
+    """Like :func:`user_with_seen`, plus the user's ``history`` most recent interactions (any type), most
+    recent first, in the same round trip."""
+    row = session.execute(
+        USER_WITH_HISTORY,
+        {
+            "external_id": external_id,
+            "types": None if types is None else list(types),
+            "history": max(int(history), 0),
+        },
+    ).first()
+    if row is None:
+        return None
+    events = [
+        TimedEvent(int(item), str(kind), None if value is None else float(value), float(epoch))
+        for item, kind, value, epoch in row.events
+    ]
+    return UserRow(row.id, external_id, row.profile), list(row.seen), events
+
+
 def seen_item_ids(session: Session, user_id: int, types: Collection[str] | None) -> list[int]:
     """Every item the user interacted with (of ``types``; all when None), most recent first."""
     last = func.max(Interaction.occurred_at)

@@ -8,8 +8,6 @@ the payload flag ``active`` and, as a second guard, by the Postgres row read for
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +20,7 @@ from nearrec.db import query_repo as repo
 from nearrec.embedding.base import Embedder
 from nearrec.errors import NotFoundError, ValidationError
 from nearrec.filters import And, Eq, FieldType, FilterExpr, matches, parse_filter
+from nearrec.query.cache import Refreshing
 from nearrec.sync.collections import ItemSchema
 from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.vectors.base import Hit, VectorStore
@@ -56,12 +55,6 @@ class Recommendation:
     reason: Reason | None = None
 
 
-@dataclass
-class _Cached:
-    value: Any = None
-    at: float = float("-inf")
-
-
 class QueryService:
     """Thread safe; one per process. Reads Postgres through ``sessions`` and vectors through ``store``."""
 
@@ -82,9 +75,8 @@ class QueryService:
         self._embedder_provider = embedder
         self._embedder: Embedder | None = None
         self._params = UserVectorParams.from_settings(settings)
-        self._schema = _Cached()
-        self._popular_cache = _Cached()
-        self._lock = threading.Lock()
+        self._schema = Refreshing(self._load_schema, SCHEMA_TTL)
+        self._popular_cache = Refreshing(self._load_popular, POPULAR_TTL)
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -218,15 +210,12 @@ class QueryService:
         return parse_filter(filter, self.attribute_schema())
 
     def attribute_schema(self) -> dict[str, FieldType]:
-        """Attribute name -> type, read from Postgres and cached for a few seconds."""
-        with self._lock:
-            if time.monotonic() - self._schema.at < SCHEMA_TTL:
-                return dict(self._schema.value)
+        """Attribute name -> type, read from Postgres and refreshed in the background."""
+        return self._schema.get()
+
+    def _load_schema(self) -> dict[str, FieldType]:
         with self.sessions() as session:
-            schema = ItemSchema.load(session).filterable()
-        with self._lock:
-            self._schema = _Cached(schema, time.monotonic())
-        return dict(schema)
+            return ItemSchema.load(session).filterable()
 
     # --- internals --------------------------------------------------------------------------------------
 
@@ -305,20 +294,15 @@ class QueryService:
             page *= 2
         return collected[:needed]
 
-    def _popular(self, session: Session) -> list[tuple[int, int]]:
-        with self._lock:
-            if time.monotonic() - self._popular_cache.at < POPULAR_TTL:
-                return list(self._popular_cache.value)
-        ranked = repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
-        with self._lock:
-            self._popular_cache = _Cached(ranked, time.monotonic())
-        return ranked
+    def _load_popular(self) -> list[tuple[int, int]]:
+        with self.sessions() as session:
+            return repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
 
     def _popular_hits(
         self, session: Session, expr: FilterExpr | None, banned: Collection[int], needed: int
     ) -> list[Hit]:
         """Most interacted-with items in the window that match the filter (cold start)."""
-        counts = {i: n for i, n in self._popular(session) if i not in banned}
+        counts = {i: n for i, n in self._popular_cache.get() if i not in banned}
         out: list[Hit] = []
         ids = list(counts)
         for start in range(0, len(ids), 500):

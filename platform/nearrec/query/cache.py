@@ -1,0 +1,59 @@
+"""A value computed from Postgres and refreshed in the background (stale-while-revalidate).
+
+The first read computes it; later reads return the cached value at once, and one background thread at a time
+recomputes it once it is older than ``ttl``. A slow query (a full scan of items or interactions) therefore
+never lands on a request's latency after the first one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Refreshing(Generic[T]):
+    def __init__(self, load: Callable[[], T], ttl: float) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._value: T | None = None
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def get(self) -> T:
+        with self._lock:
+            value, fresh = self._value, time.monotonic() - self._at < self._ttl
+            start = value is not None and not fresh and not self._refreshing
+            if start:
+                self._refreshing = True
+        if value is None:
+            return self._store(self._load())
+        if start:
+            threading.Thread(target=self._refresh, name="nearrec-cache-refresh", daemon=True).start()
+        return value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = float("-inf")
+
+    def _store(self, value: T) -> T:
+        with self._lock:
+            self._value, self._at = value, time.monotonic()
+        return value
+
+    def _refresh(self) -> None:
+        try:
+            self._store(self._load())
+        except Exception as exc:  # keep serving the old value; try again after the next expiry
+            log.warning("background refresh failed: %s", exc)
+            with self._lock:
+                self._at = time.monotonic()
+        finally:
+            with self._lock:
+                self._refreshing = False
