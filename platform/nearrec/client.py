@@ -174,9 +174,9 @@ class Client:
         title: str | None = None,
         text: str | None = None,
         attributes: Mapping[str, Any] | None = None,
-        active: bool = True,
     ) -> dict[str, Any]:
-        body = {"title": title, "text": text, "attributes": dict(attributes or {}), "active": active}
+        """Create or replace an item; returns ``{"id": ..., "status": "inserted"|"updated"|"unchanged"}``."""
+        body = {"title": title, "text": text, "attributes": dict(attributes or {})}
         out: dict[str, Any] = self._call("PUT", f"/v1/items/{_seg(item_id)}", json=body)
         return out
 

@@ -164,3 +164,45 @@ def test_ops_endpoints(server: Server) -> None:
     assert httpx.get(f"{server.url}/docs").status_code == 200
     rid = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
     assert rid == "abc-123"
+
+
+def test_posted_interaction_changes_the_next_answer(server: Server) -> None:
+    reader, writer = Client(server.url, READ_KEY), Client(server.url, WRITE_KEY)
+    before = reader.recommend("u1", k=5)
+    assert all(r.item_id.startswith("tea-") for r in before)
+    events = [Event("u1", f"tent-{i}", "purchase", event_id=f"ev-{i}") for i in range(4)]
+    assert writer.add_interactions(events) == {"accepted": 4, "ignored": 0}
+    assert writer.add_interactions(events[:1]) == {"accepted": 0, "ignored": 1}  # repeated event id
+
+    def tents_first() -> bool:
+        recs = reader.recommend("u1", k=3)
+        return all(r.item_id.startswith("tent-") for r in recs)
+
+    wait_for(tents_first, timeout=15)
+    seen = {f"tent-{i}" for i in range(4)}
+    assert not seen & {r.item_id for r in reader.recommend("u1", k=30)}
+
+    with pytest.raises(InvalidRequest) as unknown:
+        writer.add_interactions([Event("u1", "no-such-item")])
+    assert unknown.value.path == "item_id"
+
+
+def test_put_and_delete_items_and_users(server: Server) -> None:
+    api = Client(server.url, WRITE_KEY)
+    put = api.put_item("kettle-1", title="Gooseneck kettle", text="pour over kettle for green tea brewing",
+                       attributes={"topic": "tea", "rank": 99})
+    assert put["status"] == "inserted"
+    assert api.put_item("kettle-1", title="Gooseneck kettle", text="pour over kettle for green tea brewing",
+                        attributes={"topic": "tea", "rank": 99})["status"] == "unchanged"
+    wait_for(lambda: any(r.item_id == "kettle-1" for r in api.search("gooseneck kettle pour", k=3)))
+
+    api.delete_item("kettle-1")
+    wait_for(lambda: all(r.item_id != "kettle-1" for r in api.search("gooseneck kettle pour", k=30)))
+    with pytest.raises(NotFound):
+        api.delete_item("kettle-1")
+
+    assert api.put_user("u2", profile="bicycle gears and chains")["status"] == "inserted"
+    wait_for(lambda: api.recommend("u2", k=3)[0].item_id.startswith("bike-"))
+    api.delete_user("u2")
+    with pytest.raises(NotFound):
+        api.recommend("u2")

@@ -12,8 +12,21 @@ from sqlalchemy import text
 
 from nearrec.api.app import State, error_body
 from nearrec.api.auth import Scope, presented_key
-from nearrec.api.schemas import AnonymousIn, RecommendationsOut, SearchIn
-from nearrec.errors import ValidationError
+from nearrec.api.schemas import (
+    AnonymousIn,
+    InteractionIn,
+    InteractionsIn,
+    ItemIn,
+    RecommendationsOut,
+    SearchIn,
+    UpsertOut,
+    UserIn,
+    WriteOut,
+)
+from nearrec.catalog import service as catalog
+from nearrec.catalog.records import InteractionOptions, ItemOptions, UserOptions
+from nearrec.db.engine import transaction
+from nearrec.errors import NotFoundError, ValidationError
 
 router = APIRouter()
 
@@ -105,6 +118,73 @@ def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
             diversity=body.diversity, fields=body.fields, explain=body.explain,
         )
     return RecommendationsOut.of(recs)
+
+
+@router.post("/v1/interactions", response_model=WriteOut, tags=["write"])
+def add_interactions(s: Writer, body: InteractionIn | InteractionsIn) -> WriteOut:
+    """Record one event or a batch ({"events": [...]}). Written to Postgres with its outbox row in one
+    transaction; the user's vector follows within seconds. A repeated event_id is ignored."""
+    events = body.events if isinstance(body, InteractionsIn) else [body]
+    records = [
+        {
+            "user_id": e.user_id, "item_id": e.item_id, "type": e.type, "value": e.value,
+            "timestamp": e.timestamp.isoformat() if e.timestamp else None, "event_id": e.event_id,
+        }
+        for e in events
+    ]
+    with transaction(s.runtime.sessions) as session:
+        summary = catalog.ingest_interactions(
+            session, catalog.numbered(records), InteractionOptions(), source="request", on_error="abort"
+        )
+    s.metrics.ingested_rows.labels("interactions").inc(summary.inserted)
+    return WriteOut(accepted=summary.inserted, ignored=summary.unchanged)
+
+
+def _status(summary: catalog.Summary) -> str:
+    return "inserted" if summary.inserted else "updated" if summary.updated else "unchanged"
+
+
+@router.put("/v1/items/{item_id}", response_model=UpsertOut, tags=["write"])
+def put_item(s: Writer, item_id: str, body: ItemIn) -> UpsertOut:
+    """Create or replace an item (title, text, attributes). Unchanged content enqueues nothing."""
+    record = {**body.attributes, "id": item_id, "title": body.title, "text": body.text}
+    options = ItemOptions(max_text_chars=s.settings.max_text_chars)
+    with transaction(s.runtime.sessions) as session:
+        summary = catalog.ingest_items(session, catalog.numbered([record]), options, source="request",
+                                       on_error="abort")
+    s.metrics.ingested_rows.labels("items").inc(summary.inserted + summary.updated)
+    return UpsertOut(id=item_id, status=_status(summary))
+
+
+@router.delete("/v1/items/{item_id}", status_code=204, tags=["write"])
+def delete_item(s: Writer, item_id: str) -> Response:
+    """Delete an item, its interactions and (through the outbox) its vector."""
+    with transaction(s.runtime.sessions) as session:
+        result = catalog.delete_items(session, [item_id])
+    if not result.deleted:
+        raise NotFoundError(f"unknown item {item_id!r}")
+    return Response(status_code=204)
+
+
+@router.put("/v1/users/{user_id}", response_model=UpsertOut, tags=["write"])
+def put_user(s: Writer, user_id: str, body: UserIn) -> UpsertOut:
+    """Create or replace a user (profile text, attributes)."""
+    record = {**body.attributes, "id": user_id, "profile": body.profile}
+    options = UserOptions(max_text_chars=s.settings.max_text_chars)
+    with transaction(s.runtime.sessions) as session:
+        summary = catalog.ingest_users(session, catalog.numbered([record]), options, source="request",
+                                       on_error="abort")
+    return UpsertOut(id=user_id, status=_status(summary))
+
+
+@router.delete("/v1/users/{user_id}", status_code=204, tags=["write"])
+def delete_user(s: Writer, user_id: str) -> Response:
+    """Forget a user: the row, their interactions and (through the outbox) their vector."""
+    with transaction(s.runtime.sessions) as session:
+        result = catalog.delete_users(session, [user_id])
+    if not result.deleted:
+        raise NotFoundError(f"unknown user {user_id!r}")
+    return Response(status_code=204)
 
 
 @router.get("/healthz", tags=["ops"])

@@ -84,8 +84,12 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str | None = None
     text: str | None = Field(default=None, description="Description; the embedded document is title + text")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    active: bool = True
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Filterable item attributes")
+
+
+class UpsertOut(BaseModel):
+    id: str
+    status: str = Field(description="inserted, updated or unchanged (unchanged enqueues no vector work)")
 
 
 class UserIn(BaseModel):

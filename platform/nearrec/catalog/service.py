@@ -37,6 +37,7 @@ from nearrec.db import users as users_repo
 
 OnError = Literal["skip", "abort"]
 Kind = Literal["items", "users", "interactions"]
+RecordOptions = ItemOptions | UserOptions | InteractionOptions
 DEFAULT_BATCH_SIZE = 5000
 
 
@@ -117,25 +118,25 @@ def _dumps(attributes: Mapping[str, JsonValue]) -> str:
     return _JSON.encode(attributes)
 
 
-class _Batch:
-    """Rejections of one batch, reported in line order."""
+@dataclass
+class Prepared:
+    """A validated batch (pure Python, no I/O), ready for :func:`write`."""
 
-    def __init__(self, summary: Summary, source: str, on_error: OnError) -> None:
-        self.summary = summary
-        self.source = source
-        self.on_error = on_error
-        self.rejections: list[Rejection] = []
+    kind: Kind
+    source: str
+    on_error: OnError
+    read: int = 0
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    rejected_ids: list[str] = field(default_factory=list)  # items: ids of rejected records (kept by prune)
 
     def reject(self, line: int, field_: str | None, reason: str, record_id: str | None = None) -> None:
         rejection = Rejection(self.source, line, field_, reason, record_id)
         if self.on_error == "abort":
             raise RecordRejectedError(rejection)
         self.rejections.append(rejection)
-
-    def close(self) -> None:
-        self.rejections.sort(key=lambda r: r.line)
-        self.summary.rejected += len(self.rejections)
-        self.summary.rejections.extend(self.rejections)
+        if record_id is not None:
+            self.rejected_ids.append(record_id)
 
 
 def _nul_field(attributes: Mapping[str, JsonValue], document: str) -> str | None:
@@ -143,6 +144,146 @@ def _nul_field(attributes: Mapping[str, JsonValue], document: str) -> str | None
     if "\\u0000" not in document:
         return None
     return next((k for k, v in attributes.items() if "\\u0000" in _dumps({k: v})), "attributes")
+
+
+def prepare_items(rows: Iterable[Row], options: ItemOptions, *, source: str, on_error: OnError) -> Prepared:
+    """Validate item records into staged rows; bad ones become rejections (or raise, in abort mode)."""
+    batch = Prepared("items", source, on_error)
+    staged = batch.rows
+    for line, raw in rows:
+        batch.read += 1
+        try:
+            if isinstance(raw, BadRow):
+                raise RowError(None, raw.reason)
+            record = parse_item(raw, options)
+            document = _dumps(record.attributes)
+            if "\\u0000" in document:
+                raise RowError(_nul_field(record.attributes, document), "contains a NUL character", record.external_id)
+        except RowError as exc:
+            batch.reject(line, exc.field, exc.reason, exc.record_id)
+            continue
+        staged.append((line, record.external_id, record.title, record.text, document, record.content_hash))
+    return batch
+
+
+def prepare_users(rows: Iterable[Row], options: UserOptions, *, source: str, on_error: OnError) -> Prepared:
+    """Validate user records into staged rows."""
+    batch = Prepared("users", source, on_error)
+    staged = batch.rows
+    for line, raw in rows:
+        batch.read += 1
+        try:
+            if isinstance(raw, BadRow):
+                raise RowError(None, raw.reason)
+            record = parse_user(raw, options)
+            document = _dumps(record.attributes)
+            if "\\u0000" in document:
+                raise RowError(_nul_field(record.attributes, document), "contains a NUL character", record.external_id)
+        except RowError as exc:
+            batch.reject(line, exc.field, exc.reason)
+            continue
+        staged.append((line, record.external_id, record.profile, document))
+    return batch
+
+
+def prepare_interactions(
+    rows: Iterable[Row], options: InteractionOptions, *, source: str, on_error: OnError
+) -> Prepared:
+    """Validate interaction records into staged rows."""
+    batch = Prepared("interactions", source, on_error)
+    staged = batch.rows
+    for line, raw in rows:
+        batch.read += 1
+        try:
+            if isinstance(raw, BadRow):
+                raise RowError(None, raw.reason)
+            record = parse_interaction(raw, options)
+        except RowError as exc:
+            batch.reject(line, exc.field, exc.reason)
+            continue
+        staged.append((line, *record))
+    return batch
+
+
+def prepare(
+    kind: Kind, rows: Iterable[Row], options: RecordOptions, *, source: str, on_error: OnError
+) -> Prepared:
+    """Dispatch to the ``prepare_*`` function of the kind."""
+    if kind == "items" and isinstance(options, ItemOptions):
+        return prepare_items(rows, options, source=source, on_error=on_error)
+    if kind == "users" and isinstance(options, UserOptions):
+        return prepare_users(rows, options, source=source, on_error=on_error)
+    if kind == "interactions" and isinstance(options, InteractionOptions):
+        return prepare_interactions(rows, options, source=source, on_error=on_error)
+    raise TypeError(f"{type(options).__name__} is not the options of {kind}")
+
+
+def write(session: Session, batch: Prepared, options: RecordOptions, *, track_seen: bool = False) -> Summary:
+    """Write a prepared batch in the caller's transaction; returns its summary (rejections in line order).
+
+    Items: identical items are untouched and enqueue nothing; each inserted, changed or reactivated item
+    enqueues exactly one ("item", id, "upsert") outbox row. With ``track_seen`` the ids read (including
+    those of rejected records) are remembered for :func:`prune_items`.
+
+    Users: each inserted or changed user enqueues one ("user", id, "upsert").
+
+    Interactions: unknown users are created; unknown items are rejected, or created as inactive placeholders
+    with ``create_missing_items``; a repeated event id is ignored (counted as unchanged); each user with new
+    interactions is enqueued once, coalesced with pending work.
+    """
+    summary = Summary(batch.kind, read=batch.read)
+    rejections = list(batch.rejections)
+    if batch.kind == "items":
+        counts = items_repo.upsert(session, batch.rows, track_seen=track_seen)
+        if track_seen:
+            items_repo.add_seen(session, batch.rejected_ids)
+        changed = counts.inserted + counts.updated
+        summary.inserted, summary.updated, summary.enqueued = counts.inserted, counts.updated, changed
+        summary.unchanged = len(batch.rows) - changed
+    elif batch.kind == "users":
+        ucounts = users_repo.upsert(session, batch.rows)
+        changed = ucounts.inserted + ucounts.updated
+        summary.inserted, summary.updated, summary.enqueued = ucounts.inserted, ucounts.updated, changed
+        summary.unchanged = len(batch.rows) - changed
+    else:
+        create = isinstance(options, InteractionOptions) and options.create_missing_items
+        icounts = interactions_repo.insert(
+            session, batch.rows, create_missing_items=create, empty_text_hash=EMPTY_TEXT_HASH
+        )
+        for line, item in icounts.unknown_items:
+            rejection = Rejection(
+                batch.source, line, "item_id", f"unknown item {item!r} (load it first, or pass --create-missing-items)"
+            )
+            if batch.on_error == "abort":
+                raise RecordRejectedError(rejection)
+            rejections.append(rejection)
+        summary.inserted = icounts.inserted
+        summary.unchanged = len(batch.rows) - len(icounts.unknown_items) - icounts.inserted
+        summary.users_created = icounts.users_created
+        summary.items_created = icounts.items_created
+        summary.enqueued = icounts.users_enqueued
+    rejections.sort(key=lambda r: r.line)
+    summary.rejected = len(rejections)
+    summary.rejections = rejections
+    return summary
+
+
+def _ingest(
+    session: Session,
+    kind: Kind,
+    rows: Iterable[Row],
+    options: RecordOptions,
+    *,
+    source: str,
+    on_error: OnError,
+    batch_size: int,
+    track_seen: bool = False,
+) -> Summary:
+    summary = Summary(kind)
+    for chunk in batched(rows, batch_size):
+        batch = prepare(kind, chunk, options, source=source, on_error=on_error)
+        summary.add(write(session, batch, options, track_seen=track_seen))
+    return summary
 
 
 def ingest_items(
@@ -155,55 +296,11 @@ def ingest_items(
     batch_size: int = DEFAULT_BATCH_SIZE,
     track_seen: bool = False,
 ) -> Summary:
-    """Upsert items by external id. Identical items are untouched and enqueue nothing; each inserted,
-    changed or reactivated item enqueues exactly one ("item", id, "upsert") outbox row.
-
-    With ``track_seen`` (after :func:`start_prune_tracking`) every id read, including ids of rejected
-    records, is remembered for :func:`prune_items`.
-    """
-    summary = Summary("items")
-    for chunk in batched(rows, batch_size):
-        batch = _Batch(summary, source, on_error)
-        staged: list[items_repo.StagedItem] = []
-        rejected_ids: list[str] = []
-        for line, raw in chunk:
-            try:
-                if isinstance(raw, BadRow):
-                    raise RowError(None, raw.reason)
-                record = parse_item(raw, options)
-                document = _dumps(record.attributes)
-                bad = _nul_field(record.attributes, document)
-                if bad is not None:
-                    raise RowError(bad, "contains a NUL character", record.external_id)
-            except RowError as exc:
-                batch.reject(line, exc.field, exc.reason, exc.record_id)
-                if exc.record_id is not None:
-                    rejected_ids.append(exc.record_id)
-                continue
-            staged.append(
-                (line, record.external_id, record.title, record.text, document, record.content_hash)
-            )
-        summary.read += len(chunk)
-        counts = items_repo.upsert(session, staged, track_seen=track_seen)
-        if track_seen:
-            items_repo.add_seen(session, rejected_ids)
-        summary.inserted += counts.inserted
-        summary.updated += counts.updated
-        summary.unchanged += len(staged) - counts.inserted - counts.updated
-        summary.enqueued += counts.inserted + counts.updated
-        batch.close()
-    return summary
-
-
-def start_prune_tracking(session: Session) -> None:
-    """Start remembering the item ids read on this connection (for :func:`prune_items`)."""
-    items_repo.reset_seen(session)
-
-
-def prune_items(session: Session) -> int:
-    """Deactivate active items not read since :func:`start_prune_tracking` on the same connection, and
-    enqueue each; returns how many. Call only after every file of the full catalog was read."""
-    return items_repo.prune_unseen(session)
+    """Validate and upsert items by external id (see :func:`write`), in the caller's transaction."""
+    return _ingest(
+        session, "items", rows, options, source=source, on_error=on_error, batch_size=batch_size,
+        track_seen=track_seen,
+    )  # fmt: skip
 
 
 def ingest_users(
@@ -215,33 +312,8 @@ def ingest_users(
     on_error: OnError = "skip",
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Summary:
-    """Upsert users by external id (profile text and attributes); each inserted or changed user enqueues
-    one ("user", id, "upsert") outbox row."""
-    summary = Summary("users")
-    for chunk in batched(rows, batch_size):
-        batch = _Batch(summary, source, on_error)
-        staged: list[users_repo.StagedUser] = []
-        for line, raw in chunk:
-            try:
-                if isinstance(raw, BadRow):
-                    raise RowError(None, raw.reason)
-                record = parse_user(raw, options)
-                document = _dumps(record.attributes)
-                bad = _nul_field(record.attributes, document)
-                if bad is not None:
-                    raise RowError(bad, "contains a NUL character", record.external_id)
-            except RowError as exc:
-                batch.reject(line, exc.field, exc.reason, exc.record_id)
-                continue
-            staged.append((line, record.external_id, record.profile, document))
-        summary.read += len(chunk)
-        counts = users_repo.upsert(session, staged)
-        summary.inserted += counts.inserted
-        summary.updated += counts.updated
-        summary.unchanged += len(staged) - counts.inserted - counts.updated
-        summary.enqueued += counts.inserted + counts.updated
-        batch.close()
-    return summary
+    """Validate and upsert users by external id (see :func:`write`), in the caller's transaction."""
+    return _ingest(session, "users", rows, options, source=source, on_error=on_error, batch_size=batch_size)
 
 
 def ingest_interactions(
@@ -253,42 +325,21 @@ def ingest_interactions(
     on_error: OnError = "skip",
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Summary:
-    """Insert interactions. Unknown users are created; unknown items are rejected, or created as inactive
-    placeholders with ``options.create_missing_items``; a repeated event id is ignored (counted as
-    unchanged). Each user with new interactions is enqueued once, coalesced with pending work."""
-    summary = Summary("interactions")
-    for chunk in batched(rows, batch_size):
-        batch = _Batch(summary, source, on_error)
-        staged: list[interactions_repo.StagedInteraction] = []
-        for line, raw in chunk:
-            try:
-                if isinstance(raw, BadRow):
-                    raise RowError(None, raw.reason)
-                record = parse_interaction(raw, options)
-            except RowError as exc:
-                batch.reject(line, exc.field, exc.reason, exc.record_id)
-                continue
-            staged.append((line, *record))
-        summary.read += len(chunk)
-        counts = interactions_repo.insert(
-            session,
-            staged,
-            create_missing_items=options.create_missing_items,
-            empty_text_hash=EMPTY_TEXT_HASH,
-        )
-        for line, item in counts.unknown_items:
-            batch.reject(
-                line,
-                "item_id",
-                f"unknown item {item!r} (load the catalog first or pass --create-missing-items)",
-            )
-        summary.inserted += counts.inserted
-        summary.unchanged += len(staged) - len(counts.unknown_items) - counts.inserted
-        summary.users_created += counts.users_created
-        summary.items_created += counts.items_created
-        summary.enqueued += counts.users_enqueued
-        batch.close()
-    return summary
+    """Validate and insert interactions (see :func:`write`), in the caller's transaction."""
+    return _ingest(
+        session, "interactions", rows, options, source=source, on_error=on_error, batch_size=batch_size
+    )
+
+
+def start_prune_tracking(session: Session) -> None:
+    """Start remembering the item ids read on this connection (for :func:`prune_items`)."""
+    items_repo.reset_seen(session)
+
+
+def prune_items(session: Session) -> int:
+    """Deactivate active items not read since :func:`start_prune_tracking` on the same connection, and
+    enqueue each; returns how many. Call only after every file of the full catalog was read."""
+    return items_repo.prune_unseen(session)
 
 
 def delete_items(session: Session, external_ids: Sequence[str]) -> DeleteResult:

@@ -147,11 +147,11 @@ def compose_text(parts: Iterable[str]) -> str:
     if len(kept) < 2:
         return kept[0] if kept else ""
     out: list[str] = []
-    for i, part in enumerate(kept):
-        if i + 1 < len(kept) and kept[i + 1].startswith(part):
-            continue
-        out.append(part)
-    return " ".join(p if i == len(out) - 1 or p[-1] in ".!?:;" else p + "." for i, p in enumerate(out))
+    for part, following in zip(kept, kept[1:], strict=False):
+        if not following.startswith(part):
+            out.append(part if part[-1] in ".!?:;" else part + ".")
+    out.append(kept[-1])
+    return " ".join(out)
 
 
 def parse_float(value: Any) -> float:
