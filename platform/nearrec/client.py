@@ -118,8 +118,11 @@ class Client:
         explain: bool = False,
         offset: int = 0,
         fields: Sequence[str] = (),
+        method: str | None = None,
     ) -> list[Recommendation]:
         params: dict[str, Any] = {"k": k, "diversity": diversity, "explain": explain, "offset": offset}
+        if method:
+            params["method"] = method
         if filter:
             params["filter"] = json.dumps(filter)
         if exclude_ids:

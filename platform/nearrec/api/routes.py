@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -77,12 +77,16 @@ def recommend(
     explain: bool = False,
     offset: Annotated[int, Query(ge=0)] = 0,
     fields: Annotated[str | None, Query(description="Comma-separated item attributes to return")] = None,
+    method: Annotated[
+        Literal["text", "cf", "hybrid", "popular"] | None,
+        Query(description="Retrieval method; default hybrid once `nearrec train` has run, else text"),
+    ] = None,
 ) -> RecommendationsOut:
     """Top-k items for a user, never one they have already seen."""
     with s.metrics.query_seconds.labels("recommend").time():
         recs = s.query.recommend(
             user_id, k=k, filter=_filter_param(filter), exclude_ids=_csv(exclude), diversity=diversity,
-            explain=explain, offset=offset, fields=_csv(fields),
+            explain=explain, offset=offset, fields=_csv(fields), method=method,
         )
     return RecommendationsOut.of(recs)
 

@@ -1,7 +1,9 @@
 """Loading whole files: the entry point's side of ingestion (used by ``nearrec ingest`` and the bench).
 
 Every file is opened and its columns checked before anything is written, so a missing column or an empty
-file fails with nothing loaded. Then rows stream through in batches on ONE connection:
+file fails with nothing loaded. Then rows stream through in batches: this thread reads and validates
+batch N+1 while a writer thread, on ONE connection, writes batch N (Postgres and Python work in parallel;
+at most two batches wait in between, so memory stays flat).
 
 - ``on_error="skip"``: one transaction per batch; bad records are reported and skipped. A file that becomes
   unreadable midway (an undecodable byte) stops the load; the batches before it stay committed and the
@@ -9,14 +11,16 @@ file fails with nothing loaded. Then rows stream through in batches on ONE conne
 - ``on_error="abort"``: one transaction for everything; the first bad record rolls it all back.
 
 ``prune`` (items) deactivates active items absent from all the files, in a last step that runs only if
-every file was read to the end. The ids read are kept in a temporary table on that connection.
+every file was read to the end. The ids read are kept in a temporary table on the writer's connection.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,20 +29,20 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from nearrec.catalog import service
-from nearrec.catalog.readers import ReadOptions, RecordReader, batched, open_reader
+from nearrec.catalog.readers import ReadOptions, batched, open_reader
 from nearrec.catalog.records import (
-    InteractionOptions,
     ItemOptions,
     RecordRejectedError,
     Rejection,
     UserOptions,
     check_columns,
+    item_text_columns,
 )
-from nearrec.catalog.service import Kind, OnError, Summary
+from nearrec.catalog.service import Kind, OnError, Prepared, RecordOptions, Summary
 from nearrec.errors import InputFileError
 
-RecordOptions = ItemOptions | UserOptions | InteractionOptions
 KEEP_REJECTIONS = 1000  # kept in the summary for display; all of them go to the on_rejections callback
+_QUEUE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def preflight(plan: LoadPlan) -> list[str]:
     notes: list[str] = []
     for path in plan.files:
         with open_reader(path, plan.read) as reader:
-            if reader.columns or reader.text_values:
+            if reader.columns:  # JSON Lines: the keys of the first record
                 notes += check_columns(plan.kind, reader.columns, plan.options, str(path))
     return notes
 
@@ -72,68 +76,153 @@ def load(
     on_progress: Callable[[float], None] | None = None,
 ) -> Summary:
     """Load the plan's files. Raises :class:`InputFileError` (nothing loaded) for a file unusable as a
-    whole, and in abort mode :class:`~nearrec.catalog.records.RecordRejectedError` (nothing loaded)."""
+    whole, and in abort mode :class:`~nearrec.catalog.records.RecordRejectedError` (nothing loaded).
+
+    ``on_rejections`` is called (from the writer thread) with every rejection, in line order per batch.
+    """
     started = time.perf_counter()
     summary = Summary(plan.kind, notes=preflight(plan))
     sizes = [max(Path(p).stat().st_size, 1) for p in plan.files]
     total = float(sum(sizes))
-    with engine.connect() as connection, Session(bind=connection) as session:
-        per_batch = plan.on_error == "skip"
-
-        def unit() -> AbstractContextManager[object]:
-            return session.begin() if per_batch else nullcontext()
-
-        with nullcontext() if per_batch else session.begin():
-            if plan.prune:
-                with unit():
-                    service.start_prune_tracking(session)
-            try:
-                for index, path in enumerate(plan.files):
-                    with open_reader(path, plan.read) as reader:
-                        done_before = sum(sizes[:index])
-                        for result in _batches(session, plan, reader, unit):
-                            _merge(summary, result, on_rejections)
-                            if on_progress is not None:
-                                on_progress((done_before + reader.fraction_done() * sizes[index]) / total)
-            except InputFileError as exc:
-                if not per_batch:
-                    raise
-                summary.error = str(exc)
-            except RecordRejectedError as exc:
-                if on_rejections is not None:
-                    on_rejections([exc.rejection])
-                raise
-            if plan.prune and summary.error is None:
-                with unit():
-                    summary.pruned = service.prune_items(session)
-                summary.enqueued += summary.pruned
+    writer = _Writer(engine, plan, summary, on_rejections)
+    writer.start()
+    try:
+        for index, path in enumerate(plan.files):
+            with open_reader(path, plan.read) as reader:
+                options = plan.options
+                if isinstance(options, ItemOptions):
+                    options = dataclasses.replace(
+                        options,
+                        infer_types=reader.text_values,
+                        # Fixed columns: resolve the default text columns once, not per row.
+                        text_columns=options.text_columns
+                        or (item_text_columns(options, reader.columns) if reader.fixed_columns else None),
+                    )
+                elif isinstance(options, UserOptions):
+                    options = dataclasses.replace(options, infer_types=reader.text_values)
+                done_before = sum(sizes[:index])
+                for chunk in batched(reader, plan.batch_size):
+                    batch = service.prepare(
+                        plan.kind, chunk, options, source=str(path), on_error=plan.on_error
+                    )
+                    writer.put(batch)
+                    if on_progress is not None:
+                        on_progress((done_before + reader.fraction_done() * sizes[index]) / total)
+    except InputFileError as exc:
+        if plan.on_error == "abort":
+            writer.abort()
+            raise
+        summary.error = str(exc)
+        writer.finish(prune=False)
+    except RecordRejectedError as exc:
+        writer.abort()
+        if on_rejections is not None:
+            on_rejections([exc.rejection])
+        raise
+    except BaseException:
+        writer.abort()
+        raise
+    else:
+        writer.finish(prune=plan.prune)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _batches(
-    session: Session, plan: LoadPlan, reader: RecordReader, unit: Callable[[], AbstractContextManager[object]]
-) -> Iterator[Summary]:
-    source = str(reader.path)
-    options = plan.options
-    if isinstance(options, ItemOptions | UserOptions):
-        options = dataclasses.replace(options, infer_types=reader.text_values)
-    for chunk in batched(reader, plan.batch_size):
-        with unit():
-            if isinstance(options, ItemOptions):
-                result = service.ingest_items(
-                    session, chunk, options, source=source, on_error=plan.on_error,
-                    batch_size=plan.batch_size, track_seen=plan.prune,
-                )  # fmt: skip
-            elif isinstance(options, UserOptions):
-                result = service.ingest_users(
-                    session, chunk, options, source=source, on_error=plan.on_error, batch_size=plan.batch_size
-                )
-            else:
-                result = service.ingest_interactions(
-                    session, chunk, options, source=source, on_error=plan.on_error, batch_size=plan.batch_size
-                )
-        yield result
+class _Writer(threading.Thread):
+    """Owns the connection and the transactions; writes prepared batches in order."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        plan: LoadPlan,
+        summary: Summary,
+        on_rejections: Callable[[Sequence[Rejection]], None] | None,
+    ) -> None:
+        super().__init__(name="nearrec-ingest-writer", daemon=True)
+        self.engine = engine
+        self.plan = plan
+        self.summary = summary
+        self.on_rejections = on_rejections
+        self.queue: queue.Queue[Prepared | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.error: BaseException | None = None
+        self.prune = False
+        self._aborting = threading.Event()  # abort: roll back and exit
+
+    def put(self, batch: Prepared) -> None:
+        """Hand a batch over; blocks while the writer is behind. Raises the writer's error, if any."""
+        while True:
+            self._raise_error()
+            try:
+                self.queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self, *, prune: bool) -> None:
+        """No more batches: commit (and prune), wait, and raise the writer's error, if any."""
+        self.prune = prune
+        while self.is_alive():
+            try:
+                self.queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.join()
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Stop now and roll back what is not committed."""
+        self._aborting.set()
+        self.join()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def run(self) -> None:
+        try:
+            with self.engine.connect() as connection, Session(bind=connection) as session:
+                self._run(session)
+        except _Aborted:
+            pass
+        except BaseException as exc:
+            self.error = exc
+
+    def _unit(self, session: Session) -> AbstractContextManager[object]:
+        return session.begin() if self.plan.on_error == "skip" else nullcontext()
+
+    def _run(self, session: Session) -> None:
+        plan = self.plan
+        with nullcontext() if plan.on_error == "skip" else session.begin():
+            if plan.prune:
+                with self._unit(session):
+                    service.start_prune_tracking(session)
+            while True:
+                batch = self._next()
+                if batch is None:
+                    break
+                with self._unit(session):
+                    result = service.write(session, batch, plan.options, track_seen=plan.prune)
+                _merge(self.summary, result, self.on_rejections)
+            if self._aborting.is_set():
+                raise _Aborted  # rolls back the open transaction (abort mode: everything)
+            if self.prune:
+                with self._unit(session):
+                    self.summary.pruned = service.prune_items(session)
+                self.summary.enqueued += self.summary.pruned
+
+    def _next(self) -> Prepared | None:
+        while not self._aborting.is_set():
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+
+class _Aborted(Exception):
+    """The loader stopped the writer."""
 
 
 def _merge(

@@ -69,6 +69,8 @@ class RecordReader(Protocol):
     columns: list[str]
     # True when values are untyped text (CSV): the record parsers infer numbers and booleans.
     text_values: bool
+    # True when every record has exactly ``columns`` (CSV, Parquet); JSON Lines records may differ.
+    fixed_columns: bool
 
     def __iter__(self) -> Iterator[Row]: ...
 
@@ -212,6 +214,7 @@ class CsvReader(_Base):
     """CSV/TSV with a header row. Quoted fields may contain delimiters and newlines."""
 
     text_values = True
+    fixed_columns = True
 
     def __init__(self, path: Path, delimiter: str, encoding: str) -> None:
         if len(delimiter) != 1:
@@ -300,6 +303,7 @@ class JsonLinesReader(_Base):
     """One JSON object per line; blank lines are skipped. Values keep their JSON types."""
 
     text_values = False
+    fixed_columns = False
 
     def __init__(self, path: Path, encoding: str) -> None:
         self.path = path
@@ -359,6 +363,7 @@ class ParquetReader(_Base):
     """Parquet read in record batches (``iter_batches``); ``line`` is the 1-based row number."""
 
     text_values = False
+    fixed_columns = True
 
     def __init__(self, path: Path) -> None:
         import pyarrow.parquet as pq

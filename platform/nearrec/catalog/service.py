@@ -158,7 +158,9 @@ def prepare_items(rows: Iterable[Row], options: ItemOptions, *, source: str, on_
             record = parse_item(raw, options)
             document = _dumps(record.attributes)
             if "\\u0000" in document:
-                raise RowError(_nul_field(record.attributes, document), "contains a NUL character", record.external_id)
+                raise RowError(
+                    _nul_field(record.attributes, document), "contains a NUL character", record.external_id
+                )
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason, exc.record_id)
             continue
@@ -178,7 +180,9 @@ def prepare_users(rows: Iterable[Row], options: UserOptions, *, source: str, on_
             record = parse_user(raw, options)
             document = _dumps(record.attributes)
             if "\\u0000" in document:
-                raise RowError(_nul_field(record.attributes, document), "contains a NUL character", record.external_id)
+                raise RowError(
+                    _nul_field(record.attributes, document), "contains a NUL character", record.external_id
+                )
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason)
             continue
@@ -252,7 +256,10 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
         )
         for line, item in icounts.unknown_items:
             rejection = Rejection(
-                batch.source, line, "item_id", f"unknown item {item!r} (load it first, or pass --create-missing-items)"
+                batch.source,
+                line,
+                "item_id",
+                f"unknown item {item!r} (load it first, or pass --create-missing-items)",
             )
             if batch.on_error == "abort":
                 raise RecordRejectedError(rejection)

@@ -41,6 +41,9 @@ OPTIONAL: list[tuple[str, str]] = [
     ("query_cmd", "similar"),
     ("query_cmd", "search"),
     ("serve_cmd", "serve"),
+    ("train_cmd", "train"),
+    ("evaluate_cmd", "evaluate"),
+    ("quickstart_cmd", "quickstart"),
 ]
 
 

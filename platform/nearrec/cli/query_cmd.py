@@ -36,7 +36,7 @@ def print_table(recs: list[Recommendation], fields: list[str], title: str | None
         table.add_column(col)
     explained = any(r.reason for r in recs)
     if explained:
-        table.add_column("because")
+        table.add_column("because you liked")
     for n, rec in enumerate(recs, start=1):
         row: list[Any] = [str(n), rec.item_id, rec.title or "", f"{rec.score:.3f}"]
         row += [str(rec.fields.get(f, "")) for f in fields]
@@ -53,7 +53,7 @@ def _reason(rec: Recommendation) -> str:
     if r is None:
         return ""
     if r.kind == "history":
-        return f"you liked {r.title or r.item_id} (similarity {r.similarity:.2f})"
+        return f"{r.title or r.item_id} ({r.similarity:.2f})"
     if r.kind == "popular":
         return f"popular ({int(r.similarity)} recent interactions)"
     if r.kind == "profile":
@@ -73,18 +73,24 @@ def _fields(raw: str) -> list[str]:
 @click.option("--diversity", default=0.0, show_default=True, help="0..1: trade relevance for variety (MMR).")
 @click.option("--explain", is_flag=True, help="Say which history item made each result close.")
 @click.option("--offset", default=0, show_default=True, help="Skip this many results (paging).")
+@click.option(
+    "--method",
+    type=click.Choice(["text", "cf", "hybrid", "popular"]),
+    default=None,
+    help="Retrieval method (default: hybrid once `nearrec train` has run, else text).",
+)
 @fields_option
 @json_option
 def recommend(
     user_id: str, k: int, filter_json: str | None, exclude: str, diversity: float, explain: bool, offset: int,
-    fields: str, as_json: bool,
+    method: str | None, fields: str, as_json: bool,
 ) -> None:
     """Recommend items for USER_ID (never one they have seen)."""
     cols = _fields(fields)
     _run(
         lambda s: s.recommend(
             user_id, k=k, filter=filter_json, exclude_ids=_fields(exclude), diversity=diversity, explain=explain,
-            offset=offset, fields=cols,
+            offset=offset, fields=cols, method=method,
         ),
         as_json,
         cols,

@@ -24,10 +24,12 @@ _CREATE_STAGE = text(
 _TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_interactions")
 _COPY_STAGE = "COPY nearrec_stage_interactions (line, user_id, item_id, type, value, ts, event_id) FROM STDIN"
 
+# External ids are resolved with scalar subqueries: one unique-index probe per row, so the cost follows the
+# batch size and not the size of the catalog (a hash join would scan every item for every batch).
 _REMOVE_UNKNOWN_ITEMS = text(
     """
     DELETE FROM nearrec_stage_interactions AS s
-    WHERE NOT EXISTS (SELECT 1 FROM items AS i WHERE i.external_id = s.item_id)
+    WHERE (SELECT i.id FROM items AS i WHERE i.external_id = s.item_id) IS NULL
     RETURNING s.line, s.item_id
     """
 )
@@ -37,7 +39,7 @@ _CREATE_MISSING_ITEMS = text(
     INSERT INTO items (external_id, text, active, content_hash)
     SELECT DISTINCT s.item_id, '', false, :empty_hash
     FROM nearrec_stage_interactions AS s
-    WHERE NOT EXISTS (SELECT 1 FROM items AS i WHERE i.external_id = s.item_id)
+    WHERE (SELECT i.id FROM items AS i WHERE i.external_id = s.item_id) IS NULL
     ON CONFLICT (external_id) DO NOTHING
     """
 )
@@ -45,20 +47,24 @@ _CREATE_MISSING_USERS = text(
     """
     INSERT INTO users (external_id)
     SELECT DISTINCT s.user_id FROM nearrec_stage_interactions AS s
-    WHERE NOT EXISTS (SELECT 1 FROM users AS u WHERE u.external_id = s.user_id)
+    WHERE (SELECT u.id FROM users AS u WHERE u.external_id = s.user_id) IS NULL
     ON CONFLICT (external_id) DO NOTHING
     """
 )
 # Rows go in file order, so of two rows with the same event id the first one is kept.
 _INSERT = text(
     """
-    WITH inserted AS (
-        INSERT INTO interactions (user_id, item_id, type, value, occurred_at, event_id)
-        SELECT u.id, i.id, s.type, s.value, coalesce(to_timestamp(s.ts), now()), s.event_id
+    WITH resolved AS MATERIALIZED (
+        SELECT s.line, s.type, s.value, s.ts, s.event_id,
+               (SELECT u.id FROM users AS u WHERE u.external_id = s.user_id) AS user_pk,
+               (SELECT i.id FROM items AS i WHERE i.external_id = s.item_id) AS item_pk
         FROM nearrec_stage_interactions AS s
-        JOIN users AS u ON u.external_id = s.user_id
-        JOIN items AS i ON i.external_id = s.item_id
-        ORDER BY s.line
+    ), inserted AS (
+        INSERT INTO interactions (user_id, item_id, type, value, occurred_at, event_id)
+        SELECT r.user_pk, r.item_pk, r.type, r.value, coalesce(to_timestamp(r.ts), now()), r.event_id
+        FROM resolved AS r
+        WHERE r.user_pk IS NOT NULL AND r.item_pk IS NOT NULL
+        ORDER BY r.line
         ON CONFLICT (event_id) DO NOTHING
         RETURNING user_id
     )

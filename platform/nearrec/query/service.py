@@ -4,6 +4,14 @@ Seen items are never returned: the most recent ``seen_filter_limit`` seen ids go
 ``must_not has_id`` filter, the older ones are removed after the fact, and the service keeps paging through
 candidates until it has ``offset + k`` results or the candidates run out. Inactive items are filtered out by
 the payload flag ``active`` and, as a second guard, by the Postgres row read for every result.
+
+``recommend`` has three retrieval methods (``method``): ``text`` (the user's text vector), ``cf`` (the
+collaborative vector, folded in at query time from the user's recent history and the items' stored "cf"
+vectors, so it is always fresh) and ``hybrid`` (both lists, ``hybrid_candidates`` each, fused by weighted
+DBSF, see :mod:`nearrec.query.hybrid`). Each list goes through the same ``_nearest`` (filters, exclusion,
+paging), so the fused result keeps every guarantee. The default is ``hybrid`` once `nearrec train` has
+written cf vectors, else ``text``; a user with no cf-known history falls back to text, then to popularity.
+``popular`` ranks by interaction count (the cold-start list).
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from nearrec.config import Settings
 from nearrec.db import query_repo as repo
 from nearrec.embedding.base import Embedder
 from nearrec.errors import NotFoundError, ValidationError
+from nearrec.evaluation.cf import fold_in_user
 from nearrec.filters import And, Eq, FieldType, FilterExpr, matches, parse_filter
 from nearrec.query.cache import Refreshing
+from nearrec.query.hybrid import augment_user, fuse_dbsf, item_factors_from_stored, mmr_rerank
 from nearrec.sync.collections import ItemSchema
+from nearrec.sync.train import CF_VECTOR, CFMeta, cf_values
 from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.vectors.base import Hit, VectorStore
 
@@ -32,6 +43,12 @@ POPULAR_TTL = 30.0
 POPULAR_POOL = 2000
 EXPLAIN_HISTORY = 50
 MAX_PAGES = 12
+CF_TTL = 30.0
+CF_HISTORY = 200
+"""Most recent interactions folded into the query-time cf vector (older ones weigh < 1e-6 at half-life 10)."""
+
+Method = Literal["text", "cf", "hybrid", "popular"]
+METHODS: tuple[str, ...] = ("text", "cf", "hybrid", "popular")
 
 ReasonKind = Literal["history", "profile", "popular", "query", "item", "session"]
 
@@ -77,6 +94,7 @@ class QueryService:
         self._params = UserVectorParams.from_settings(settings)
         self._schema = Refreshing(self._load_schema, SCHEMA_TTL)
         self._popular_cache = Refreshing(self._load_popular, POPULAR_TTL)
+        self._cf_cache = Refreshing(self._load_cf_meta, CF_TTL)
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -90,23 +108,41 @@ class QueryService:
         explain: bool = False,
         offset: int = 0,
         fields: Sequence[str] = (),
+        method: str | None = None,
     ) -> list[Recommendation]:
         """Top ``k`` items for a known user, never one they have seen (see the module docstring)."""
         _check_page(k, offset, diversity)
         expr = self.parse_filter(filter)
+        chosen, meta = self.resolve_method(method)
+        history = CF_HISTORY if meta is not None and chosen in ("cf", "hybrid") else 0
         with self.sessions() as session:
-            found = repo.user_with_seen(session, user_id, self.settings.seen_types)
+            found = repo.user_with_history(session, user_id, self.settings.seen_types, history)
             if found is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
-            user, seen = found
+            user, seen, events = found
             banned = [*self._internal_ids(session, exclude_ids), *seen]
-            vector = self._user_vector(user)
-            if vector is None:
-                hits = self._popular_hits(session, expr, set(banned), offset + k)[offset:]
+            needed = offset + k
+            hits: list[Hit] | None = None
+            if chosen == "popular":
+                hits = self._popular_hits(session, expr, set(banned), needed)[offset:]
                 return self._finish(
                     session, hits, fields, self._constant_reason("popular") if explain else None
                 )
-            hits = self._nearest(vector, expr, banned, offset + k, diversity)[offset:]
+            if meta is not None and chosen in ("cf", "hybrid"):
+                cf_vector = self._cf_user_vector(events, meta)
+                if cf_vector is not None and chosen == "cf":
+                    hits = self._nearest(cf_vector, expr, banned, needed, diversity, using=CF_VECTOR)
+                elif cf_vector is not None:
+                    hits = self._hybrid(cf_vector, self._user_vector(user), expr, banned, needed, diversity)
+            if hits is None:
+                vector = self._user_vector(user)
+                if vector is None:
+                    hits = self._popular_hits(session, expr, set(banned), needed)[offset:]
+                    return self._finish(
+                        session, hits, fields, self._constant_reason("popular") if explain else None
+                    )
+                hits = self._nearest(vector, expr, banned, needed, diversity)
+            hits = hits[offset:]
             explainer = None
             if explain:
                 explainer = self._history_explainer(user) if seen else self._constant_reason("profile")
@@ -194,6 +230,34 @@ class QueryService:
         explainer = self._items_explainer(list(reversed(liked_ids))) if explain and liked_ids else None
         return self._finish(session, hits, fields, explainer)
 
+    # --- methods ----------------------------------------------------------------------------------------
+
+    def cf_meta(self) -> CFMeta | None:
+        """The trained collaborative model's metadata (None before `nearrec train`), refreshed in the
+        background."""
+        return self._cf_cache.get()[0]
+
+    def _load_cf_meta(self) -> tuple[CFMeta | None]:
+        meta = CFMeta.from_metadata(self.store.get_metadata(self.items))
+        if meta is not None and self.store.vector_sizes(self.items).get(CF_VECTOR) != meta.dim:
+            meta = None  # e.g. the collection was rebuilt by a reindex since the training
+        return (meta,)
+
+    def resolve_method(self, method: str | None) -> tuple[str, CFMeta | None]:
+        """The method to use (default: hybrid when cf vectors exist, else text) and the cf metadata."""
+        if method is not None and method not in METHODS:
+            raise ValidationError(
+                f"unknown method {method!r}; expected one of {', '.join(METHODS)}", path="method"
+            )
+        meta = self.cf_meta() if method in (None, "cf", "hybrid") else None
+        if method is None:
+            return ("hybrid" if meta is not None else "text"), meta
+        if method in ("cf", "hybrid") and meta is None:
+            raise ValidationError(
+                f"method {method!r} needs collaborative vectors; run `nearrec train` first", path="method"
+            )
+        return method, meta
+
     # --- filters ----------------------------------------------------------------------------------------
 
     def parse_filter(self, filter: Any) -> FilterExpr | None:
@@ -250,14 +314,65 @@ class QueryService:
             return profile
         return None
 
-    def _vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray[Any, np.dtype[np.float32]]]:
+    def _vectors(
+        self, ids: Sequence[int], using: str = TEXT
+    ) -> dict[int, np.ndarray[Any, np.dtype[np.float32]]]:
         hits = self.store.retrieve(self.items, list(ids), with_vectors=True)
         return {
-            h.id: np.asarray(h.vector[TEXT], dtype=np.float32) for h in hits if h.vector and TEXT in h.vector
+            h.id: np.asarray(h.vector[using], dtype=np.float32) for h in hits if h.vector and using in h.vector
         }
 
+    def _cf_user_vector(
+        self, events: Sequence[repo.TimedEvent], meta: CFMeta
+    ) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        """Fold the user's recent history into a cf query vector ``[u, 0]``; None if no item is known."""
+        stored = self._vectors(list(dict.fromkeys(e.item_id for e in events)), using=CF_VECTOR)
+        known = [e for e in events if e.item_id in stored]
+        if not known:
+            return None
+        # Rows in internal id order, so timestamp ties break as in training (larger item id is newer).
+        order = sorted(stored)
+        rows = {item: n for n, item in enumerate(order)}
+        factors = item_factors_from_stored(np.stack([stored[i] for i in order]), meta.scale)
+        values = cf_values(
+            [e.type for e in known], [np.nan if e.value is None else e.value for e in known], self._params
+        )
+        user = fold_in_user(
+            factors, [rows[e.item_id] for e in known], values, [e.timestamp for e in known], meta.config()
+        )
+        if not np.any(user):
+            return None
+        return augment_user(user)
+
+    def _hybrid(
+        self,
+        cf_vector: Any,
+        text_vector: Any,
+        expr: FilterExpr | None,
+        banned: Sequence[int],
+        needed: int,
+        diversity: float,
+    ) -> list[Hit]:
+        """Fuse the cf and text candidate lists (each exclusion-safe) with weighted DBSF."""
+        depth = max(self.settings.hybrid_candidates, needed)
+        lists = [(self._nearest(cf_vector, expr, banned, depth, 0.0, using=CF_VECTOR), 1.0)]
+        if text_vector is not None and self.settings.hybrid_text_weight > 0:
+            text_hits = self._nearest(text_vector, expr, banned, depth, 0.0)
+            lists.append((text_hits, self.settings.hybrid_text_weight))
+        fused = fuse_dbsf(lists)
+        if diversity > 0:
+            pool = fused[: max(100, 5 * needed)]
+            return mmr_rerank(pool, self._vectors([h.id for h in pool]), needed, diversity)
+        return fused[:needed]
+
     def _nearest(
-        self, vector: Any, expr: FilterExpr | None, banned: Sequence[int], needed: int, diversity: float
+        self,
+        vector: Any,
+        expr: FilterExpr | None,
+        banned: Sequence[int],
+        needed: int,
+        diversity: float,
+        using: str = TEXT,
     ) -> list[Hit]:
         """``needed`` nearest active items matching ``expr``, none of ``banned``, paging past the ones that
         the store filter could not hold."""
@@ -273,7 +388,7 @@ class QueryService:
                 hits = self.store.query_mmr(
                     self.items,
                     vector,
-                    TEXT,
+                    using,
                     fetched + page,
                     diversity=diversity,
                     candidates_limit=max(100, 5 * (fetched + page)),
@@ -282,7 +397,7 @@ class QueryService:
                 )[fetched:]
             else:
                 hits = self.store.query(
-                    self.items, vector, TEXT, page, filter=full, exclude_ids=pushed, offset=fetched
+                    self.items, vector, using, page, filter=full, exclude_ids=pushed, offset=fetched
                 )
             fetched += len(hits)
             for hit in hits:
@@ -407,4 +522,4 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
     return out
 
 
-__all__ = ["QueryService", "Reason", "Recommendation", "recommendation_dict"]
+__all__ = ["METHODS", "Method", "QueryService", "Reason", "Recommendation", "recommendation_dict"]

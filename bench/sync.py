@@ -1,0 +1,217 @@
+"""Sync throughput: items ingested and synced end to end by the worker vs raw ``SentenceTransformer.encode``.
+
+In ONE run, on the same model object:
+
+1. end to end: ``nearrec ingest items`` (in-process) of N item texts into a scratch Postgres database, then
+   the sync worker (``SyncWorker.drain``, what ``nearrec worker --once`` runs) embeds them and upserts them
+   into the embedded Qdrant engine (qdrant-edge) under a temporary data dir;
+2. raw: ``SentenceTransformer.encode`` of exactly the documents the worker embedded (read back from
+   Postgres), with the same batch size.
+
+Prints items/s for both, their ratio (target >= 0.85: the model is the physical limit), the peak RSS of the
+process (which ran the worker) and the embedded store's upsert rate (points/s) for the same vectors.
+
+Texts: N (default 5,000) descriptions of ~40 words built from the MovieLens titles, years and genres in
+../shared/datasets plus plain English words (generated, seeded).
+
+    .venv/bin/python bench/sync.py [--items 5000] [--batch-size N]
+
+Uses the Postgres server of ``NEARREC_DATABASE_URL`` (default 127.0.0.1:5432), in a scratch database that it
+creates and drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+
+from nearrec.config import Settings  # noqa: E402
+from nearrec.db import migrate  # noqa: E402
+from nearrec.db.engine import make_engine, normalise_url, session_factory  # noqa: E402
+from nearrec.db.models import Item  # noqa: E402
+from nearrec.embedding.sentence import SentenceTransformerEmbedder, default_model_path  # noqa: E402
+from nearrec.sync.worker import SyncWorker  # noqa: E402
+from nearrec.vectors.base import PointRecord  # noqa: E402
+from nearrec.vectors.embedded import EmbeddedVectorStore  # noqa: E402
+
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-100k" / "items.csv"
+VOCABULARY = (
+    "a story of love and loss in a small town where an old friend returns after many years to find the family "
+    "house empty and the river rising while a young detective searches for the truth about a missing child "
+    "during a cold winter night city lights music war ship ocean island mountain journey home secret letter "
+    "brother sister mother father king queen soldier doctor teacher artist thief hero villain dream memory "
+    "fire storm train road desert forest garden school church hospital prison court newspaper radio camera "
+    "money gold diamond murder mystery comedy wedding party dance song laughter tears hope fear courage"
+)
+
+
+def documents(n: int, seed: int = 7) -> list[dict[str, str]]:
+    """N item rows (id, title, description, year, genres) of ~40 words each."""
+    rng = random.Random(seed)
+    vocabulary = VOCABULARY.split(" ")
+    with open(MOVIELENS, encoding="utf-8") as f:
+        movies = list(csv.DictReader(f))
+    rows = []
+    for k in range(n):
+        m = movies[k % len(movies)]
+        genres = m["genres"].replace("|", ", ")
+        words = " ".join(rng.choices(vocabulary, k=rng.randint(28, 38)))
+        rows.append(
+            {
+                "id": f"m{k}",
+                "title": m["title"],
+                "description": f"{m['title']} ({m['year']}), {genres}: {words}.",
+                "year": m["year"],
+                "genres": m["genres"],
+            }
+        )
+    return rows
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    base = make_url(normalise_url(server_url))
+    name = f"nearrec_bench_sync_{os.getpid()}"
+    admin_url = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield base.set(database=name).render_as_string(hide_password=False)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def ingest(path: Path, sessions: sessionmaker[Session]) -> None:
+    """``nearrec ingest items`` in-process (the catalog service directly if the command is missing)."""
+    from nearrec.cli.main import cli
+
+    if "ingest" in cli.commands:
+        cli.main(
+            ["ingest", "items", str(path), "--list-columns", "genres", "--quiet", "--json"],
+            prog_name="nearrec",
+            standalone_mode=False,
+        )
+        return
+    from nearrec.catalog.readers import open_reader
+    from nearrec.catalog.records import ItemOptions
+    from nearrec.catalog.service import ingest_items
+    from nearrec.db.engine import transaction
+
+    options = ItemOptions(list_columns=frozenset({"genres"}), infer_types=True)
+    with open_reader(path) as reader, transaction(sessions) as session:
+        ingest_items(session, reader, options, source=str(path))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="worker batch (NEARREC_WORKER_BATCH_SIZE)"
+    )
+    a = parser.parse_args()
+    server = os.environ.get("NEARREC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+    with tempfile.TemporaryDirectory(prefix="nearrec-bench-sync-") as tmp, scratch_database(server) as url:
+        work = Path(tmp)
+        rows = documents(a.items)
+        items_csv = work / "items.csv"
+        with open(items_csv, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.environ["NEARREC_DATABASE_URL"] = url
+        os.environ["NEARREC_DATA_DIR"] = str(work / "data")
+        migrate.upgrade(url)
+        settings = Settings()
+        if a.batch_size:
+            settings.worker_batch_size = a.batch_size
+        embedder = SentenceTransformerEmbedder(
+            default_model_path(),
+            batch_size=settings.embedding_batch_size,
+            torch_threads=settings.torch_threads,
+        )
+        embedder.embed(["warm up the model"] * 64)
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        store = EmbeddedVectorStore(settings.data_dir / "vectors")
+        print(
+            f"{a.items:,} items, model {embedder.model_id}, worker batch {settings.worker_batch_size}, "
+            f"encode batch {settings.embedding_batch_size}",
+            flush=True,
+        )
+
+        # 1. end to end: ingest + worker
+        t0 = time.perf_counter()
+        ingest(items_csv, sessions)
+        ingested = time.perf_counter()
+        report = SyncWorker(sessions, store, embedder, settings).drain()
+        e2e = time.perf_counter() - t0
+        assert report.items.embedded == a.items and report.failed == 0, report
+        assert store.count(settings.items_collection) == a.items
+        rss = peak_rss_mb()
+
+        # 2. raw encode of the very same documents
+        with sessions() as s:
+            texts = list(s.scalars(select(Item.text).order_by(Item.id)))
+        started = time.perf_counter()
+        vectors = embedder.model.encode(
+            texts, batch_size=settings.embedding_batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        raw = time.perf_counter() - started
+
+        # 3. embedded upsert rate for the same vectors, into a fresh collection
+        store.ensure_collection("bench_upsert", {"text": embedder.dim})
+        points = [
+            PointRecord(i, {"text": v}, {"external_id": f"m{i}", "active": 1, "year": 1990 + i % 30})
+            for i, v in enumerate(np.asarray(vectors))
+        ]
+        started = time.perf_counter()
+        store.upsert("bench_upsert", points)
+        upsert = time.perf_counter() - started
+        store.close()
+        engine.dispose()
+
+    words = np.mean([len(t.split()) for t in texts])
+    e2e_rate, raw_rate = a.items / e2e, a.items / raw
+    print(f"documents:      {a.items:,} of {words:.1f} words on average")
+    print(
+        f"end to end:     {e2e_rate:8.1f} items/s  ({e2e:.1f}s: ingest {ingested - t0:.1f}s, "
+        f"worker {e2e - (ingested - t0):.1f}s)"
+    )
+    print(f"raw encode:     {raw_rate:8.1f} items/s  ({raw:.1f}s)")
+    print(f"ratio:          {e2e_rate / raw_rate:8.3f}  (target >= 0.85)")
+    print(f"peak RSS:       {rss:8.0f} MB  (this process, which ran the worker)")
+    print(
+        f"embedded upsert:{len(points) / upsert:8.0f} points/s  ({len(points):,} points of {embedder.dim} dims)"
+    )
+
+
+if __name__ == "__main__":
+    main()
