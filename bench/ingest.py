@@ -93,7 +93,7 @@ def scratch_database(server_url: str) -> Iterator[tuple[str, str]]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def raw_copy(conninfo: str, table_ddl: sql.Composable, copy: sql.Composable, path: Path) -> float:
+def raw_copy(conninfo: str, table_ddl: sql.SQL, copy: sql.SQL, path: Path) -> float:
     """Seconds to stream the file's bytes into COPY (the server parses the CSV)."""
     with psycopg.connect(conninfo) as conn:
         conn.execute(table_ddl)

@@ -105,6 +105,20 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def pg_tmp() -> Iterator[Path]:
+    """A temporary directory for an embedded Postgres data dir, outside pytest's private tmp tree.
+
+    Run as root, the wheel starts Postgres as another user and opens up the parent directories; pytest
+    resets its own base directory to mode 700 whenever another session starts, which would lock that user out.
+    """
+    import shutil
+
+    path = Path(tempfile.mkdtemp(prefix="nearrec-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def shared_dir() -> Path:
     if not (SHARED / "datasets" / "movielens-100k" / "items.csv").is_file():
         pytest.skip("../shared/datasets/movielens-100k is absent")

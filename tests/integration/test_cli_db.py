@@ -39,10 +39,10 @@ def test_config_show_masks_secrets() -> None:
     assert "app:***@db.example" in result.output
 
 
-def test_embedded_default_upgrade_and_status(tmp_path: Path) -> None:
+def test_embedded_default_upgrade_and_status(pg_tmp: Path) -> None:
     """A real process on the embedded default: starts Postgres under the data dir, migrates, reports it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEARREC_")}
-    env["NEARREC_DATA_DIR"] = str(tmp_path / "data")
+    env["NEARREC_DATA_DIR"] = str(pg_tmp / "data")
     for args in (["db", "upgrade"], ["db", "status"]):
         proc = subprocess.run(
             [sys.executable, "-m", "nearrec", *args], env=env, capture_output=True, text=True, timeout=120
@@ -50,4 +50,4 @@ def test_embedded_default_upgrade_and_status(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
     assert "embedded Postgres" in proc.stdout
     assert "up to date" in proc.stdout
-    assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+    assert (pg_tmp / "data" / "pgdata" / "PG_VERSION").is_file()

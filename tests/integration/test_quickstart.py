@@ -19,15 +19,15 @@ def run_quickstart(data_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_quickstart_twice(tmp_path: Path) -> None:
-    first = run_quickstart(tmp_path / "data")
+def test_quickstart_twice(pg_tmp: Path) -> None:
+    first = run_quickstart(pg_tmp / "data")
     assert first.returncode == 0, first.stderr
     assert re.search(r"items\s+read\s+360\s+inserted\s+360", first.stdout)
     assert "recommendations for user-01" in first.stdout
     assert re.search(r"│ 1 │ sku-\d{4} │", first.stdout)
-    assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+    assert (pg_tmp / "data" / "pgdata" / "PG_VERSION").is_file()
 
-    second = run_quickstart(tmp_path / "data")
+    second = run_quickstart(pg_tmp / "data")
     assert second.returncode == 0, second.stderr
     assert re.search(r"items\s+read\s+360\s+inserted\s+0\s+updated\s+0\s+unchanged\s+360", second.stdout)
     assert "(0 outbox rows processed)" in second.stdout

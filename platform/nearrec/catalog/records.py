@@ -197,8 +197,9 @@ def _attributes(
             continue
         try:
             if name in list_columns:
-                if not v.is_blank(value):
-                    attributes[name] = v.split_list(value, list_sep)
+                parts = v.split_list(value, list_sep)
+                if parts:
+                    attributes[name] = parts
                 continue
             if type(value) is str:
                 converted = v.infer_scalar(value) if infer else (value.strip() or None)
@@ -206,7 +207,7 @@ def _attributes(
                 converted = v.to_json(value)
         except ValueError as exc:
             raise RowError(name, str(exc), record_id) from None
-        if converted is not None:
+        if converted is not None and converted != []:  # an empty list is a missing value, as in CSV
             attributes[name] = converted
     return attributes
 

@@ -123,6 +123,8 @@ def split_list(value: Any, sep: str) -> list[JsonValue]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(sep) if part.strip()]
     converted = to_json(value)
+    if converted is None:
+        return []
     return converted if isinstance(converted, list) else [converted]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from nearrec.catalog.loader import LoadPlan, load
 from nearrec.catalog.readers import FORMATS, ReadOptions
@@ -22,7 +23,7 @@ from nearrec.catalog.records import (
 )
 from nearrec.catalog.service import Kind, Summary
 from nearrec.config import Settings
-from nearrec.errors import ConfigError, InputFileError
+from nearrec.errors import ConfigError, InputFileError, StoreUnavailableError
 
 SHOWN_REJECTIONS = 20
 
@@ -184,6 +185,8 @@ def _run(kind: Kind, options: Any, settings: Settings, kw: dict[str, Any], *, pr
             click.secho(f"error: {exc}", fg="red", err=True)
             click.echo("nothing was loaded", err=True)
             sys.exit(1)
+        except OperationalError as exc:
+            raise StoreUnavailableError(f"database error: {exc.orig or exc}") from exc
     reporter.finish(summary, kw["rejects"])
     _print_summary(summary, as_json=kw["as_json"])
     if summary.error is not None:

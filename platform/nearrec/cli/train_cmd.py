@@ -45,7 +45,9 @@ def stage_progress(*, enabled: bool) -> Iterator[Progress | None]:
 
 
 @click.command()
-@click.option("--rank", default=CFConfig.rank, show_default=True, help="Factors per item (cf vector size - 1).")
+@click.option(
+    "--rank", default=CFConfig.rank, show_default=True, help="Factors per item (cf vector size - 1)."
+)
 @click.option(
     "--regularization", default=CFConfig.regularization, show_default=True, help="Ridge penalty (lambda)."
 )

@@ -132,14 +132,21 @@ def read_interactions(path: Path, options: InteractionOptions, params: UserVecto
             times.append(record.timestamp)
     if not rows:
         raise InputFileError(str(path), "no valid interactions")
-    user_names, user_codes = np.unique(np.asarray(users), return_inverse=True)
-    item_names, item_codes = np.unique(np.asarray(items), return_inverse=True)
+    user_names, user_codes = _codes(users)
+    item_names, item_codes = _codes(items)
     positive = cf_values(kinds, values, params) > 0
     stamps = None if any(t is None for t in times) else np.asarray(times, dtype=np.float64)
     return Interactions(
-        rows, user_codes.astype(np.int64), item_codes.astype(np.int64), [str(u) for u in user_names],
-        [str(i) for i in item_names], positive, stamps, rejected,
+        rows, user_codes, item_codes, user_names, item_names, positive, stamps, rejected,
     )  # fmt: skip
+
+
+def _codes(ids: Sequence[str]) -> tuple[list[str], np.ndarray[Any, np.dtype[np.int64]]]:
+    """Dense integer codes for external ids, in numeric order when every id is an integer (so "ties go to
+    the larger item id" in the split means the numerically larger one), else in string order."""
+    names = sorted(set(ids), key=int) if all(i.isascii() and i.isdigit() for i in ids) else sorted(set(ids))
+    index = {name: n for n, name in enumerate(names)}
+    return names, np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
 
 
 def split_interactions(data: Interactions, options: EvalOptions) -> LeaveOneOutSplit:
@@ -223,7 +230,9 @@ def run_evaluation(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     params = UserVectorParams.from_settings(settings)
-    data = read_interactions(options.interactions, InteractionOptions(default_type=options.default_type), params)
+    data = read_interactions(
+        options.interactions, InteractionOptions(default_type=options.default_type), params
+    )
     split = split_interactions(data, options)
     timings["read and split"] = time.perf_counter() - started
     model = embedder or load_embedder(settings)
@@ -300,7 +309,10 @@ def _ingest(
     for start in range(0, len(train_rows), INGEST_BATCH):
         with transaction(sessions) as session:
             service.ingest_interactions(
-                session, train_rows[start : start + INGEST_BATCH], interaction_options, source="training split"
+                session,
+                train_rows[start : start + INGEST_BATCH],
+                interaction_options,
+                source="training split",
             )
         _step(progress, "ingest", min(start + INGEST_BATCH, len(train_rows)), len(train_rows))
 

@@ -168,8 +168,12 @@ def train(
         store, items_alias, item_ids[nonzero], item_vecs, lambda n, t: step("item vectors", n, t)
     )
     report.item_vectors, report.skipped_items = written, skipped
-    user_vecs = np.stack([augment_user(u) for u in model.user_factors]) if user_ids.size else np.zeros((0, dim))
-    written, skipped = _write(store, users_alias, user_ids, user_vecs, lambda n, t: step("user vectors", n, t))
+    user_vecs = (
+        np.stack([augment_user(u) for u in model.user_factors]) if user_ids.size else np.zeros((0, dim))
+    )
+    written, skipped = _write(
+        store, users_alias, user_ids, user_vecs, lambda n, t: step("user vectors", n, t)
+    )
     report.user_vectors, report.skipped_users = written, skipped
 
     meta = CFMeta(

@@ -1,0 +1,51 @@
+"""Catalog ingestion: streaming file readers, record validation, bulk upsert into Postgres with the outbox.
+
+Library entry points (the caller owns the transaction)::
+
+    from nearrec.catalog import ItemOptions, ingest_items, numbered
+    summary = ingest_items(session, numbered([record]), ItemOptions(), source="request", on_error="abort")
+
+Whole files: :func:`nearrec.catalog.loader.load` (what ``nearrec ingest`` runs).
+"""
+
+from nearrec.catalog.readers import BadRow, ReadOptions, open_reader
+from nearrec.catalog.records import (
+    InteractionOptions,
+    ItemOptions,
+    RecordRejectedError,
+    Rejection,
+    UserOptions,
+)
+from nearrec.catalog.service import (
+    DeleteResult,
+    Summary,
+    delete_items,
+    delete_users,
+    ingest_interactions,
+    ingest_items,
+    ingest_users,
+    numbered,
+    prune_items,
+    start_prune_tracking,
+)
+
+__all__ = [
+    "BadRow",
+    "DeleteResult",
+    "InteractionOptions",
+    "ItemOptions",
+    "ReadOptions",
+    "RecordRejectedError",
+    "Rejection",
+    "Summary",
+    "UserOptions",
+    "delete_items",
+    "delete_users",
+    "ingest_interactions",
+    "ingest_items",
+    "ingest_users",
+    "numbered",
+    "open_reader",
+    "prune_items",
+    "start_prune_tracking",
+]

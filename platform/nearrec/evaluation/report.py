@@ -1,0 +1,76 @@
+"""Presenting an evaluation: a rich table, a JSON file and a PNG bar chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nearrec.evaluation.pipeline import EvalReport
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+SHOWN = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "ild")
+
+
+def metric_names(report: EvalReport) -> list[str]:
+    """The metric columns, in display order (``ms_per_query`` last)."""
+    first = next(iter(report.methods.values()), {})
+    names = [m for prefix in SHOWN for m in first if m.split("@")[0] == prefix]
+    return names + (["ms_per_query"] if "ms_per_query" in first else [])
+
+
+def table(report: EvalReport) -> Table:
+    from rich.table import Table
+
+    names = metric_names(report)
+    out = Table(title=f"{report.dataset['test_users']} test users, {report.dataset['split']} split")
+    out.add_column("method")
+    for name in names:
+        out.add_column(name, justify="right")
+    for method, values in report.methods.items():
+        out.add_row(method, *(_fmt(name, values[name]) for name in names))
+    return out
+
+
+def markdown(report: EvalReport) -> str:
+    """The table as Markdown (for docs)."""
+    names = metric_names(report)
+    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for method, values in report.methods.items():
+        lines.append(f"| {method} | " + " | ".join(_fmt(n, values[n]) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def write_json(report: EvalReport, path: Path) -> None:
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def write_plot(report: EvalReport, path: Path) -> None:
+    """Grouped bars: one group per metric (ms_per_query left out), one bar per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [n for n in metric_names(report) if n != "ms_per_query"]
+    methods = list(report.methods)
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names)), 4.0))
+    x = np.arange(len(names))
+    for n, method in enumerate(methods):
+        values = [report.methods[method][name] for name in names]
+        ax.bar(x + n * width - 0.4 + width / 2, values, width, label=method)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("value")
+    ax.set_title(f"nearrec evaluate: {report.dataset['test_users']} users, k={report.dataset['k']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(name: str, value: float) -> str:
+    return f"{value:.1f}" if name == "ms_per_query" else f"{value:.4f}"

@@ -1,0 +1,56 @@
+"""The collaborative model: training, fold-in and the product's positive rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nearrec.evaluation.cf import CFConfig, fold_in_user, train_cf
+from nearrec.sync.train import CFMeta, cf_values
+from nearrec.sync.user_vector import UserVectorParams
+
+
+def blocks() -> tuple[np.ndarray, np.ndarray]:
+    """Two communities: users 0-9 like items 0-4, users 10-19 like items 5-9."""
+    users, items = [], []
+    for u in range(20):
+        base = 0 if u < 10 else 5
+        for i in range(base, base + 5):
+            if (u + i) % 5 != 0:  # leave one item out per user
+                users.append(u)
+                items.append(i)
+    return np.array(users), np.array(items)
+
+
+def test_cf_recommends_within_the_community_and_is_deterministic() -> None:
+    users, items = blocks()
+    cfg = CFConfig(rank=4, regularization=1.0, half_life=None)
+    model = train_cf(users, items, np.ones(users.size), None, n_users=20, n_items=10, config=cfg, seed=0)
+    again = train_cf(users, items, np.ones(users.size), None, n_users=20, n_items=10, config=cfg, seed=0)
+    assert np.array_equal(model.item_factors, again.item_factors)
+    scores = model.user_factors @ model.item_factors.T
+    for u in (0, 3, 12):
+        seen = set(items[users == u].tolist())
+        unseen = [i for i in range(10) if i not in seen]
+        best = max(unseen, key=lambda i: scores[u, i])
+        assert (best < 5) == (u < 10)
+
+
+def test_fold_in_matches_training_user_vectors() -> None:
+    users, items = blocks()
+    times = np.arange(users.size, dtype=float)
+    values = np.where(items % 2 == 0, 5.0, 2.0)
+    model = train_cf(users, items, values, times, n_users=20, n_items=10, config=CFConfig(rank=4), seed=0)
+    for u in (0, 11):
+        rows = users == u
+        folded = fold_in_user(model.item_factors, items[rows], values[rows], times[rows], CFConfig(rank=4))
+        assert np.allclose(folded, model.user_factors[u], atol=1e-5)
+
+
+def test_cf_values_follow_the_product_rule_and_meta_round_trips() -> None:
+    params = UserVectorParams(interaction_weights={"rating": 1.0, "dislike": -1.0, "view": 1.0})
+    got = cf_values(["rating", "rating", "dislike", "view"], [4.0, 3.0, np.nan, np.nan], params)
+    assert got.tolist() == [1.0, 0.0, 0.0, 1.0]
+    meta = CFMeta(64, 65, 1.5, 400.0, 10.0, 0.5, "2024-01-01T00:00:00+00:00")
+    assert CFMeta.from_metadata({"cf": meta.to_metadata()}) == meta
+    assert CFMeta.from_metadata({}) is None
+    assert meta.config().positive_threshold == 0.5
