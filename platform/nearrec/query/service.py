@@ -407,6 +407,8 @@ class QueryService:
             if len(collected) >= needed or len(hits) < page:
                 break
             page *= 2
+        if diversity <= 0:  # equal scores come back in engine order, which may vary: make ties stable
+            collected.sort(key=lambda h: (-h.score, h.id))
         return collected[:needed]
 
     def _load_popular(self) -> list[tuple[int, int]]:
