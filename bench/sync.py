@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,7 +110,7 @@ def ingest(path: Path, sessions: sessionmaker[Session]) -> None:
 
     if "ingest" in cli.commands:
         cli.main(
-            ["ingest", "items", str(path), "--list-columns", "genres", "--quiet", "--json"],
+            ["ingest", "items", str(path), "--list-columns", "genres", "--quiet"],
             prog_name="nearrec",
             standalone_mode=False,
         )
@@ -126,7 +126,20 @@ def ingest(path: Path, sessions: sessionmaker[Session]) -> None:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS since the last :func:`reset_peak_rss` (Linux VmHWM), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def reset_peak_rss() -> None:
+    """Reset the peak RSS to the current RSS (Linux: ``5`` to /proc/self/clear_refs), if allowed."""
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def main() -> None:
@@ -175,8 +188,9 @@ def main() -> None:
         ingest(items_csv, sessions)
         t_ingest, cpu_ingest = time.perf_counter() - t0, time.process_time() - c0
         with sessions() as s:
-            texts = list(s.scalars(select(Item.text).order_by(Item.id)))
+            texts = [t or "" for t in s.scalars(select(Item.text).order_by(Item.id))]
         raw1, cpu_raw1, vectors = raw_encode(embedder, texts, settings.embedding_batch_size)
+        reset_peak_rss()  # from here on: the worker's own peak
         t0, c0 = time.perf_counter(), time.process_time()
         report = SyncWorker(sessions, store, embedder, settings).drain()
         t_worker, cpu_worker = time.perf_counter() - t0, time.process_time() - c0
@@ -209,7 +223,7 @@ def main() -> None:
     print(
         f"ratio, CPU time: {cpu_raw / (cpu_worker + cpu_ingest):8.3f}  (process CPU seconds, less load-sensitive)"
     )
-    print(f"peak RSS:        {rss:8.0f} MB  (this process, which ran the worker)")
+    print(f"peak RSS:        {rss:8.0f} MB  (of the process while the worker ran, model included)")
     print(
         f"embedded upsert: {len(points) / upsert:8.0f} points/s  ({len(points):,} points of {embedder.dim} dims)"
     )

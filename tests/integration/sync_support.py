@@ -75,7 +75,7 @@ def add_user(sessions: sessionmaker[Session], external_id: str, profile: str | N
         uid = s.scalar(insert(User).values(external_id=external_id, profile=profile).returning(User.id))
         assert uid is not None
         enqueue(s, "user", [uid])
-    return uid
+    return int(uid)
 
 
 def interact(
@@ -102,7 +102,7 @@ def outbox_rows(sessions: sessionmaker[Session]) -> list[OutboxRow]:
 
 def outbox_count(sessions: sessionmaker[Session]) -> int:
     with sessions() as s:
-        return int(s.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+        return int(s.scalar(select(func.count()).select_from(OutboxRow)) or 0)  # type: ignore[no-any-return,unused-ignore]
 
 
 class CountingEmbedder(HashingEmbedder):

@@ -192,3 +192,11 @@ def test_status_works_while_another_process_owns_the_embedded_store(
         holder.kill()
         holder.wait()
         time.sleep(0)
+
+
+def test_check_before_any_worker_run(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> None:
+    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+        assert check_stores(sessions, store, settings, "hashing:64").ok  # nothing anywhere: in agreement
+        ids = add_items(sessions, catalog(3))
+        report = check_stores(sessions, store, settings, "hashing:64")
+        assert report.items.missing == ids and not report.problems and not report.ok

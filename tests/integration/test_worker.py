@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,9 @@ def test_items_reach_the_store_with_payload_and_indexes(env: Env) -> None:
     expected = env.embedder.embed([item_text(4)])[0]
     assert np.allclose(hit.vector["text"], expected, atol=1e-5)  # type: ignore[index]
     # the alias points to a physical collection holding the model id
-    assert env.store.resolve_alias(ITEMS, ).startswith(ITEMS + "_")  # type: ignore[union-attr]
+    assert env.store.resolve_alias(
+        ITEMS,
+    ).startswith(ITEMS + "_")  # type: ignore[union-attr]
     assert env.store.get_metadata(ITEMS)["embedding_model"] == "hashing:64"
     schema = env.store._col(ITEMS).shard.info().payload_schema
     assert {"external_id", "active", "genre", "year", "price", "new"} <= set(schema)
@@ -140,7 +142,12 @@ def test_user_vectors_blend_history_and_profile(env: Env) -> None:
     alice = add_user(env.sessions, "alice", profile="likes space robots")
     bob = add_user(env.sessions, "bob")  # neither history nor profile: no vector
     carol = add_user(env.sessions, "carol", profile="ocean music")
-    events = [(ids[0], "view", None), (ids[1], "like", None), (ids[2], "rating", 2.0), (ids[3], "dislike", None)]
+    events = [
+        (ids[0], "view", None),
+        (ids[1], "like", None),
+        (ids[2], "rating", 2.0),
+        (ids[3], "dislike", None),
+    ]
     interact(env.sessions, alice, events)
     env.worker.drain()
     assert {h.id for h in env.store.retrieve(USERS, [alice, bob, carol])} == {alice, carol}
@@ -195,7 +202,9 @@ def test_user_waiting_for_unsynced_items_is_completed_later(env: Env) -> None:
     first = env.worker.run_batch()
     assert first.users.incomplete == 1
     assert env.store.retrieve(USERS, [uid]) == []  # no item vector yet, no profile: nothing to write
-    assert [(r.entity, r.entity_id) for r in outbox_rows(env.sessions) if r.entity == "user"] == [("user", uid)]
+    assert [(r.entity, r.entity_id) for r in outbox_rows(env.sessions) if r.entity == "user"] == [
+        ("user", uid)
+    ]
     with env.sessions.begin() as s:
         s.execute(update(OutboxRow).where(OutboxRow.entity == "item").values(available_at=func.now()))
     env.worker.drain(wait_horizon=3)
@@ -254,10 +263,16 @@ def test_unknown_entity_rows_fail_without_blocking_others(env: Env) -> None:
     assert env.store.count(ITEMS) == len(ids)
     with env.sessions() as s:
         row = s.scalars(select(OutboxRow)).one()
-    assert row.entity == "widget" and row.failed_at is not None and "unknown outbox entity" in (row.last_error or "")
+    assert (
+        row.entity == "widget"
+        and row.failed_at is not None
+        and "unknown outbox entity" in (row.last_error or "")
+    )
 
 
-def test_cli_worker_once_and_status(env: Env, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cli_worker_once_and_status(
+    env: Env, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from nearrec.cli.main import cli
@@ -277,3 +292,36 @@ def test_cli_worker_once_and_status(env: Env, database_url: str, monkeypatch: py
     result = runner.invoke(cli, ["sync", "check"])
     assert result.exit_code == 0, result.output
     assert "the stores agree" in result.output
+
+
+def test_cli_ingest_then_worker_once_leaves_the_stores_equal(
+    db: Engine, database_url: str, settings: Settings, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from nearrec.cli.main import cli
+
+    monkeypatch.setenv("NEARREC_DATABASE_URL", database_url)
+    monkeypatch.setenv("NEARREC_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("NEARREC_EMBEDDING_MODEL", "hashing:64")
+    ml = shared_dir / "datasets" / "movielens-100k"
+    runner = CliRunner()
+    for args in (
+        ["ingest", "items", str(ml / "items.csv"), "--list-columns", "genres", "--quiet"],
+        ["ingest", "users", str(ml / "users.csv"), "--id-column", "user_id", "--quiet"],
+        ["ingest", "interactions", str(ml / "interactions.csv"), "--type", "rating", "--quiet"],
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "1682 items embedded" in result.output and "943 user vectors" in result.output
+    result = runner.invoke(cli, ["sync", "check"])
+    assert result.exit_code == 0, result.output
+    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+        assert store.count(ITEMS) == 1682 and store.count(USERS) == 943
+        hit = store.retrieve(ITEMS, [1])[0]
+        assert isinstance(hit.payload["genres"], list) and hit.payload["active"] == 1
+        schema = store._col(ITEMS).shard.info().payload_schema
+        assert {"genres", "active", "external_id"} <= set(schema)
+        assert "year" not in schema  # numbers mixed with strings ("unkonwn", "V"): not filterable

@@ -36,6 +36,7 @@ from nearrec.db.models import OutboxRow
 from nearrec.db.outbox import enqueue
 from nearrec.sync.check import check_stores
 from nearrec.sync.worker import SyncWorker
+from nearrec.vectors.base import VectorStore
 from nearrec.vectors.embedded import EmbeddedVectorStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ def seed(sessions: sessionmaker[Session], n_items: int, n_users: int) -> list[in
     return ids
 
 
-def assert_in_sync(sessions: sessionmaker[Session], store: EmbeddedVectorStore, settings: Settings) -> None:
+def assert_in_sync(sessions: sessionmaker[Session], store: VectorStore, settings: Settings) -> None:
     report = check_stores(sessions, store, settings, "hashing:64")
     assert report.ok, (report.problems, report.items, report.users)
 
@@ -64,6 +65,7 @@ from nearrec.config import Settings
 from nearrec.db.engine import make_engine, session_factory
 from nearrec.embedding import HashingEmbedder
 from nearrec.sync.worker import SyncWorker
+from nearrec.vectors.base import VectorStore
 from nearrec.vectors.embedded import EmbeddedVectorStore
 
 marker, phase = Path(sys.argv[1]), sys.argv[2]
@@ -143,10 +145,14 @@ def test_sigkill_mid_batch_then_restart_leaves_no_drift(
 
     # The store directory is free again (the kernel dropped the dead process's lock); restart for real.
     cli = [sys.executable, "-m", "nearrec"]
-    done = subprocess.run([*cli, "worker", "--once"], env=worker_env, cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [*cli, "worker", "--once"], env=worker_env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert outbox_count(sessions) == 0
-    check = subprocess.run([*cli, "sync", "check"], env=worker_env, cwd=tmp_path, capture_output=True, text=True)
+    check = subprocess.run(
+        [*cli, "sync", "check"], env=worker_env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "the stores agree" in check.stdout
     with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
@@ -218,7 +224,7 @@ def test_outage_loses_nothing_and_the_backlog_drains_after_recovery(
 ) -> None:
     settings.worker_batch_size = 30
     settings.worker_max_attempts = 50
-    worker = SyncWorker(sessions, flaky, CountingEmbedder(64), settings, retry_base_seconds=0.05)  # type: ignore[arg-type]
+    worker = SyncWorker(sessions, flaky, CountingEmbedder(64), settings, retry_base_seconds=0.05)
     worker.prepare()
     seed(sessions, 100, 8)
     pending = outbox_count(sessions)
@@ -239,14 +245,14 @@ def test_outage_loses_nothing_and_the_backlog_drains_after_recovery(
         s.execute(update(OutboxRow).values(available_at=func.now()))
     worker.drain()
     assert outbox_count(sessions) == 0
-    assert_in_sync(sessions, flaky.inner, settings)  # type: ignore[arg-type]
+    assert_in_sync(sessions, flaky.inner, settings)
 
 
 def test_rows_are_parked_after_max_attempts_and_can_be_retried(
     sessions: sessionmaker[Session], settings: Settings, flaky: FlakyStore
 ) -> None:
     settings.worker_max_attempts = 3
-    worker = SyncWorker(sessions, flaky, CountingEmbedder(64), settings, retry_base_seconds=0.01)  # type: ignore[arg-type]
+    worker = SyncWorker(sessions, flaky, CountingEmbedder(64), settings, retry_base_seconds=0.01)
     worker.prepare()
     ids = add_items(sessions, catalog(5))
     flaky.down = True
@@ -268,4 +274,4 @@ def test_rows_are_parked_after_max_attempts_and_can_be_retried(
         assert sync_repo.retry_parked(s) == 4
     worker.drain()
     assert outbox_count(sessions) == 0
-    assert_in_sync(sessions, flaky.inner, settings)  # type: ignore[arg-type]
+    assert_in_sync(sessions, flaky.inner, settings)

@@ -11,7 +11,7 @@ from nearrec.errors import ConfigError
 
 
 def settings(model: str) -> Settings:
-    return Settings(embedding_model=model, _env_file=None)  # type: ignore[call-arg]
+    return Settings(embedding_model=model, _env_file=None)  # type: ignore[call-arg,unused-ignore]
 
 
 def test_hashing_embedder_is_deterministic_unit_length_float32() -> None:

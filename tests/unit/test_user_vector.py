@@ -8,7 +8,9 @@ import pytest
 from nearrec.config import DEFAULT_INTERACTION_WEIGHTS, Settings
 from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights, type_weight
 
-P = UserVectorParams(dict(DEFAULT_INTERACTION_WEIGHTS), rating_threshold=4.0, half_life=2.0, profile_weight=0.5)
+P = UserVectorParams(
+    dict(DEFAULT_INTERACTION_WEIGHTS), rating_threshold=4.0, half_life=2.0, profile_weight=0.5
+)
 E = np.eye(4, dtype=np.float32)
 
 
@@ -27,7 +29,7 @@ def test_type_weights_ratings_and_unknown_types() -> None:
 
 
 def test_params_from_settings_and_history_limit() -> None:
-    s = Settings(half_life=5.0, profile_weight=0.1, _env_file=None)  # type: ignore[call-arg]
+    s = Settings(half_life=5.0, profile_weight=0.1, _env_file=None)  # type: ignore[call-arg,unused-ignore]
     p = UserVectorParams.from_settings(s)
     assert p.half_life == 5.0 and p.profile_weight == 0.1 and p.interaction_weights["like"] == 2.0
     assert 0.5 ** (p.history_limit / p.half_life) <= 1e-6

@@ -11,7 +11,8 @@ at most two batches wait in between, so memory stays flat).
 - ``on_error="abort"``: one transaction for everything; the first bad record rolls it all back.
 
 ``prune`` (items) deactivates active items absent from all the files, in a last step that runs only if
-every file was read to the end. The ids read are kept in a temporary table on the writer's connection.
+every file was read to the end and at least one row was valid. The ids read (those of rejected rows too)
+are kept in a temporary table on the writer's connection.
 """
 
 from __future__ import annotations
@@ -207,7 +208,9 @@ class _Writer(threading.Thread):
                 _merge(self.summary, result, self.on_rejections)
             if self._aborting.is_set():
                 raise _Aborted  # rolls back the open transaction (abort mode: everything)
-            if self.prune:
+            if self.prune and self.summary.loaded == 0:
+                self.summary.notes.append("not pruning: no valid row was read")
+            elif self.prune:
                 with self._unit(session):
                     self.summary.pruned = service.prune_items(session)
                 self.summary.enqueued += self.summary.pruned

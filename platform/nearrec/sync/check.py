@@ -67,9 +67,12 @@ def check_stores(
     """Compare both collections with Postgres (reads everything once; memory ~ number of points)."""
     report = CheckReport(Drift(), Drift())
     for name in (settings.items_collection, settings.users_collection):
-        if not store.collection_exists(name):
-            report.problems.append(f"collection {name!r} does not exist (run `nearrec worker`)")
-        elif model_id is not None and store.get_metadata(name).get(META_MODEL) != model_id:
+        # A missing collection is no problem in itself: its points count as missing (the worker creates it).
+        if (
+            model_id is not None
+            and store.collection_exists(name)
+            and store.get_metadata(name).get(META_MODEL) != model_id
+        ):
             have = store.get_metadata(name).get(META_MODEL)
             report.problems.append(
                 f"collection {name!r} holds vectors of model {have!r}, {model_id!r} is configured: "

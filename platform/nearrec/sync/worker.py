@@ -300,7 +300,6 @@ class SyncWorker:
             if listener is not None:
                 listener.close()
 
-
     @staticmethod
     def _idle(stop: threading.Event, listener: OutboxListener | None, seconds: float) -> None:
         """Wait up to ``seconds`` for a notification, returning early when ``stop`` is set."""
