@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,7 +93,9 @@ def copy_rows(url: str, table: str, columns: list[str], rows: list[tuple[object,
         conn.commit()
 
 
-def build(url: str, store: VectorStore, settings: Settings, n_items: int, n_users: int, seed: int) -> list[list[int]]:
+def build(
+    url: str, store: VectorStore, settings: Settings, n_items: int, n_users: int, seed: int
+) -> list[list[int]]:
     """Fill Postgres and the store; return each user's seen item ids, most recent first."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -103,11 +104,23 @@ def build(url: str, store: VectorStore, settings: Settings, n_items: int, n_user
     stock = rng.random(n_items) < 0.8
     import json
 
-    copy_rows(url, "items", ["external_id", "title", "text", "attributes", "content_hash"], [
-        (f"item-{i}", f"Item {i}", f"text {i}",
-         json.dumps({"category": CATEGORIES[cats[i]], "price": float(prices[i]), "in_stock": bool(stock[i])}), "x")
-        for i in range(n_items)
-    ])
+    copy_rows(
+        url,
+        "items",
+        ["external_id", "title", "text", "attributes", "content_hash"],
+        [
+            (
+                f"item-{i}",
+                f"Item {i}",
+                f"text {i}",
+                json.dumps(
+                    {"category": CATEGORIES[cats[i]], "price": float(prices[i]), "in_stock": bool(stock[i])}
+                ),
+                "x",
+            )
+            for i in range(n_items)
+        ],
+    )
     copy_rows(url, "users", ["external_id"], [(f"user-{u}",) for u in range(n_users)])
     seen: list[list[int]] = []
     buf = []
@@ -117,53 +130,96 @@ def build(url: str, store: VectorStore, settings: Settings, n_items: int, n_user
         items = rng.choice(n_items, size=n, replace=False) + 1  # identity ids start at 1, in COPY order
         seen.append([int(i) for i in items[::-1]])  # last written = most recent
         for j, it in enumerate(items):
-            buf.append((u + 1, int(it), "view", f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(base + j))}Z"))
+            buf.append(
+                (u + 1, int(it), "view", f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(base + j))}Z")
+            )
     copy_rows(url, "interactions", ["user_id", "item_id", "type", "occurred_at"], buf)
     with make_engine(url).begin() as conn:
         conn.execute(text("ANALYZE"))
-    print(f"postgres: {n_items:,} items, {n_users:,} users, {len(buf):,} interactions in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"postgres: {n_items:,} items, {n_users:,} users, {len(buf):,} interactions in {time.perf_counter() - t0:.1f}s"
+    )
 
     t0 = time.perf_counter()
-    ensure_collections(store, session_factory(make_engine(url)), settings.items_collection,
-                       settings.users_collection, MODEL, DIM)
+    ensure_collections(
+        store,
+        session_factory(make_engine(url)),
+        settings.items_collection,
+        settings.users_collection,
+        MODEL,
+        DIM,
+    )
     from nearrec.filters import FieldType
 
-    for field, ftype in (("category", FieldType.KEYWORD), ("price", FieldType.FLOAT), ("in_stock", FieldType.BOOL)):
+    for field, ftype in (
+        ("category", FieldType.KEYWORD),
+        ("price", FieldType.FLOAT),
+        ("in_stock", FieldType.BOOL),
+    ):
         store.ensure_index(settings.items_collection, field, ftype)
     vecs = rng.standard_normal((n_items, DIM), dtype=np.float32)
     for start in range(0, n_items, 2000):
-        store.upsert(settings.items_collection, [
-            PointRecord(i + 1, {"text": vecs[i]}, {"external_id": f"item-{i}", "content_hash": "x", "active": 1,
-                                                   "category": CATEGORIES[cats[i]], "price": float(prices[i]),
-                                                   "in_stock": int(stock[i])})
-            for i in range(start, min(n_items, start + 2000))
-        ])
+        store.upsert(
+            settings.items_collection,
+            [
+                PointRecord(
+                    i + 1,
+                    {"text": vecs[i]},
+                    {
+                        "external_id": f"item-{i}",
+                        "content_hash": "x",
+                        "active": 1,
+                        "category": CATEGORIES[cats[i]],
+                        "price": float(prices[i]),
+                        "in_stock": int(stock[i]),
+                    },
+                )
+                for i in range(start, min(n_items, start + 2000))
+            ],
+        )
     users = rng.standard_normal((n_users, DIM), dtype=np.float32)
     for start in range(0, n_users, 2000):
-        store.upsert(settings.users_collection, [
-            PointRecord(u + 1, {"text": users[u], "profile": users[u]}, {"external_id": f"user-{u}"})
-            for u in range(start, min(n_users, start + 2000))
-        ])
+        store.upsert(
+            settings.users_collection,
+            [
+                PointRecord(u + 1, {"text": users[u], "profile": users[u]}, {"external_id": f"user-{u}"})
+                for u in range(start, min(n_users, start + 2000))
+            ],
+        )
     elapsed = time.perf_counter() - t0
-    print(f"vectors: {n_items + n_users:,} points upserted in {elapsed:.1f}s ({(n_items + n_users) / elapsed:,.0f}/s)")
+    print(
+        f"vectors: {n_items + n_users:,} points upserted in {elapsed:.1f}s ({(n_items + n_users) / elapsed:,.0f}/s)"
+    )
     return seen
 
 
-def measure(label: str, store: VectorStore, settings: Settings, url: str, seen: list[list[int]],
-            queries: int, seed: int) -> tuple[float, float]:
+def measure(
+    label: str,
+    store: VectorStore,
+    settings: Settings,
+    url: str,
+    seen: list[list[int]],
+    queries: int,
+    seed: int,
+) -> tuple[float, float]:
     rng = random.Random(seed)
     service = QueryService(session_factory(make_engine(url)), store, settings)
     users = [rng.randrange(len(seen)) for _ in range(queries)]
     cats = [rng.choice(CATEGORIES) for _ in range(queries)]
-    user_vecs = {h.id: h.vector["text"] for h in store.retrieve(settings.users_collection, [u + 1 for u in set(users)],
-                                                                with_vectors=True) if h.vector}
+    user_vecs = {
+        h.id: h.vector["text"]
+        for h in store.retrieve(settings.users_collection, [u + 1 for u in set(users)], with_vectors=True)
+        if h.vector
+    }
     limit = settings.seen_filter_limit
     raw: list[float] = []
     inproc: list[float] = []
     for n, (u, c) in enumerate(zip(users, cats, strict=True)):
         flt = And((Eq("active", 1), Eq("category", c)))
         t = time.perf_counter()
-        store.query(settings.items_collection, user_vecs[u + 1], "text", 10, filter=flt, exclude_ids=seen[u][:limit])
+        store.query(
+            settings.items_collection, user_vecs[u + 1], "text", 10, filter=flt, exclude_ids=seen[u][:limit]
+        )
         raw.append(time.perf_counter() - t)
         t = time.perf_counter()
         recs = service.recommend(f"user-{u}", k=10, filter={"category": c})
@@ -171,9 +227,13 @@ def measure(label: str, store: VectorStore, settings: Settings, url: str, seen: 
         if n == 0:
             assert len(recs) == 10
     r50, i50 = pct(raw, 50) * 1000, pct(inproc, 50) * 1000
-    print(f"[{label}] raw store query   p50 {r50:6.2f} ms  p99 {pct(raw, 99) * 1000:6.2f} ms  ({queries} queries)")
-    print(f"[{label}] recommend in-proc p50 {i50:6.2f} ms  p99 {pct(inproc, 99) * 1000:6.2f} ms  "
-          f"ratio p50 {i50 / r50:.2f}x raw (target <= 2.0)")
+    print(
+        f"[{label}] raw store query   p50 {r50:6.2f} ms  p99 {pct(raw, 99) * 1000:6.2f} ms  ({queries} queries)"
+    )
+    print(
+        f"[{label}] recommend in-proc p50 {i50:6.2f} ms  p99 {pct(inproc, 99) * 1000:6.2f} ms  "
+        f"ratio p50 {i50 / r50:.2f}x raw (target <= 2.0)"
+    )
     return r50, i50
 
 
@@ -216,12 +276,19 @@ def _drive(base: str, n_users: int, queries: int, clients: int, rate: float) -> 
     return lat, time.perf_counter() - t0
 
 
-def http_load(url: str, data_dir: Path, n_users: int, queries: int, rates: list[float], clients: int = 8) -> None:
+def http_load(
+    url: str, data_dir: Path, n_users: int, queries: int, rates: list[float], clients: int = 8
+) -> None:
     import httpx
 
     port = 18765
-    env = {**os.environ, "NEARREC_DATABASE_URL": url, "NEARREC_DATA_DIR": str(data_dir),
-           "NEARREC_EMBEDDING_MODEL": MODEL, "NEARREC_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "NEARREC_DATABASE_URL": url,
+        "NEARREC_DATA_DIR": str(data_dir),
+        "NEARREC_EMBEDDING_MODEL": MODEL,
+        "NEARREC_LOG_LEVEL": "WARNING",
+    }
     env.pop("NEARREC_API_KEYS", None)
     proc = subprocess.Popen([sys.executable, "-m", "nearrec", "serve", "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -236,12 +303,14 @@ def http_load(url: str, data_dir: Path, n_users: int, queries: int, rates: list[
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("server did not become ready")
             time.sleep(0.2)
-        for rate in (rates or [0.0]):
+        for rate in rates or [0.0]:
             lat, wall = _drive(base, n_users, queries, clients, rate)
             mode = f"paced at {rate:.0f} req/s" if rate else "closed loop (saturation)"
-            print(f"[HTTP, {clients} clients, {mode}] p50 {pct(lat, 50) * 1000:6.2f} ms  "
-                  f"p99 {pct(lat, 99) * 1000:6.2f} ms  {len(lat) / wall:,.0f} req/s  "
-                  "(targets: p50 <= 10 ms, p99 <= 30 ms)")
+            print(
+                f"[HTTP, {clients} clients, {mode}] p50 {pct(lat, 50) * 1000:6.2f} ms  "
+                f"p99 {pct(lat, 99) * 1000:6.2f} ms  {len(lat) / wall:,.0f} req/s  "
+                "(targets: p50 <= 10 ms, p99 <= 30 ms)"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -253,8 +322,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--http-queries", type=int, default=4000)
-    ap.add_argument("--http-rates", default="100,200,0",
-                    help="Total request rates to drive over HTTP (req/s); 0 = closed loop, as fast as answers come")
+    ap.add_argument(
+        "--http-rates",
+        default="100,200,0",
+        help="Total request rates to drive over HTTP (req/s); 0 = closed loop, as fast as answers come",
+    )
     ap.add_argument("--local-mode-items", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -264,8 +336,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nearrec-bench-query-"))
     try:
         migrate.upgrade(url)
-        settings = Settings(database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL,
-                            _env_file=None)  # type: ignore[call-arg]
+        settings = Settings(database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None)  # type: ignore[call-arg]
         from nearrec.vectors.embedded import EmbeddedVectorStore
 
         store = EmbeddedVectorStore(tmp / "vectors")
@@ -280,8 +351,9 @@ def main() -> None:
         url, drop = scratch_database()
         try:
             migrate.upgrade(url)
-            settings = Settings(database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL,
-                                _env_file=None)  # type: ignore[call-arg]
+            settings = Settings(
+                database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None
+            )  # type: ignore[call-arg]
             from qdrant_client import QdrantClient
 
             from nearrec.vectors.server import ServerVectorStore
@@ -289,8 +361,15 @@ def main() -> None:
             local = ServerVectorStore(QdrantClient(":memory:"), where="qdrant-client local mode")
             n_users = max(100, args.users * args.local_mode_items // args.items)
             seen = build(url, local, settings, args.local_mode_items, n_users, args.seed)
-            measure(f"server adapter, qdrant-client LOCAL MODE, {args.local_mode_items:,} items", local, settings,
-                    url, seen, max(50, args.queries // 20), args.seed)
+            measure(
+                f"server adapter, qdrant-client LOCAL MODE, {args.local_mode_items:,} items",
+                local,
+                settings,
+                url,
+                seen,
+                max(50, args.queries // 20),
+                args.seed,
+            )
             local.close()
         finally:
             drop()

@@ -23,7 +23,9 @@ import httpx
 class ApiError(Exception):
     """An error answer of the nearrec API (stable JSON shape ``{"error": {...}}``)."""
 
-    def __init__(self, status: int, code: str, message: str, path: str | None, request_id: str | None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, path: str | None, request_id: str | None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -53,7 +55,11 @@ class Unavailable(ApiError):
 
 
 _ERRORS: dict[int, type[ApiError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 422: InvalidRequest, 503: Unavailable,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    422: InvalidRequest,
+    503: Unavailable,
 }
 
 
@@ -159,8 +165,14 @@ class Client:
         fields: Sequence[str] = (),
     ) -> list[Recommendation]:
         body = {
-            "liked": list(liked), "disliked": list(disliked), "text": text, "k": k, "filter": filter,
-            "diversity": diversity, "explain": explain, "fields": list(fields),
+            "liked": list(liked),
+            "disliked": list(disliked),
+            "text": text,
+            "k": k,
+            "filter": filter,
+            "diversity": diversity,
+            "explain": explain,
+            "fields": list(fields),
         }
         return _recs(self._call("POST", "/v1/recommendations", json=body))
 
@@ -168,7 +180,9 @@ class Client:
 
     def add_interactions(self, events: Sequence[Event]) -> dict[str, int]:
         """Record events; returns ``{"accepted": n, "ignored": m}`` (m = repeated event ids)."""
-        out: dict[str, int] = self._call("POST", "/v1/interactions", json={"events": [e.as_json() for e in events]})
+        out: dict[str, int] = self._call(
+            "POST", "/v1/interactions", json={"events": [e.as_json() for e in events]}
+        )
         return out
 
     def put_item(
@@ -246,6 +260,9 @@ def _error(response: httpx.Response) -> ApiError:
         err = {"code": "error", "message": response.text[:200]}
     cls = _ERRORS.get(response.status_code, ApiError)
     return cls(
-        response.status_code, str(err.get("code", "error")), str(err.get("message", "")), err.get("path"),
+        response.status_code,
+        str(err.get("code", "error")),
+        str(err.get("message", "")),
+        err.get("path"),
         err.get("request_id"),
     )

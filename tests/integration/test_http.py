@@ -71,15 +71,25 @@ def seed(database_url: str) -> None:
     for topic, words in TOPICS.items():
         for i in range(8):
             text = f"{words} model{i}"
-            rows.append({"external_id": f"{topic}-{i}", "title": f"{topic} {i}", "text": text,
-                         "content_hash": content_hash(text), "attributes": {"topic": topic, "rank": i}})
+            rows.append(
+                {
+                    "external_id": f"{topic}-{i}",
+                    "title": f"{topic} {i}",
+                    "text": text,
+                    "content_hash": content_hash(text),
+                    "attributes": {"topic": topic, "rank": i},
+                }
+            )
     with sessions.begin() as s:
         item_ids = s.scalars(insert(Item).returning(Item.id), rows).all()
         enqueue(s, "item", item_ids)
         uid = s.scalar(insert(User).values(external_id="u1").returning(User.id))
         assert uid is not None
-        s.execute(insert(Interaction).values(user_id=uid, item_id=item_ids[0], type="like",
-                                             occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        s.execute(
+            insert(Interaction).values(
+                user_id=uid, item_id=item_ids[0], type="like", occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+        )
         enqueue(s, "user", [uid])
     engine.dispose()
 
@@ -88,8 +98,11 @@ def seed(database_url: str) -> None:
 def server(db: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
     seed(database_url)
     settings = Settings(
-        database_url=SecretStr(database_url), data_dir=tmp_path / "data", embedding_model="hashing",
-        api_keys=SecretStr(f"{READ_KEY}:read,{WRITE_KEY}:write"), worker_poll_seconds=0.1,
+        database_url=SecretStr(database_url),
+        data_dir=tmp_path / "data",
+        embedding_model="hashing",
+        api_keys=SecretStr(f"{READ_KEY}:read,{WRITE_KEY}:write"),
+        worker_poll_seconds=0.1,
         _env_file=None,  # type: ignore[call-arg]
     )
     with Server(settings) as srv:
@@ -136,8 +149,11 @@ def test_errors_have_a_stable_shape(server: Server) -> None:
     assert bad.value.path == "filter.colour"
     with pytest.raises(InvalidRequest):
         api.recommend("u1", k=0)
-    raw = httpx.get(f"{server.url}/v1/users/u1/recommendations", params={"filter": "{oops"},
-                    headers={"X-API-Key": READ_KEY})
+    raw = httpx.get(
+        f"{server.url}/v1/users/u1/recommendations",
+        params={"filter": "{oops"},
+        headers={"X-API-Key": READ_KEY},
+    )
     assert raw.status_code == 422
     assert set(raw.json()["error"]) >= {"status", "code", "message", "path", "request_id"}
 
@@ -189,11 +205,22 @@ def test_posted_interaction_changes_the_next_answer(server: Server) -> None:
 
 def test_put_and_delete_items_and_users(server: Server) -> None:
     api = Client(server.url, WRITE_KEY)
-    put = api.put_item("kettle-1", title="Gooseneck kettle", text="pour over kettle for green tea brewing",
-                       attributes={"topic": "tea", "rank": 99})
+    put = api.put_item(
+        "kettle-1",
+        title="Gooseneck kettle",
+        text="pour over kettle for green tea brewing",
+        attributes={"topic": "tea", "rank": 99},
+    )
     assert put["status"] == "inserted"
-    assert api.put_item("kettle-1", title="Gooseneck kettle", text="pour over kettle for green tea brewing",
-                        attributes={"topic": "tea", "rank": 99})["status"] == "unchanged"
+    assert (
+        api.put_item(
+            "kettle-1",
+            title="Gooseneck kettle",
+            text="pour over kettle for green tea brewing",
+            attributes={"topic": "tea", "rank": 99},
+        )["status"]
+        == "unchanged"
+    )
     wait_for(lambda: any(r.item_id == "kettle-1" for r in api.search("gooseneck kettle pour", k=3)))
 
     api.delete_item("kettle-1")

@@ -58,7 +58,9 @@ class Stack:
             enqueue(s, "user", [uid])
         return uid
 
-    def interact(self, user: int, items: list[int], kind: str = "view", start: datetime | None = None) -> None:
+    def interact(
+        self, user: int, items: list[int], kind: str = "view", start: datetime | None = None
+    ) -> None:
         start = start or datetime(2026, 1, 1, tzinfo=UTC)
         rows = [
             {"user_id": user, "item_id": i, "type": kind, "occurred_at": start + timedelta(minutes=n)}
@@ -122,8 +124,12 @@ def test_recommend_never_returns_seen_items_and_follows_taste(stack: Stack) -> N
 
 def test_user_with_five_thousand_seen_items(stack: Stack) -> None:
     rows = [
-        {"external_id": f"it-{i}", "title": f"T{i}", "text": f"{WORDS[GENRES[i % 4]]} item{i}",
-         "attributes": {"genre": GENRES[i % 4]}}
+        {
+            "external_id": f"it-{i}",
+            "title": f"T{i}",
+            "text": f"{WORDS[GENRES[i % 4]]} item{i}",
+            "attributes": {"genre": GENRES[i % 4]},
+        }
         for i in range(5200)
     ]
     items = stack.add_items(rows)
@@ -177,8 +183,14 @@ def test_exclude_ids_and_inactive_items(stack: Stack) -> None:
         ({"in_stock": True}, lambda a: a["in_stock"] is True),
         ({"tags": "odd"}, lambda a: "odd" in a["tags"]),
         ({"not": {"genre": "scifi"}}, lambda a: a["genre"] != "scifi"),
-        ({"and": [{"genre": "horror"}, {"in_stock": False}]}, lambda a: a["genre"] == "horror" and not a["in_stock"]),
-        ({"or": [{"genre": "horror"}, {"year": 1990}]}, lambda a: a["genre"] == "horror" or a["year"] == 1990),
+        (
+            {"and": [{"genre": "horror"}, {"in_stock": False}]},
+            lambda a: a["genre"] == "horror" and not a["in_stock"],
+        ),
+        (
+            {"or": [{"genre": "horror"}, {"year": 1990}]},
+            lambda a: a["genre"] == "horror" or a["year"] == 1990,
+        ),
     ],
 )
 def test_every_filter_operator(stack: Stack, flt: dict[str, Any], check: Any) -> None:

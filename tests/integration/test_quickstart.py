@@ -15,7 +15,11 @@ def run_quickstart(data_dir: Path) -> subprocess.CompletedProcess[str]:
     env |= {"NEARREC_DATA_DIR": str(data_dir), "NEARREC_EMBEDDING_MODEL": "hashing:128", "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "nearrec", "quickstart", "--no-serve"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=data_dir.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=data_dir.parent,
     )
 
 

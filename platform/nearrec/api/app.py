@@ -32,10 +32,21 @@ log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
-ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               409: "conflict", 422: "invalid", 503: "unavailable", 500: "internal"}
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    503: "unavailable",
+    500: "internal",
+}
 
 
 class State:
@@ -137,7 +148,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def nearrec_error(request: Request, exc: NearrecError) -> JSONResponse:
         status = getattr(exc, "http_status", 500)
         code = getattr(exc, "code", None)
-        return JSONResponse(error_body(status, str(exc), getattr(exc, "path", None), code), status_code=status)
+        return JSONResponse(
+            error_body(status, str(exc), getattr(exc, "path", None), code), status_code=status
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,7 +177,10 @@ class RequestContext:
         self.metrics = metrics
 
     async def __call__(
-        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
     ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)

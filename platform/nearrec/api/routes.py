@@ -85,8 +85,15 @@ def recommend(
     """Top-k items for a user, never one they have already seen."""
     with s.metrics.query_seconds.labels("recommend").time():
         recs = s.query.recommend(
-            user_id, k=k, filter=_filter_param(filter), exclude_ids=_csv(exclude), diversity=diversity,
-            explain=explain, offset=offset, fields=_csv(fields), method=method,
+            user_id,
+            k=k,
+            filter=_filter_param(filter),
+            exclude_ids=_csv(exclude),
+            diversity=diversity,
+            explain=explain,
+            offset=offset,
+            fields=_csv(fields),
+            method=method,
         )
     return RecommendationsOut.of(recs)
 
@@ -118,8 +125,14 @@ def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
     """Recommendations for an anonymous session (items liked / disliked so far, optional text)."""
     with s.metrics.query_seconds.labels("anonymous").time():
         recs = s.query.recommend_anonymous(
-            liked=body.liked, disliked=body.disliked, text=body.text, k=body.k, filter=body.filter,
-            diversity=body.diversity, fields=body.fields, explain=body.explain,
+            liked=body.liked,
+            disliked=body.disliked,
+            text=body.text,
+            k=body.k,
+            filter=body.filter,
+            diversity=body.diversity,
+            fields=body.fields,
+            explain=body.explain,
         )
     return RecommendationsOut.of(recs)
 
@@ -131,8 +144,12 @@ def add_interactions(s: Writer, body: InteractionIn | InteractionsIn) -> WriteOu
     events = body.events if isinstance(body, InteractionsIn) else [body]
     records = [
         {
-            "user_id": e.user_id, "item_id": e.item_id, "type": e.type, "value": e.value,
-            "timestamp": e.timestamp.isoformat() if e.timestamp else None, "event_id": e.event_id,
+            "user_id": e.user_id,
+            "item_id": e.item_id,
+            "type": e.type,
+            "value": e.value,
+            "timestamp": e.timestamp.isoformat() if e.timestamp else None,
+            "event_id": e.event_id,
         }
         for e in events
     ]
@@ -154,8 +171,9 @@ def put_item(s: Writer, item_id: str, body: ItemIn) -> UpsertOut:
     record = {**body.attributes, "id": item_id, "title": body.title, "text": body.text}
     options = ItemOptions(max_text_chars=s.settings.max_text_chars)
     with transaction(s.runtime.sessions) as session:
-        summary = catalog.ingest_items(session, catalog.numbered([record]), options, source="request",
-                                       on_error="abort")
+        summary = catalog.ingest_items(
+            session, catalog.numbered([record]), options, source="request", on_error="abort"
+        )
     s.metrics.ingested_rows.labels("items").inc(summary.inserted + summary.updated)
     return UpsertOut(id=item_id, status=_status(summary))
 
@@ -176,8 +194,9 @@ def put_user(s: Writer, user_id: str, body: UserIn) -> UpsertOut:
     record = {**body.attributes, "id": user_id, "profile": body.profile}
     options = UserOptions(max_text_chars=s.settings.max_text_chars)
     with transaction(s.runtime.sessions) as session:
-        summary = catalog.ingest_users(session, catalog.numbered([record]), options, source="request",
-                                       on_error="abort")
+        summary = catalog.ingest_users(
+            session, catalog.numbered([record]), options, source="request", on_error="abort"
+        )
     return UpsertOut(id=user_id, status=_status(summary))
 
 

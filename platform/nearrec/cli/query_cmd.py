@@ -19,7 +19,9 @@ fields_option = click.option("--fields", default="", help="Comma-separated item 
 
 def _run(call: Callable[[QueryService], list[Recommendation]], as_json: bool, fields: list[str]) -> None:
     with Runtime() as runtime:
-        service = QueryService(runtime.sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder)
+        service = QueryService(
+            runtime.sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
+        )
         recs = call(service)
     if as_json:
         click.echo(json.dumps([recommendation_dict(r) for r in recs], indent=2, default=str))
@@ -82,15 +84,30 @@ def _fields(raw: str) -> list[str]:
 @fields_option
 @json_option
 def recommend(
-    user_id: str, k: int, filter_json: str | None, exclude: str, diversity: float, explain: bool, offset: int,
-    method: str | None, fields: str, as_json: bool,
+    user_id: str,
+    k: int,
+    filter_json: str | None,
+    exclude: str,
+    diversity: float,
+    explain: bool,
+    offset: int,
+    method: str | None,
+    fields: str,
+    as_json: bool,
 ) -> None:
     """Recommend items for USER_ID (never one they have seen)."""
     cols = _fields(fields)
     _run(
         lambda s: s.recommend(
-            user_id, k=k, filter=filter_json, exclude_ids=_fields(exclude), diversity=diversity, explain=explain,
-            offset=offset, fields=cols, method=method,
+            user_id,
+            k=k,
+            filter=filter_json,
+            exclude_ids=_fields(exclude),
+            diversity=diversity,
+            explain=explain,
+            offset=offset,
+            fields=cols,
+            method=method,
         ),
         as_json,
         cols,

@@ -23,16 +23,21 @@ def load_demo(runtime: Runtime) -> list[str]:
 
     max_chars = runtime.settings.max_text_chars
     plans = [
-        LoadPlan("items", [demo_path("items.csv")],
-                 ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=max_chars)),
+        LoadPlan(
+            "items",
+            [demo_path("items.csv")],
+            ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=max_chars),
+        ),
         LoadPlan("users", [demo_path("users.csv")], UserOptions(max_text_chars=max_chars)),
         LoadPlan("interactions", [demo_path("interactions.csv")], InteractionOptions()),
     ]
     lines = []
     for plan in plans:
         s = load(runtime.engine, plan)
-        lines.append(f"{plan.kind:<13} read {s.read:>5}  inserted {s.inserted:>5}  updated {s.updated:>4}  "
-                     f"unchanged {s.unchanged:>5}  rejected {s.rejected}")
+        lines.append(
+            f"{plan.kind:<13} read {s.read:>5}  inserted {s.inserted:>5}  updated {s.updated:>4}  "
+            f"unchanged {s.unchanged:>5}  rejected {s.rejected}"
+        )
     return lines
 
 
@@ -71,8 +76,11 @@ def quickstart(serve: bool, host: str | None, port: int | None) -> None:
     from nearrec.query.service import QueryService
 
     settings = Settings()
-    click.echo(f"nearrec quickstart: data in {settings.data_dir}" if settings.embedded_database
-               else "nearrec quickstart: using NEARREC_DATABASE_URL")
+    click.echo(
+        f"nearrec quickstart: data in {settings.data_dir}"
+        if settings.embedded_database
+        else "nearrec quickstart: using NEARREC_DATABASE_URL"
+    )
     with Runtime(settings) as runtime:
         migrate.upgrade(runtime.database_url)
         click.echo("database migrated")

@@ -13,8 +13,12 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 @click.command()
 @click.option("--host", default=None, help="Bind address (default NEARREC_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default NEARREC_PORT, 8000).")
-@click.option("--workers/--no-worker", "run_worker", default=None,
-              help="Run the sync worker in-process (default: when vectors are embedded).")
+@click.option(
+    "--workers/--no-worker",
+    "run_worker",
+    default=None,
+    help="Run the sync worker in-process (default: when vectors are embedded).",
+)
 def serve(host: str | None, port: int | None, run_worker: bool | None) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     settings = Settings()

@@ -29,7 +29,9 @@ def enqueue(session: Session, entity: Entity, entity_ids: Iterable[int], op: Op 
     return len(rows)
 
 
-def enqueue_select(session: Session, entity: Entity, ids_query: Select[tuple[int]], op: Op = "upsert") -> None:
+def enqueue_select(
+    session: Session, entity: Entity, ids_query: Select[tuple[int]], op: Op = "upsert"
+) -> None:
     """Enqueue the ids a one-column SELECT returns, without fetching them (INSERT ... SELECT)."""
     sub = ids_query.subquery()
     session.execute(

@@ -319,7 +319,9 @@ class QueryService:
     ) -> dict[int, np.ndarray[Any, np.dtype[np.float32]]]:
         hits = self.store.retrieve(self.items, list(ids), with_vectors=True)
         return {
-            h.id: np.asarray(h.vector[using], dtype=np.float32) for h in hits if h.vector and using in h.vector
+            h.id: np.asarray(h.vector[using], dtype=np.float32)
+            for h in hits
+            if h.vector and using in h.vector
         }
 
     def _cf_user_vector(
