@@ -191,6 +191,7 @@ def main() -> None:
             texts = [t or "" for t in s.scalars(select(Item.text).order_by(Item.id))]
         raw1, cpu_raw1, vectors = raw_encode(embedder, texts, settings.embedding_batch_size)
         reset_peak_rss()  # from here on: the worker's own peak
+        rss_start = peak_rss_mb()
         t0, c0 = time.perf_counter(), time.process_time()
         report = SyncWorker(sessions, store, embedder, settings).drain()
         t_worker, cpu_worker = time.perf_counter() - t0, time.process_time() - c0
@@ -223,7 +224,9 @@ def main() -> None:
     print(
         f"ratio, CPU time: {cpu_raw / (cpu_worker + cpu_ingest):8.3f}  (process CPU seconds, less load-sensitive)"
     )
-    print(f"peak RSS:        {rss:8.0f} MB  (of the process while the worker ran, model included)")
+    print(
+        f"peak RSS:        {rss:8.0f} MB  (while the worker ran; {rss_start:.0f} MB before it: model loaded)"
+    )
     print(
         f"embedded upsert: {len(points) / upsert:8.0f} points/s  ({len(points):,} points of {embedder.dim} dims)"
     )

@@ -20,8 +20,10 @@ from sync_support import (
     catalog,
     content_hash,
     delete_item,
+    indexed_fields,
     interact,
     item_text,
+    open_store,
     outbox_count,
     outbox_rows,
     update_item,
@@ -34,6 +36,7 @@ from nearrec.errors import ModelMismatchError
 from nearrec.sync.check import check_stores
 from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.sync.worker import SyncWorker, describe_error
+from nearrec.vectors.base import VectorStore
 from nearrec.vectors.embedded import EmbeddedVectorStore
 
 ITEMS = "nearrec_items"
@@ -45,7 +48,7 @@ USERS = "nearrec_users"
 class Env:
     sessions: sessionmaker[Session]
     settings: Settings
-    store: EmbeddedVectorStore
+    store: VectorStore
     embedder: CountingEmbedder
     worker: SyncWorker
 
@@ -54,13 +57,29 @@ class Env:
         assert report.ok, (report.problems, report.items, report.users)
 
 
-@pytest.fixture
-def env(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> Iterator[Env]:
+def make_env(kind: str, sessions: sessionmaker[Session], settings: Settings) -> Env:
     settings.embedding_model = "hashing:64"
-    store = EmbeddedVectorStore(settings.data_dir / "vectors")
+    store = open_store(kind, settings)
     embedder = CountingEmbedder(64)
-    yield Env(sessions, settings, store, embedder, SyncWorker(sessions, store, embedder, settings))
-    store.close()
+    return Env(sessions, settings, store, embedder, SyncWorker(sessions, store, embedder, settings))
+
+
+@pytest.fixture(params=["edge", "qdrant-local"])
+def env(
+    request: pytest.FixtureRequest, db: Engine, sessions: sessionmaker[Session], settings: Settings
+) -> Iterator[Env]:
+    """A worker on either engine (the same behaviour is expected from both)."""
+    e = make_env(request.param, sessions, settings)
+    yield e
+    e.store.close()
+
+
+@pytest.fixture
+def edge_env(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> Iterator[Env]:
+    """A worker on the embedded default store (for the CLI, which opens it itself)."""
+    e = make_env("edge", sessions, settings)
+    yield e
+    e.store.close()
 
 
 def test_items_reach_the_store_with_payload_and_indexes(env: Env) -> None:
@@ -86,8 +105,8 @@ def test_items_reach_the_store_with_payload_and_indexes(env: Env) -> None:
         ITEMS,
     ).startswith(ITEMS + "_")  # type: ignore[union-attr]
     assert env.store.get_metadata(ITEMS)["embedding_model"] == "hashing:64"
-    schema = env.store._col(ITEMS).shard.info().payload_schema
-    assert {"external_id", "active", "genre", "year", "price", "new"} <= set(schema)
+    if isinstance(env.store, EmbeddedVectorStore):  # qdrant-client's local mode keeps no payload indexes
+        assert {"external_id", "active", "genre", "year", "price", "new"} <= indexed_fields(env.store, ITEMS)
     env.check()
 
 
@@ -271,16 +290,16 @@ def test_unknown_entity_rows_fail_without_blocking_others(env: Env) -> None:
 
 
 def test_cli_worker_once_and_status(
-    env: Env, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    edge_env: Env, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from click.testing import CliRunner
 
     from nearrec.cli.main import cli
 
-    add_items(env.sessions, catalog(12))
-    env.store.close()  # the CLI opens the embedded store itself
+    add_items(edge_env.sessions, catalog(12))
+    edge_env.store.close()  # the CLI opens the embedded store itself
     monkeypatch.setenv("NEARREC_DATABASE_URL", database_url)
-    monkeypatch.setenv("NEARREC_DATA_DIR", str(env.settings.data_dir))
+    monkeypatch.setenv("NEARREC_DATA_DIR", str(edge_env.settings.data_dir))
     monkeypatch.setenv("NEARREC_EMBEDDING_MODEL", "hashing:64")
     runner = CliRunner()
     result = runner.invoke(cli, ["worker", "--once"])
@@ -322,6 +341,6 @@ def test_cli_ingest_then_worker_once_leaves_the_stores_equal(
         assert store.count(ITEMS) == 1682 and store.count(USERS) == 943
         hit = store.retrieve(ITEMS, [1])[0]
         assert isinstance(hit.payload["genres"], list) and hit.payload["active"] == 1
-        schema = store._col(ITEMS).shard.info().payload_schema
-        assert {"genres", "active", "external_id"} <= set(schema)
+        schema = indexed_fields(store, ITEMS)
+        assert {"genres", "active", "external_id"} <= schema
         assert "year" not in schema  # numbers mixed with strings ("unkonwn", "V"): not filterable

@@ -24,6 +24,7 @@ from sync_support import (
     add_user,
     catalog,
     interact,
+    open_store,
     outbox_count,
     outbox_rows,
     update_item,
@@ -163,8 +164,9 @@ def test_sigkill_mid_batch_then_restart_leaves_no_drift(
 # --- two workers at once ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["edge", "qdrant-local"])
 def test_two_workers_drain_one_backlog_without_double_embedding(
-    db: Engine, database_url: str, settings: Settings, sessions: sessionmaker[Session]
+    db: Engine, database_url: str, settings: Settings, sessions: sessionmaker[Session], kind: str
 ) -> None:
     settings.worker_batch_size = 25
     ids = seed(sessions, 400, 30)
@@ -175,7 +177,7 @@ def test_two_workers_drain_one_backlog_without_double_embedding(
             enqueue(s, "item", list(reversed(ids[chunk : chunk + 25])))
     engines = [make_engine(database_url), make_engine(database_url)]  # each worker its own connections
     embedder = CountingEmbedder(64)
-    store = EmbeddedVectorStore(settings.data_dir / "vectors")
+    store = open_store(kind, settings)  # one store shared by both worker threads
     try:
         workers = [SyncWorker(session_factory(e), store, embedder, settings) for e in engines]
         workers[0].prepare()
@@ -212,9 +214,11 @@ def test_two_workers_drain_one_backlog_without_double_embedding(
 # --- the vector store failing for a while --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def flaky(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> Iterator[FlakyStore]:
-    store = EmbeddedVectorStore(settings.data_dir / "vectors")
+@pytest.fixture(params=["edge", "qdrant-local"])
+def flaky(
+    request: pytest.FixtureRequest, db: Engine, sessions: sessionmaker[Session], settings: Settings
+) -> Iterator[FlakyStore]:
+    store = open_store(request.param, settings)
     yield FlakyStore(store)
     store.close()
 

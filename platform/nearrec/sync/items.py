@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,14 +21,12 @@ class ItemSyncResult:
     rewritten: int = 0  # points rewritten with their old vector (payload changed)
     unchanged: int = 0
     deleted: int = 0  # points removed (item deleted, or without text)
-    embedded_hashes: list[str] = field(default_factory=list)
 
     def add(self, other: ItemSyncResult) -> None:
         self.embedded += other.embedded
         self.rewritten += other.rewritten
         self.unchanged += other.unchanged
         self.deleted += other.deleted
-        self.embedded_hashes += other.embedded_hashes
 
 
 def has_text(item: ItemState) -> bool:
@@ -88,7 +86,6 @@ def sync_items(
     if texts:
         embedded = embedder.embed(list(texts.values()))
         vectors = dict(zip(texts, embedded, strict=True))
-        result.embedded_hashes = list(texts)
 
     points: list[PointRecord] = []
     for item in to_embed:
@@ -101,7 +98,6 @@ def sync_items(
         named = dict(old_vectors.get(item.id, {}))
         if TEXT_VECTOR not in named:  # vanished meanwhile: embed it after all
             named[TEXT_VECTOR] = embedder.embed([item.text or ""])[0]
-            result.embedded_hashes.append(item.content_hash)
             result.embedded += 1
         else:
             result.rewritten += 1
