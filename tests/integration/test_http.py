@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -201,6 +202,12 @@ def test_posted_interaction_changes_the_next_answer(server: Server) -> None:
     with pytest.raises(InvalidRequest) as unknown:
         writer.add_interactions([Event("u1", "no-such-item")])
     assert unknown.value.path == "item_id"
+
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'nearrec_ingested_rows_total{entity="interactions"} 4.0' in metrics
+    done = re.search(r'nearrec_sync_outbox_rows_total\{outcome="done"\} ([0-9.]+)', metrics)
+    assert done is not None and float(done.group(1)) >= 1  # the in-process worker synced the user
+    assert 'nearrec_sync_vectors_total{action="computed",entity="user"}' in metrics
 
 
 def test_put_and_delete_items_and_users(server: Server) -> None:

@@ -88,7 +88,9 @@ def _start_worker(state: State) -> None:
 
     def loop() -> None:
         try:
-            worker.run(state.worker_stop, listen_url=runtime.database_url)
+            worker.run(
+                state.worker_stop, listen_url=runtime.database_url, on_batch=state.metrics.record_batch
+            )
         except BaseException as exc:  # a model mismatch stops the worker; /readyz reports it
             state.worker_error = exc
             log.error("in-process worker stopped: %s", exc)
@@ -105,7 +107,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         runtime = Runtime(settings)
         metrics: Metrics = app.state.metrics
         state = State(runtime, metrics)
-        metrics.watch_outbox(lambda: _outbox_stats(runtime))
+        metrics.watch_outbox(lambda: outbox_stats(runtime))
         want_worker = runtime.settings.embedded_vectors if run_worker is None else run_worker
         if want_worker:
             _start_worker(state)
@@ -134,7 +136,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     return app
 
 
-def _outbox_stats(runtime: Runtime) -> tuple[int, int, float]:
+def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:
+    """(pending rows, parked rows, age of the oldest pending row in seconds) for the metrics."""
     from nearrec.db import sync_repo
 
     with runtime.sessions() as session:

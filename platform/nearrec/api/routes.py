@@ -197,6 +197,7 @@ def put_user(s: Writer, user_id: str, body: UserIn) -> UpsertOut:
         summary = catalog.ingest_users(
             session, catalog.numbered([record]), options, source="request", on_error="abort"
         )
+    s.metrics.ingested_rows.labels("users").inc(summary.inserted + summary.updated)
     return UpsertOut(id=user_id, status=_status(summary))
 
 

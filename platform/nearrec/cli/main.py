@@ -1,4 +1,5 @@
-"""The `nearrec` command. Each group lives in its own module and stays thin over the services."""
+"""The `nearrec` command. Each group lives in its own module and stays thin over the services; modules import
+their heavy dependencies (torch, the model, FastAPI) inside the commands, so `nearrec --help` stays fast."""
 
 from __future__ import annotations
 
@@ -8,42 +9,37 @@ from typing import Any
 import click
 
 from nearrec import __version__
-from nearrec.cli import config_cmd, db_cmd
+from nearrec.cli import (
+    config_cmd,
+    db_cmd,
+    delete_cmd,
+    evaluate_cmd,
+    ingest_cmd,
+    query_cmd,
+    quickstart_cmd,
+    reindex_cmd,
+    serve_cmd,
+    sync_cmd,
+    train_cmd,
+    worker_cmd,
+)
 from nearrec.errors import NearrecError
 
-GROUPS: list[click.Command] = [db_cmd.db, config_cmd.config]
-
-
-def _optional_groups() -> list[click.Command]:
-    """Groups added by later modules; imported here so `nearrec --help` lists them all."""
-    import importlib
-
-    found: list[click.Command] = []
-    for module_name, attr in OPTIONAL:
-        try:
-            module = importlib.import_module(f"nearrec.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"nearrec.cli.{module_name}":
-                raise
-            continue
-        found.append(getattr(module, attr))
-    return found
-
-
-# (module, command) pairs, in help order.
-OPTIONAL: list[tuple[str, str]] = [
-    ("ingest_cmd", "ingest"),
-    ("delete_cmd", "delete"),
-    ("worker_cmd", "worker"),
-    ("sync_cmd", "sync"),
-    ("reindex_cmd", "reindex"),
-    ("query_cmd", "recommend"),
-    ("query_cmd", "similar"),
-    ("query_cmd", "search"),
-    ("serve_cmd", "serve"),
-    ("train_cmd", "train"),
-    ("evaluate_cmd", "evaluate"),
-    ("quickstart_cmd", "quickstart"),
+COMMANDS: list[click.Command] = [
+    quickstart_cmd.quickstart,
+    db_cmd.db,
+    config_cmd.config,
+    ingest_cmd.ingest,
+    delete_cmd.delete,
+    worker_cmd.worker,
+    sync_cmd.sync,
+    reindex_cmd.reindex,
+    train_cmd.train,
+    query_cmd.recommend,
+    query_cmd.similar,
+    query_cmd.search,
+    serve_cmd.serve,
+    evaluate_cmd.evaluate,
 ]
 
 
@@ -54,6 +50,9 @@ class NearrecGroup(click.Group):
         except NearrecError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [c.name for c in COMMANDS if c.name]  # in the order above, not alphabetical
 
 
 @click.group(cls=NearrecGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +67,7 @@ def cli() -> None:
     configure_logging()
 
 
-for _cmd in GROUPS + _optional_groups():
+for _cmd in COMMANDS:
     cli.add_command(_cmd)
 
 

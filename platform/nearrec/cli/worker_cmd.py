@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -25,7 +26,13 @@ from nearrec.sync.worker import BatchReport, SyncWorker
     help="Outbox rows per batch [NEARREC_WORKER_BATCH_SIZE].",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def worker(once: bool, batch_size: int | None, quiet: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus metrics (sync throughput, batch durations, outbox backlog) on this port.",
+)
+def worker(once: bool, batch_size: int | None, quiet: bool, metrics_port: int | None) -> None:
     """Embed changed items and users and write them to the vector store (runs until stopped).
 
     Work comes from the outbox that ingestion fills; any number of workers may run at once (with the embedded
@@ -45,8 +52,24 @@ def worker(once: bool, batch_size: int | None, quiet: bool) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        on_batch = None
+        if metrics_port is not None:
+            on_batch = _serve_metrics(rt, metrics_port)
         click.echo(f"worker running (model {rt.embedder.model_id}); Ctrl-C to stop", err=True)
-        sync.run(stop, listen_url=rt.database_url)
+        sync.run(stop, listen_url=rt.database_url, on_batch=on_batch)
+
+
+def _serve_metrics(rt: Runtime, port: int) -> Callable[[BatchReport], None]:
+    from prometheus_client import start_http_server
+
+    from nearrec.api.app import outbox_stats
+    from nearrec.api.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_outbox(lambda: outbox_stats(rt))
+    start_http_server(port, addr="0.0.0.0", registry=metrics.registry)
+    click.echo(f"worker metrics on :{port}/metrics", err=True)
+    return metrics.record_batch
 
 
 def _drain(rt: Runtime, sync: SyncWorker, quiet: bool) -> None:

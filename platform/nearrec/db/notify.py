@@ -1,7 +1,7 @@
 """LISTEN / NOTIFY on the outbox channel: wakes idle workers as soon as work is committed.
 
-``notify_outbox`` runs inside the enqueueing transaction (Postgres delivers it at commit, once per
-transaction however often it is called). Workers also poll, so a missed notification only costs latency.
+A trigger on ``sync_outbox`` (migration 0002) notifies :data:`CHANNEL` on every insert; Postgres delivers it at
+commit, once per transaction. Workers also poll, so a missed notification only costs latency.
 """
 
 from __future__ import annotations
@@ -10,17 +10,10 @@ import logging
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 CHANNEL = "nearrec_outbox"
 log = logging.getLogger(__name__)
-
-
-def notify_outbox(session: Session) -> None:
-    """Queue a notification on :data:`CHANNEL`, sent when the session's transaction commits."""
-    session.execute(select(func.pg_notify(CHANNEL, "")))
 
 
 def libpq_conninfo(sqlalchemy_url: str) -> str:

@@ -269,8 +269,14 @@ class SyncWorker:
             time.sleep(max(wait, 0.05))
         return total
 
-    def run(self, stop: threading.Event, listen_url: str | None = None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        listen_url: str | None = None,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
         """Process batches until ``stop`` is set; when idle, wait for a NOTIFY (if ``listen_url``) or poll.
+        ``on_batch`` sees every batch that did something (metrics).
 
         Transient failures (Postgres or the store unreachable) are logged and retried with backoff; a model
         mismatch stops the worker."""
@@ -285,6 +291,8 @@ class SyncWorker:
                     batch = self.run_batch()
                     pause = 0.0
                     if batch.rows or batch.deferred:
+                        if on_batch is not None:
+                            on_batch(batch)
                         continue
                     self._idle(stop, listener, poll)
                 except ModelMismatchError:
