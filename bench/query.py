@@ -149,14 +149,10 @@ def build(
         MODEL,
         DIM,
     )
-    from nearrec.filters import FieldType
+    from nearrec.sync.collections import ItemSchema
 
-    for field, ftype in (
-        ("category", FieldType.KEYWORD),
-        ("price", FieldType.FLOAT),
-        ("in_stock", FieldType.BOOL),
-    ):
-        store.ensure_index(settings.items_collection, field, ftype)
+    with session_factory(make_engine(url))() as session:  # as the worker does: index and record attributes
+        ItemSchema.load(session).ensure_indexes(store, settings.items_collection)
     vecs = rng.standard_normal((n_items, DIM), dtype=np.float32)
     for start in range(0, n_items, 2000):
         store.upsert(

@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         metrics: Metrics = app.state.metrics
         state = State(runtime, metrics)
         metrics.watch_outbox(lambda: outbox_stats(runtime))
+        state.query.attribute_schema()  # warm: the first filtered request should not pay for it
         want_worker = runtime.settings.embedded_vectors if run_worker is None else run_worker
         if want_worker:
             _start_worker(state)

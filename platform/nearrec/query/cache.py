@@ -1,6 +1,6 @@
 """A value computed from Postgres and refreshed in the background (stale-while-revalidate).
 
-The first read computes it; later reads return the cached value at once, and one background thread at a time
+The first read computes it (once, whatever the number of threads asking); later reads return the cached value at once, and one background thread at a time
 recomputes it once it is older than ``ttl``. A slow query (a full scan of items or interactions) therefore
 never lands on a request's latency after the first one.
 """
@@ -24,6 +24,7 @@ class Refreshing(Generic[T]):
         self._value: T | None = None
         self._at = float("-inf")
         self._lock = threading.Lock()
+        self._first = threading.Lock()  # the first load happens once, however many threads ask
         self._refreshing = False
 
     def get(self) -> T:
@@ -33,7 +34,10 @@ class Refreshing(Generic[T]):
             if start:
                 self._refreshing = True
         if value is None:
-            return self._store(self._load())
+            with self._first:
+                with self._lock:
+                    value = self._value
+                return value if value is not None else self._store(self._load())
         if start:
             threading.Thread(target=self._refresh, name="nearrec-cache-refresh", daemon=True).start()
         return value

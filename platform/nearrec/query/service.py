@@ -31,10 +31,10 @@ from nearrec.evaluation.cf import fold_in_user
 from nearrec.filters import And, Eq, FieldType, FilterExpr, matches, parse_filter
 from nearrec.query.cache import Refreshing
 from nearrec.query.hybrid import augment_user, fuse_dbsf, item_factors_from_stored, mmr_rerank
-from nearrec.sync.collections import ItemSchema
+from nearrec.sync.collections import ItemSchema, attribute_types
 from nearrec.sync.train import CF_VECTOR, CFMeta, cf_values
 from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
-from nearrec.vectors.base import Hit, VectorStore
+from nearrec.vectors.base import CollectionNotFoundError, Hit, VectorStore
 
 TEXT = "text"
 ACTIVE = Eq("active", 1)
@@ -274,10 +274,17 @@ class QueryService:
         return parse_filter(filter, self.attribute_schema())
 
     def attribute_schema(self) -> dict[str, FieldType]:
-        """Attribute name -> type, read from Postgres and refreshed in the background."""
+        """Attribute name -> type: what the worker recorded in the items collection when it indexed the
+        attributes (a scan of Postgres before anything was synced), refreshed in the background."""
         return self._schema.get()
 
     def _load_schema(self) -> dict[str, FieldType]:
+        try:
+            recorded = attribute_types(self.store, self.items)
+        except CollectionNotFoundError:
+            recorded = None
+        if recorded is not None:
+            return recorded
         with self.sessions() as session:
             return ItemSchema.load(session).filterable()
 

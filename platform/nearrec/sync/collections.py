@@ -28,6 +28,7 @@ TEXT_VECTOR = "text"
 PROFILE_VECTOR = "profile"
 META_MODEL = "embedding_model"
 META_DIM = "dim"
+META_ATTRIBUTES = "attributes"
 EXTERNAL_ID = "external_id"
 CONTENT_HASH = "content_hash"
 ACTIVE = "active"
@@ -149,12 +150,18 @@ class ItemSchema:
         return {k: t for k, t in self.types.items() if t is not None}
 
     def ensure_indexes(self, store: VectorStore, collection: str) -> None:
-        """Create the payload indexes this collection still lacks (one call per new field)."""
+        """Create the payload indexes this collection still lacks (one call per new field), and record the
+        filterable attributes in the collection metadata, where the query service reads them."""
         done = self.indexed.setdefault(collection, {})
+        changed = False
         for key, ftype in self.filterable().items():
             if done.get(key) != ftype:
                 store.ensure_index(collection, key, ftype)
                 done[key] = ftype
+                changed = True
+        if changed:
+            recorded = attribute_types(store, collection) or {}
+            store.set_metadata(collection, {META_ATTRIBUTES: {**_as_names(recorded), **_as_names(done)}})
 
     def payload(
         self, external_id: str, content_hash: str, active: bool, attributes: Mapping[str, Any]
@@ -170,6 +177,21 @@ class ItemSchema:
         out[CONTENT_HASH] = content_hash
         out[ACTIVE] = 1 if active else 0
         return out
+
+
+def attribute_types(store: VectorStore, collection: str) -> dict[str, FieldType] | None:
+    """The filterable item attributes recorded in the collection metadata (None: nothing recorded yet)."""
+    recorded = store.get_metadata(collection).get(META_ATTRIBUTES)
+    if not isinstance(recorded, dict):
+        return None
+    return {k: FieldType(v) for k, v in recorded.items() if v in _FIELD_TYPES}
+
+
+def _as_names(types: Mapping[str, FieldType]) -> dict[str, str]:
+    return {k: t.value for k, t in types.items()}
+
+
+_FIELD_TYPES = frozenset(t.value for t in FieldType)
 
 
 def _storable(value: Any) -> bool:
