@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from nearrec.db.models import Interaction, Item, User
+from nearrec.db.models import Interaction, Item
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,41 +34,6 @@ class Event:
     item_id: int
     type: str
     value: float | None
-
-
-def user_by_external_id(session: Session, external_id: str) -> UserRow | None:
-    row = session.execute(
-        select(User.id, User.external_id, User.profile).where(User.external_id == external_id)
-    ).first()
-    return None if row is None else UserRow(row.id, row.external_id, row.profile)
-
-
-USER_WITH_SEEN = text(
-    """
-    SELECT u.id, u.profile,
-           ARRAY(
-               SELECT i.item_id FROM interactions AS i
-               WHERE i.user_id = u.id AND (CAST(:types AS text[]) IS NULL OR i.type = ANY(:types))
-               GROUP BY i.item_id
-               ORDER BY max(i.occurred_at) DESC, i.item_id
-           ) AS seen
-    FROM users AS u
-    WHERE u.external_id = :external_id
-    """
-)
-
-
-def user_with_seen(
-    session: Session, external_id: str, types: Collection[str] | None
-) -> tuple[UserRow, list[int]] | None:
-    """The user and every item they interacted with (of ``types``; all when None), most recent first,
-    in one round trip."""
-    row = session.execute(
-        USER_WITH_SEEN, {"external_id": external_id, "types": None if types is None else list(types)}
-    ).first()
-    if row is None:
-        return None
-    return UserRow(row.id, external_id, row.profile), list(row.seen)
 
 
 USER_WITH_HISTORY = text(
@@ -112,8 +77,8 @@ class TimedEvent:
 def user_with_history(
     session: Session, external_id: str, types: Collection[str] | None, history: int
 ) -> tuple[UserRow, list[int], list[TimedEvent]] | None:
-    """Like :func:`user_with_seen`, plus the user's ``history`` most recent interactions (any type), most
-    recent first, in the same round trip."""
+    """In one round trip: the user, every item they interacted with (of ``types``; all when None) most recent
+    first, and their ``history`` most recent interactions (any type), most recent first."""
     row = session.execute(
         USER_WITH_HISTORY,
         {
@@ -129,16 +94,6 @@ def user_with_history(
         for item, kind, value, epoch in row.events
     ]
     return UserRow(row.id, external_id, row.profile), list(row.seen), events
-
-
-def seen_item_ids(session: Session, user_id: int, types: Collection[str] | None) -> list[int]:
-    """Every item the user interacted with (of ``types``; all when None), most recent first."""
-    last = func.max(Interaction.occurred_at)
-    stmt = select(Interaction.item_id).where(Interaction.user_id == user_id)
-    if types is not None:
-        stmt = stmt.where(Interaction.type.in_(list(types)))
-    stmt = stmt.group_by(Interaction.item_id).order_by(last.desc(), Interaction.item_id)
-    return list(session.scalars(stmt))
 
 
 def recent_events(session: Session, user_id: int, limit: int) -> list[Event]:

@@ -124,7 +124,7 @@ class QueryService:
             needed = offset + k
             hits: list[Hit] | None = None
             if chosen == "popular":
-                hits = self._popular_hits(session, expr, set(banned), needed)[offset:]
+                hits = self._popular_hits(expr, set(banned), needed)[offset:]
                 return self._finish(
                     session, hits, fields, self._constant_reason("popular") if explain else None
                 )
@@ -137,7 +137,7 @@ class QueryService:
             if hits is None:
                 vector = self._user_vector(user)
                 if vector is None:
-                    hits = self._popular_hits(session, expr, set(banned), needed)[offset:]
+                    hits = self._popular_hits(expr, set(banned), needed)[offset:]
                     return self._finish(
                         session, hits, fields, self._constant_reason("popular") if explain else None
                     )
@@ -224,7 +224,7 @@ class QueryService:
             mat = np.stack([vecs[i] for i in known]) if known else np.zeros((0, 1))
             vector = build_user_vector(profile, mat, weights, self._params.profile_weight)
         if vector is None:
-            hits = self._popular_hits(session, expr, set(ids), k)
+            hits = self._popular_hits(expr, set(ids), k)
             return self._finish(session, hits, fields, self._constant_reason("popular") if explain else None)
         hits = self._nearest(vector, expr, ids, k, diversity)
         explainer = self._items_explainer(list(reversed(liked_ids))) if explain and liked_ids else None
@@ -424,9 +424,7 @@ class QueryService:
         with self.sessions() as session:
             return repo.popular_item_ids(session, self.settings.popular_window_days, POPULAR_POOL)
 
-    def _popular_hits(
-        self, session: Session, expr: FilterExpr | None, banned: Collection[int], needed: int
-    ) -> list[Hit]:
+    def _popular_hits(self, expr: FilterExpr | None, banned: Collection[int], needed: int) -> list[Hit]:
         """Most interacted-with items in the window that match the filter (cold start)."""
         counts = {i: n for i, n in self._popular_cache.get() if i not in banned}
         out: list[Hit] = []
