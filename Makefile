@@ -39,6 +39,9 @@ typecheck: setup ## mypy, strict on the package
 
 check: lint typecheck test ## Everything CI runs
 
+rehearse: setup ## The compose topology as separate processes (migrate, API + worker, CLI ingest) on one Postgres
+	$(BIN)/pytest -q tests/integration/test_rehearsal.py tests/integration/test_compose.py
+
 bench: setup ## Run every benchmark (minutes; prints figures and ratios)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 

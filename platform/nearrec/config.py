@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Bind address of `nearrec serve`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of `nearrec serve`.")
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
-    log_level: str = Field(default="INFO", description="Log level.")
+    log_level: str = Field(
+        default="WARNING", description="Log level; INFO adds one line per HTTP request and per worker batch."
+    )
 
     @field_validator("data_dir")
     @classmethod
