@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
 from nearrec.db import migrate  # noqa: E402
-from nearrec.db.engine import make_engine, session_factory  # noqa: E402
+from nearrec.db.engine import make_engine, read_sessions, session_factory  # noqa: E402
 from nearrec.filters import And, Eq  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.sync.collections import ensure_collections  # noqa: E402
@@ -199,7 +199,7 @@ def measure(
     seed: int,
 ) -> tuple[float, float]:
     rng = random.Random(seed)
-    service = QueryService(session_factory(make_engine(url)), store, settings)
+    service = QueryService(read_sessions(make_engine(url)), store, settings)
     users = [rng.randrange(len(seen)) for _ in range(queries)]
     cats = [rng.choice(CATEGORIES) for _ in range(queries)]
     user_vecs = {

@@ -61,7 +61,7 @@ class State:
             runtime.settings.api_keys.get_secret_value() if runtime.settings.api_keys else None
         )
         self.query = QueryService(
-            runtime.sessions, runtime.vector_store, runtime.settings, embedder=lambda: runtime.embedder
+            runtime.read_sessions, runtime.vector_store, runtime.settings, embedder=lambda: runtime.embedder
         )
         self.worker_thread: threading.Thread | None = None
         self.worker_stop = threading.Event()

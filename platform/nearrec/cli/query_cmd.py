@@ -20,7 +20,7 @@ fields_option = click.option("--fields", default="", help="Comma-separated item 
 def _run(call: Callable[[QueryService], list[Recommendation]], as_json: bool, fields: list[str]) -> None:
     with Runtime() as runtime:
         service = QueryService(
-            runtime.sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
+            runtime.read_sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
         )
         recs = call(service)
     if as_json:

@@ -89,7 +89,9 @@ def quickstart(serve: bool, host: str | None, port: int | None) -> None:
         click.echo("loading the embedding model...")
         synced = sync_with_progress(runtime)
         click.echo(f"vectors in sync ({synced} outbox rows processed)")
-        service = QueryService(runtime.sessions, runtime.vector_store, settings, lambda: runtime.embedder)
+        service = QueryService(
+            runtime.read_sessions, runtime.vector_store, settings, lambda: runtime.embedder
+        )
         for user in DEMO_USERS:
             recs = service.recommend(user, k=5, explain=True, fields=["category"])
             print_table(recs, ["category"], title=f"recommendations for {user}")

@@ -29,8 +29,16 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.data_dir)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """A pooled engine. ``pool_size`` connections stay open (more than the busiest moment needs, so the pool
+    never churns); overflow connections are for bursts. No pre-ping round trip per checkout: after a Postgres
+    restart the first failing request invalidates the whole pool and the next ones reconnect."""
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=3600)
+
+
+def read_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for read-only request paths: autocommit, so no BEGIN / ROLLBACK round trips per request."""
+    return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
 def engine_from_settings(settings: Settings) -> Engine:

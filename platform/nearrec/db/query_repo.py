@@ -107,14 +107,16 @@ def recent_events(session: Session, user_id: int, limit: int) -> list[Event]:
     return [Event(r.item_id, r.type, r.value) for r in rows]
 
 
+ITEMS_BY_IDS = text(
+    "SELECT id, external_id, title, attributes, active FROM items WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+"""One statement text whatever the number of ids (an IN list would make a new prepared statement per size)."""
+
+
 def items_by_ids(session: Session, ids: Sequence[int]) -> dict[int, ItemRow]:
     if not ids:
         return {}
-    rows = session.execute(
-        select(Item.id, Item.external_id, Item.title, Item.attributes, Item.active).where(
-            Item.id.in_(list(ids))
-        )
-    )
+    rows = session.execute(ITEMS_BY_IDS, {"ids": [int(i) for i in ids]})
     return {r.id: ItemRow(r.id, r.external_id, r.title, r.attributes, r.active) for r in rows}
 
 

@@ -82,8 +82,9 @@ class QueryService:
         settings: Settings,
         embedder: Callable[[], Embedder] | None = None,
     ) -> None:
-        """``embedder`` provides the text model, called on first use (search, profile-only users);
-        default: load the configured model."""
+        """``sessions`` only read (autocommit ones save two round trips per call, see
+        :func:`nearrec.db.engine.read_sessions`). ``embedder`` provides the text model, called on first use
+        (search, profile-only users); default: load the configured model."""
         self.sessions = sessions
         self.store = store
         self.settings = settings
