@@ -9,7 +9,10 @@ else an embedded Postgres) and an embedded vector store, then measures, in the S
 - raw:        VectorStore.query with the same filter (category + active) and the user's most recent seen ids
               as the must_not has_id exclusion: the floor any recommender on this store pays;
 - in-process: QueryService.recommend (user lookup, seen ids, user vector, query, exclusion, titles);
-- HTTP:       GET /v1/users/{id}/recommendations on `nearrec serve` in its own process, 8 concurrent clients.
+- HTTP:       GET /v1/users/{id}/recommendations on `nearrec serve` in its own process, 8 concurrent clients
+              (threads with a keep-alive connection each, in this process): first closed loop (each client
+              sends as soon as its answer arrives: the saturation throughput), then open loop at fixed total
+              rates below saturation, latency counted from each request's scheduled time.
 
 Targets (embedded default): in-process p50 <= 2x raw p50; HTTP p50 <= 10 ms, p99 <= 30 ms. The server adapter
 (qdrant-client) is measured too, in qdrant-client's LOCAL MODE (pure Python, no Qdrant server can run here) on a
@@ -248,7 +251,7 @@ def _drive(base: str, n_users: int, queries: int, clients: int, rate: float) -> 
         rng = random.Random(seed)
         mine = []
         with httpx.Client(base_url=base) as http:
-            for _ in range(20):  # warm up the connection
+            for _ in range(50):  # warm up the connection and the server's per-connection statement cache
                 http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations")
             start = time.perf_counter() + rng.random() * interval
             for n in range(per_client):
@@ -320,8 +323,9 @@ def main() -> None:
     ap.add_argument("--http-queries", type=int, default=4000)
     ap.add_argument(
         "--http-rates",
-        default="100,200,0",
-        help="Total request rates to drive over HTTP (req/s); 0 = closed loop, as fast as answers come",
+        default="0,100,150",
+        help="Total request rates to drive over HTTP, in order (req/s); 0 = closed loop, as fast as answers "
+        "come: the saturation throughput (it runs first and also warms the server up)",
     )
     ap.add_argument("--local-mode-items", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
