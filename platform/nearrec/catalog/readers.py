@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,9 @@ class _TextSource:
         self._raw.close()
 
 
-class _Base:
+class _Base(ABC):
+    """Context-manager plumbing shared by the readers."""
+
     path: Path
 
     def __enter__(self) -> Self:
@@ -206,8 +209,8 @@ class _Base:
     ) -> None:
         self.close()
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 class CsvReader(_Base):
