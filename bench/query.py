@@ -37,12 +37,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from pydantic import SecretStr  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
 from nearrec.db import migrate  # noqa: E402
 from nearrec.db.engine import make_engine, read_sessions, session_factory  # noqa: E402
+from nearrec.db.scratch import create_database, drop_database  # noqa: E402
 from nearrec.filters import And, Eq  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.sync.collections import ensure_collections  # noqa: E402
@@ -70,19 +71,8 @@ def scratch_database() -> tuple[str, Callable[[], None]]:
             from nearrec.embedded import start_embedded_postgres
 
             base = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="nearrec-bench-pg-")))
-    url = make_url(base).set(drivername="postgresql+psycopg")
     name = f"nearrec_bench_query_{os.getpid()}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))  # name built from an int
-    scratch = url.set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return scratch, drop
+    return create_database(base, name), lambda: drop_database(base, name)
 
 
 def copy_rows(url: str, table: str, columns: list[str], rows: list[tuple[object, ...]]) -> None:
@@ -129,7 +119,7 @@ def build(
     buf = []
     base = 1_700_000_000
     for u in range(n_users):
-        n = int(np.exp(rng.uniform(np.log(20), np.log(2000))))
+        n = min(int(np.exp(rng.uniform(np.log(20), np.log(2000)))), n_items // 2)
         items = rng.choice(n_items, size=n, replace=False) + 1  # identity ids start at 1, in COPY order
         seen.append([int(i) for i in items[::-1]])  # last written = most recent
         for j, it in enumerate(items):

@@ -15,19 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
 from nearrec.db import migrate
 from nearrec.db.engine import make_engine, normalise_url, session_factory
 from nearrec.db.models import Base
+from nearrec.db.scratch import scratch_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def _local_server_answers(host: str = "127.0.0.1", port: int = 5432) -> bool:
@@ -47,20 +50,8 @@ def database_url() -> Iterator[str]:
         yield url
         return
     if _local_server_answers():
-        name = f"nearrec_test_{os.getpid()}"
-        admin = create_engine(
-            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))  # name is built from an int, not input
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url("postgresql+psycopg://postgres@127.0.0.1:5432/").set(database=name)
-        url_s = url.render_as_string(hide_password=False)
-        migrate.upgrade(url_s)
-        yield url_s
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        with scratch_database(LOCAL_SERVER, f"nearrec_test_{os.getpid()}") as url:
+            yield url
         return
     from nearrec.embedded import start_embedded_postgres
 

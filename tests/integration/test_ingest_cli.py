@@ -171,24 +171,14 @@ def test_semicolon_latin1_file(db: Engine, database_url: str, tmp_path: Path) ->
 
 
 def test_missing_schema_is_explained(tmp_path: Path, database_url: str) -> None:
-    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    url = make_url(database_url)
-    name = f"{url.database}_empty"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))  # name derived from the test database
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    from nearrec.db.scratch import scratch_database
+
+    name = f"{make_url(database_url).database}_empty"
+    with scratch_database(database_url, name, migrate=False) as url:
         path = tmp_path / "items.csv"
         path.write_text("id,title\n1,x\n", encoding="utf-8")
-        result = run(
-            url.set(database=name).render_as_string(hide_password=False), "ingest", "items", str(path)
-        )
+        result = run(url, "ingest", "items", str(path))
         assert result.exit_code == 1
         assert "nearrec db upgrade" in result.stderr
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -12,21 +12,14 @@ from sqlalchemy.engine import make_url
 
 from nearrec.db import migrate
 from nearrec.db.models import Base
+from nearrec.db.scratch import scratch_database
 
 
 @pytest.fixture
-def scratch_url(engine: Engine) -> Iterator[str]:
+def scratch_url(database_url: str) -> Iterator[str]:
     """A second, empty database on the same server, so the session database is left alone."""
-    url = make_url(engine.url.render_as_string(hide_password=False))
-    name = f"{url.database}_mig"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_url, f"{make_url(database_url).database}_mig", migrate=False) as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:

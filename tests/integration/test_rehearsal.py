@@ -19,25 +19,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+
+from nearrec.db.scratch import scratch_database
 
 KEY = "rehearsal-write-key"
 
 
 @pytest.fixture
-def fresh_url(engine: Engine) -> Iterator[str]:
+def fresh_url(database_url: str) -> Iterator[str]:
     """An empty database on the test server: `migrate` must build it."""
-    url = make_url(engine.url.render_as_string(hide_password=False))
-    name = f"{url.database}_rehearsal"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))  # our own name, from the pid
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    name = f"{make_url(database_url).database}_rehearsal"
+    with scratch_database(database_url, name, migrate=False) as url:
+        yield url
 
 
 def _port() -> int:

@@ -31,14 +31,12 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from nearrec.catalog import loader, service
 from nearrec.catalog.readers import BadRow, Row, open_reader
 from nearrec.catalog.records import InteractionOptions, ItemOptions, RowError, UserOptions, parse_interaction
 from nearrec.config import Settings
-from nearrec.db import migrate
+from nearrec.db import scratch as db_scratch
 from nearrec.db.engine import make_engine, resolve_database_url, session_factory, transaction
 from nearrec.embedding import load_embedder
 from nearrec.embedding.base import Embedder
@@ -166,22 +164,8 @@ def split_interactions(data: Interactions, options: EvalOptions) -> LeaveOneOutS
 @contextmanager
 def scratch_database(settings: Settings) -> Iterator[str]:
     """A new, migrated database on the configured server (embedded by default); dropped on exit."""
-    base = make_url(resolve_database_url(settings))
-    name = f"nearrec_eval_{os.getpid()}"  # built from an int: safe to quote into DDL
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = base.set(database=name).render_as_string(hide_password=False)
-        try:
-            migrate.upgrade(url)
-            yield url
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with db_scratch.scratch_database(resolve_database_url(settings), f"nearrec_eval_{os.getpid()}") as url:
+        yield url
 
 
 @contextmanager
