@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from nearrec.cli.main import cli
@@ -51,3 +52,18 @@ def test_embedded_default_upgrade_and_status(pg_tmp: Path) -> None:
     assert "embedded Postgres" in proc.stdout
     assert "up to date" in proc.stdout
     assert (pg_tmp / "data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_serve_refuses_a_public_bind_without_api_keys() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"], env={"NEARREC_API_KEYS": ""})
+    assert result.exit_code == 1
+    assert "refusing to bind 0.0.0.0 without API keys" in result.output
+
+
+def test_bad_api_keys_setting_names_the_entry_not_the_secret() -> None:
+    from nearrec.api.auth import ApiKeys
+    from nearrec.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        ApiKeys.parse("good-key:read,super-secret-value:admin")
+    assert "entry 2" in str(err.value) and "super-secret-value" not in str(err.value)
