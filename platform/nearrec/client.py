@@ -163,6 +163,7 @@ class Client:
         diversity: float = 0.0,
         explain: bool = False,
         fields: Sequence[str] = (),
+        method: str | None = None,
     ) -> list[Recommendation]:
         body = {
             "liked": list(liked),
@@ -173,6 +174,7 @@ class Client:
             "diversity": diversity,
             "explain": explain,
             "fields": list(fields),
+            "method": method,
         }
         return _recs(self._call("POST", "/v1/recommendations", json=body))
 

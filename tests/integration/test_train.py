@@ -119,3 +119,18 @@ def test_popular_method_and_diversity_with_hybrid(stack: Stack) -> None:
     with pytest.raises(ValidationError, match="unknown method"):
         stack.service.recommend("d0", method="magic")
     assert np.isfinite([r.score for r in diverse]).all()
+
+
+def test_anonymous_session_uses_the_trained_model(stack: Stack) -> None:
+    community(stack)
+    train(stack.sessions, stack.store, stack.settings, CFG, seed=0)
+    liked = ["drama-0", "drama-1"]
+    for method in ("cf", "hybrid", None):
+        recs = ids(stack.service.recommend_anonymous(liked=liked, k=5, method=method))
+        assert recs and not set(liked) & set(recs)
+        assert all(r.startswith("drama-") for r in recs[:3]), (method, recs)
+    # a session of items nobody interacted with has no cf signal: text carries it
+    text_only = ids(stack.service.recommend_anonymous(liked=["scifi-0"], k=3, method="hybrid"))
+    assert text_only and "scifi-0" not in text_only
+    popular = ids(stack.service.recommend_anonymous(k=3, method="popular"))
+    assert len(popular) == 3

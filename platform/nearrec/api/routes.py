@@ -133,6 +133,7 @@ def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
             diversity=body.diversity,
             fields=body.fields,
             explain=body.explain,
+            method=body.method,
         )
     return RecommendationsOut.of(recs)
 

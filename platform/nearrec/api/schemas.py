@@ -58,6 +58,9 @@ class AnonymousIn(_Query):
     text: str | None = Field(default=None, description="Free text describing what the session wants")
     diversity: float = Field(default=0.0, ge=0.0, le=1.0)
     explain: bool = False
+    method: str | None = Field(
+        default=None, description="text, cf, hybrid or popular (default: hybrid if trained)"
+    )
 
 
 class InteractionIn(BaseModel):

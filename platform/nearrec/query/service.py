@@ -190,12 +190,18 @@ class QueryService:
         diversity: float = 0.0,
         fields: Sequence[str] = (),
         explain: bool = False,
+        method: str | None = None,
     ) -> list[Recommendation]:
-        """Recommendations for a session: items liked / disliked so far and optional free text."""
+        """Recommendations for a session: items liked / disliked so far (oldest first) and optional free
+        text. ``method`` as for :meth:`recommend`: with cf vectors trained, the liked items are also folded
+        into a cf vector and the two lists are fused."""
         _check_page(k, 0, diversity)
         expr = self.parse_filter(filter)
+        chosen, meta = self.resolve_method(method)
         with self.sessions() as session:
-            return self._anonymous(session, liked, disliked, text, k, expr, diversity, fields, explain)
+            return self._anonymous(
+                session, liked, disliked, text, k, expr, diversity, fields, explain, chosen, meta
+            )
 
     def _anonymous(
         self,
@@ -208,6 +214,8 @@ class QueryService:
         diversity: float,
         fields: Sequence[str],
         explain: bool,
+        method: str,
+        meta: CFMeta | None,
     ) -> list[Recommendation]:
         ids = self._internal_ids(session, [*liked, *disliked], path="liked")
         liked_ids, disliked_ids = ids[: len(liked)], ids[len(liked) :]
@@ -224,10 +232,21 @@ class QueryService:
             )
             mat = np.stack([vecs[i] for i in known]) if known else np.zeros((0, 1))
             vector = build_user_vector(profile, mat, weights, self._params.profile_weight)
-        if vector is None:
+        cf_vector = None
+        if meta is not None and method in ("cf", "hybrid") and ids:
+            # The session as a history: liked items in order (the last one newest), dislikes as dislikes.
+            timeline = [repo.TimedEvent(i, "like", None, float(n)) for n, i in enumerate(liked_ids)]
+            timeline += [repo.TimedEvent(i, "dislike", None, float(len(liked_ids))) for i in disliked_ids]
+            cf_vector = self._cf_user_vector(list(reversed(timeline)), meta)
+        if method == "popular" or (vector is None and cf_vector is None):
             hits = self._popular_hits(expr, set(ids), k)
             return self._finish(session, hits, fields, self._constant_reason("popular") if explain else None)
-        hits = self._nearest(vector, expr, ids, k, diversity)
+        if cf_vector is not None and (method == "cf" or vector is None):
+            hits = self._nearest(cf_vector, expr, ids, k, diversity, using=CF_VECTOR)
+        elif cf_vector is not None:
+            hits = self._hybrid(cf_vector, vector, expr, ids, k, diversity)
+        else:
+            hits = self._nearest(vector, expr, ids, k, diversity)
         explainer = self._items_explainer(list(reversed(liked_ids))) if explain and liked_ids else None
         return self._finish(session, hits, fields, explainer)
 
