@@ -134,3 +134,22 @@ def test_anonymous_session_uses_the_trained_model(stack: Stack) -> None:
     assert text_only and "scifi-0" not in text_only
     popular = ids(stack.service.recommend_anonymous(k=3, method="popular"))
     assert len(popular) == 3
+
+
+def test_a_text_change_keeps_the_cf_vector(stack: Stack) -> None:
+    items, _ = community(stack)
+    train(stack.sessions, stack.store, stack.settings, CFG, seed=0)
+    before = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"]], True)[0].vector
+    assert before is not None and CF_VECTOR in before
+    with stack.sessions.begin() as s:
+        s.execute(
+            update(Item)
+            .where(Item.id == items["drama-0"])
+            .values(text="rewritten text", content_hash="new-hash")
+        )
+        enqueue(s, "item", [items["drama-0"]])
+    stack.sync()
+    after = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"]], True)[0]
+    assert after.payload["content_hash"] == "new-hash"  # re-embedded...
+    assert after.vector is not None and not np.allclose(after.vector["text"], before["text"])
+    assert np.allclose(after.vector[CF_VECTOR], before[CF_VECTOR])  # ...and the collaborative vector survives

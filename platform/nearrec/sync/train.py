@@ -10,9 +10,9 @@ Which interactions count as positive for the fold-in weights is the product's ru
 positive weight); every interaction counts in the training matrix.
 
 Items without interactions get no "cf" vector (the text branch still finds them). Items or users that
-have no point in the store yet (not synced) are skipped; run the worker, then train again. The worker
-rewrites whole points when an item's text changes, which drops that item's "cf" vector until the next
-`nearrec train`. A stale "cf" vector of an item that lost all its interactions stays until a reindex.
+have no point in the store yet (not synced) are skipped; run the worker, then train again. The worker keeps
+an item's "cf" vector when it re-embeds the item's text. A stale "cf" vector of an item that lost all its
+interactions stays until a reindex.
 """
 
 from __future__ import annotations
