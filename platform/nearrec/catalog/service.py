@@ -139,11 +139,14 @@ class Prepared:
             self.rejected_ids.append(record_id)
 
 
-def _nul_field(attributes: Mapping[str, JsonValue], document: str) -> str | None:
-    """The attribute holding a NUL character (Postgres text and JSONB cannot store one), if any."""
-    if "\\u0000" not in document:
-        return None
-    return next((k for k, v in attributes.items() if "\\u0000" in _dumps({k: v})), "attributes")
+def _attributes_document(attributes: Mapping[str, JsonValue], record_id: str) -> str:
+    """The attributes as the JSON stored in Postgres; a NUL character (text and JSONB cannot hold one)
+    rejects the record, naming the attribute."""
+    document = _dumps(attributes)
+    if "\\u0000" in document:
+        bad = next((k for k, v in attributes.items() if "\\u0000" in _dumps({k: v})), "attributes")
+        raise RowError(bad, "contains a NUL character", record_id)
+    return document
 
 
 def prepare_items(rows: Iterable[Row], options: ItemOptions, *, source: str, on_error: OnError) -> Prepared:
@@ -156,11 +159,7 @@ def prepare_items(rows: Iterable[Row], options: ItemOptions, *, source: str, on_
             if isinstance(raw, BadRow):
                 raise RowError(None, raw.reason)
             record = parse_item(raw, options)
-            document = _dumps(record.attributes)
-            if "\\u0000" in document:
-                raise RowError(
-                    _nul_field(record.attributes, document), "contains a NUL character", record.external_id
-                )
+            document = _attributes_document(record.attributes, record.external_id)
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason, exc.record_id)
             continue
@@ -178,11 +177,7 @@ def prepare_users(rows: Iterable[Row], options: UserOptions, *, source: str, on_
             if isinstance(raw, BadRow):
                 raise RowError(None, raw.reason)
             record = parse_user(raw, options)
-            document = _dumps(record.attributes)
-            if "\\u0000" in document:
-                raise RowError(
-                    _nul_field(record.attributes, document), "contains a NUL character", record.external_id
-                )
+            document = _attributes_document(record.attributes, record.external_id)
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason)
             continue

@@ -110,16 +110,19 @@ def items_cmd(**kw: Any) -> None:
     --text-columns (default: title, then text or description); every other column becomes a typed
     attribute (numbers, true/false, strings, lists via --list-columns)."""
     settings = Settings()
-    text_columns = _names(kw["text_columns"])
-    options = ItemOptions(
-        id_column=kw["id_column"],
-        text_columns=text_columns or None,
-        list_columns=frozenset(_names(kw["list_columns"])),
-        list_sep=kw["list_sep"],
-        ignore_columns=frozenset(_names(kw["ignore_columns"])),
-        max_text_chars=settings.max_text_chars,
-    )
-    _run("items", options, settings, kw, prune=kw["prune"])
+    _run("items", ItemOptions(**_record_options(kw, settings)), settings, kw, prune=kw["prune"])
+
+
+def _record_options(kw: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The options items and users share, from the command line."""
+    return {
+        "id_column": kw["id_column"],
+        "text_columns": _names(kw["text_columns"]) or None,
+        "list_columns": frozenset(_names(kw["list_columns"])),
+        "list_sep": kw["list_sep"],
+        "ignore_columns": frozenset(_names(kw["ignore_columns"])),
+        "max_text_chars": settings.max_text_chars,
+    }
 
 
 @ingest.command("users")
@@ -129,16 +132,7 @@ def users_cmd(**kw: Any) -> None:
     """Upsert users. `id` is required; the profile text is composed from --text-columns (default:
     profile); every other column becomes a typed attribute."""
     settings = Settings()
-    text_columns = _names(kw["text_columns"])
-    options = UserOptions(
-        id_column=kw["id_column"],
-        text_columns=text_columns or None,
-        list_columns=frozenset(_names(kw["list_columns"])),
-        list_sep=kw["list_sep"],
-        ignore_columns=frozenset(_names(kw["ignore_columns"])),
-        max_text_chars=settings.max_text_chars,
-    )
-    _run("users", options, settings, kw)
+    _run("users", UserOptions(**_record_options(kw, settings)), settings, kw)
 
 
 @ingest.command("interactions")

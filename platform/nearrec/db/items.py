@@ -4,7 +4,6 @@ transaction (see ``db/outbox.py``); nothing here commits."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from nearrec.db import staging
+from nearrec.db.staging import UpsertCounts
 from nearrec.db.users import enqueue_user_refresh
 
 # (line, external_id, title, text, attributes as JSON text, content_hash)
@@ -89,12 +89,6 @@ _DELETE = text(
     SELECT external_id FROM deleted
     """
 ).bindparams(bindparam("ids", type_=ARRAY(Text)))
-
-
-@dataclass(frozen=True)
-class UpsertCounts:
-    inserted: int
-    updated: int
 
 
 def upsert(session: Session, rows: Iterable[StagedItem], *, track_seen: bool = False) -> UpsertCounts:

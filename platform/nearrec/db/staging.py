@@ -8,11 +8,20 @@ the session, inside the session's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, LiteralString, cast
 
 import psycopg
 from sqlalchemy import TextClause
 from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """Rows an upsert inserted and rows it changed (identical rows count in neither)."""
+
+    inserted: int
+    updated: int
 
 
 def driver_connection(session: Session) -> psycopg.Connection[Any]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Text
 
 from nearrec.db import staging
+from nearrec.db.staging import UpsertCounts
 
 # (line, external_id, profile, attributes as JSON text)
 StagedUser = tuple[int, str, str | None, str]
@@ -72,12 +72,6 @@ _DELETE = text(
     SELECT external_id FROM deleted
     """
 ).bindparams(bindparam("ids", type_=ARRAY(Text)))
-
-
-@dataclass(frozen=True)
-class UpsertCounts:
-    inserted: int
-    updated: int
 
 
 def upsert(session: Session, rows: Iterable[StagedUser]) -> UpsertCounts:
