@@ -38,8 +38,8 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from nearrec.cli.main import cli  # noqa: E402
-from nearrec.db import migrate  # noqa: E402
-from nearrec.db.engine import normalise_url  # noqa: E402
+from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres.engine import normalise_url  # noqa: E402
 
 TYPES = ["view", "view", "view", "click", "click", "like", "purchase", "rating", "dislike"]
 CATEGORIES = ["books", "music", "garden", "kitchen", "toys", "sports", "outdoor", "office", "beauty", "tools"]

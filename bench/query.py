@@ -41,10 +41,10 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
-from nearrec.db import migrate  # noqa: E402
-from nearrec.db.engine import make_engine, read_sessions, session_factory  # noqa: E402
-from nearrec.db.scratch import create_database, drop_database  # noqa: E402
 from nearrec.filters import And, Eq  # noqa: E402
+from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
+from nearrec.postgres.scratch import create_database, drop_database  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.sync.collections import ensure_collections  # noqa: E402
 from nearrec.vectors.base import PointRecord, VectorStore  # noqa: E402
@@ -68,7 +68,7 @@ def scratch_database() -> tuple[str, Callable[[], None]]:
             socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
             base = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
         except OSError:
-            from nearrec.embedded import start_embedded_postgres
+            from nearrec.postgres.embedded_server import start_embedded_postgres
 
             base = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="nearrec-bench-pg-")))
     name = f"nearrec_bench_query_{os.getpid()}"
@@ -327,9 +327,9 @@ def main() -> None:
     try:
         migrate.upgrade(url)
         settings = Settings(database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None)  # type: ignore[call-arg]
-        from nearrec.vectors.embedded import EmbeddedVectorStore
+        from nearrec.vectors.edge import EdgeVectorStore
 
-        store = EmbeddedVectorStore(tmp / "vectors")
+        store = EdgeVectorStore(tmp / "vectors")
         seen = build(url, store, settings, args.items, args.users, args.seed)
         measure("embedded qdrant-edge", store, settings, url, seen, args.queries, args.seed)
         store.close()  # the server process owns the store from here on

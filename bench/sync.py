@@ -49,13 +49,13 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from nearrec.config import Settings  # noqa: E402
-from nearrec.db import migrate  # noqa: E402
-from nearrec.db.engine import make_engine, normalise_url, session_factory  # noqa: E402
-from nearrec.db.models import Item  # noqa: E402
 from nearrec.embedding.sentence import SentenceTransformerEmbedder, default_model_path  # noqa: E402
+from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres.engine import make_engine, normalise_url, session_factory  # noqa: E402
+from nearrec.postgres.models import Item  # noqa: E402
 from nearrec.sync.worker import SyncWorker  # noqa: E402
 from nearrec.vectors.base import PointRecord  # noqa: E402
-from nearrec.vectors.embedded import EmbeddedVectorStore  # noqa: E402
+from nearrec.vectors.edge import EdgeVectorStore  # noqa: E402
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens-100k" / "items.csv"
 VOCABULARY = (
@@ -115,10 +115,10 @@ def ingest(path: Path, sessions: sessionmaker[Session]) -> None:
             standalone_mode=False,
         )
         return
-    from nearrec.catalog.readers import open_reader
-    from nearrec.catalog.records import ItemOptions
-    from nearrec.catalog.service import ingest_items
-    from nearrec.db.engine import transaction
+    from nearrec.ingest.readers import open_reader
+    from nearrec.ingest.records import ItemOptions
+    from nearrec.ingest.service import ingest_items
+    from nearrec.postgres.engine import transaction
 
     options = ItemOptions(list_columns=frozenset({"genres"}), infer_types=True)
     with open_reader(path) as reader, transaction(sessions) as session:
@@ -175,7 +175,7 @@ def main() -> None:
         embedder.embed(["warm up the model"] * 64)
         engine = make_engine(url)
         sessions = session_factory(engine)
-        store = EmbeddedVectorStore(settings.data_dir / "vectors")
+        store = EdgeVectorStore(settings.data_dir / "vectors")
         print(
             f"{a.items:,} items, model {embedder.model_id}, worker batch {settings.worker_batch_size}, "
             f"encode batch {settings.embedding_batch_size}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from nearrec.db.models import Base
+from nearrec.postgres.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,7 +25,7 @@ def run_migrations_online() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
         from nearrec.config import Settings
-        from nearrec.db.engine import resolve_database_url
+        from nearrec.postgres.engine import resolve_database_url
 
         url = resolve_database_url(Settings())
     engine = create_engine(url, poolclass=pool.NullPool)

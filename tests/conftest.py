@@ -19,10 +19,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db import migrate
-from nearrec.db.engine import make_engine, normalise_url, session_factory
-from nearrec.db.models import Base
-from nearrec.db.scratch import scratch_database
+from nearrec.postgres import migrate
+from nearrec.postgres.engine import make_engine, normalise_url, session_factory
+from nearrec.postgres.models import Base
+from nearrec.postgres.scratch import scratch_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,7 +53,7 @@ def database_url() -> Iterator[str]:
         with scratch_database(LOCAL_SERVER, f"nearrec_test_{os.getpid()}") as url:
             yield url
         return
-    from nearrec.embedded import start_embedded_postgres
+    from nearrec.postgres.embedded_server import start_embedded_postgres
 
     with tempfile.TemporaryDirectory(prefix="nearrec-test-pg-") as tmp:
         url = start_embedded_postgres(Path(tmp))

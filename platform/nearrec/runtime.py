@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db.engine import make_engine, read_sessions, resolve_database_url, session_factory
+from nearrec.postgres.engine import make_engine, read_sessions, resolve_database_url, session_factory
 
 if TYPE_CHECKING:
     from nearrec.embedding.base import Embedder
@@ -37,7 +37,7 @@ class Runtime:
 
     @cached_property
     def read_sessions(self) -> sessionmaker[Session]:
-        """Autocommit sessions for the query path (see :func:`nearrec.db.engine.read_sessions`)."""
+        """Autocommit sessions for the query path (see :func:`nearrec.postgres.engine.read_sessions`)."""
         return read_sessions(self.engine)
 
     @cached_property

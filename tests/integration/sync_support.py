@@ -15,13 +15,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db.models import Interaction, Item, OutboxRow, User
-from nearrec.db.outbox import enqueue
 from nearrec.embedding import HashingEmbedder
 from nearrec.embedding.base import Vectors
 from nearrec.errors import StoreUnavailableError
+from nearrec.postgres.models import Interaction, Item, OutboxRow, User
+from nearrec.postgres.outbox import enqueue
 from nearrec.vectors.base import VectorStore
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.server import ServerVectorStore
 
 WORDS = ["space", "robot", "love", "war", "ghost", "comedy", "family", "ocean", "king", "detective", "music"]
@@ -154,12 +154,12 @@ class FlakyStore:
 def open_store(kind: str, settings: Settings) -> VectorStore:
     """Both real in-process engines: qdrant-edge (the embedded default) and qdrant-client's local mode."""
     if kind == "edge":
-        return EmbeddedVectorStore(settings.data_dir / "vectors")
+        return EdgeVectorStore(settings.data_dir / "vectors")
     return ServerVectorStore(QdrantClient(":memory:"))
 
 
 def indexed_fields(store: VectorStore, name: str) -> set[str]:
-    if isinstance(store, EmbeddedVectorStore):
+    if isinstance(store, EdgeVectorStore):
         return set(store._col(name).shard.info().payload_schema)
     assert isinstance(store, ServerVectorStore)
     return set(store.client.get_collection(name).payload_schema)

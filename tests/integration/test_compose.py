@@ -30,7 +30,7 @@ ENV_EXAMPLE = REPO / ".env.example"
 OPERATOR_FILES = [COMPOSE_FILE, DOCKERFILE, ENV_EXAMPLE, REPO / "docs" / "operations.md"]
 
 SECRETS = {"POSTGRES_PASSWORD": "pg-test-secret-0123", "NEARREC_API_KEYS": "readkey:read,writekey:write"}
-# Read outside Settings: by nearrec.db.migrate and by the test harness.
+# Read outside Settings: by nearrec.postgres.migrate and by the test harness.
 NOT_SETTINGS = {"NEARREC_MIGRATIONS_DIR", "NEARREC_TEST_DATABASE_URL"}
 NEARREC_NAME = re.compile(r"\bNEARREC_[A-Z][A-Z0-9_]*\b")
 

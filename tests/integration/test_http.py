@@ -19,9 +19,9 @@ from sqlalchemy import Engine, insert
 from nearrec.api.app import create_app
 from nearrec.client import Client, Event, Forbidden, InvalidRequest, NotFound, Unauthorized
 from nearrec.config import Settings
-from nearrec.db.engine import make_engine, session_factory
-from nearrec.db.models import Interaction, Item, User
-from nearrec.db.outbox import enqueue
+from nearrec.postgres.engine import make_engine, session_factory
+from nearrec.postgres.models import Interaction, Item, User
+from nearrec.postgres.outbox import enqueue
 
 READ_KEY = "read-key-0123456789"
 WRITE_KEY = "write-key-0123456789"
@@ -64,7 +64,7 @@ class Server:
 
 
 def seed(database_url: str) -> None:
-    from nearrec.catalog.values import content_hash
+    from nearrec.ingest.values import content_hash
 
     engine = make_engine(database_url)
     sessions = session_factory(engine)

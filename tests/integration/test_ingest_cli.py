@@ -173,7 +173,7 @@ def test_semicolon_latin1_file(db: Engine, database_url: str, tmp_path: Path) ->
 def test_missing_schema_is_explained(tmp_path: Path, database_url: str) -> None:
     from sqlalchemy.engine import make_url
 
-    from nearrec.db.scratch import scratch_database
+    from nearrec.postgres.scratch import scratch_database
 
     name = f"{make_url(database_url).database}_empty"
     with scratch_database(database_url, name, migrate=False) as url:

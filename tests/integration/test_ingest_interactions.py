@@ -12,11 +12,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from nearrec.catalog import values as v
-from nearrec.catalog.records import InteractionOptions
-from nearrec.catalog.service import ingest_interactions, numbered
 from nearrec.cli.main import cli
-from nearrec.db.engine import transaction
+from nearrec.ingest import values as v
+from nearrec.ingest.records import InteractionOptions
+from nearrec.ingest.service import ingest_interactions, numbered
+from nearrec.postgres.engine import transaction
 
 
 def run(database_url: str, *args: str) -> Result:

@@ -15,11 +15,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from nearrec.catalog import values as v
-from nearrec.catalog.records import ItemOptions
-from nearrec.catalog.service import ingest_items, numbered
 from nearrec.cli.main import cli
-from nearrec.db.engine import transaction
+from nearrec.ingest import values as v
+from nearrec.ingest.records import ItemOptions
+from nearrec.ingest.service import ingest_items, numbered
+from nearrec.postgres.engine import transaction
 
 ITEMS: list[dict[str, Any]] = [
     {"id": "sku-1", "title": "Red shoe", "description": "Light running shoe.", "price": 59.9, "in_stock": True,

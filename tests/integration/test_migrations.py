@@ -10,9 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from nearrec.db import migrate
-from nearrec.db.models import Base
-from nearrec.db.scratch import scratch_database
+from nearrec.postgres import migrate
+from nearrec.postgres.models import Base
+from nearrec.postgres.scratch import scratch_database
 
 
 @pytest.fixture

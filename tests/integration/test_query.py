@@ -12,13 +12,13 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db.models import Interaction, Item, User
-from nearrec.db.outbox import enqueue
 from nearrec.embedding import HashingEmbedder
 from nearrec.errors import NotFoundError, ValidationError
+from nearrec.postgres.models import Interaction, Item, User
+from nearrec.postgres.outbox import enqueue
 from nearrec.query.service import QueryService
 from nearrec.sync.worker import SyncWorker
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 GENRES = ["drama", "comedy", "horror", "scifi"]
 WORDS = {
@@ -35,13 +35,13 @@ class Stack:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, root: Path) -> None:
         self.sessions = sessions
         self.settings = settings
-        self.store = EmbeddedVectorStore(root)
+        self.store = EdgeVectorStore(root)
         self.embedder = HashingEmbedder(64)
         self.worker = SyncWorker(sessions, self.store, self.embedder, settings)
         self.service = QueryService(sessions, self.store, settings, embedder=lambda: self.embedder)
 
     def add_items(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        from nearrec.catalog.values import content_hash
+        from nearrec.ingest.values import content_hash
 
         with self.sessions.begin() as s:
             for r in rows:

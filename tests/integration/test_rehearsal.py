@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from nearrec.db.scratch import scratch_database
+from nearrec.postgres.scratch import scratch_database
 
 KEY = "rehearsal-write-key"
 

@@ -20,7 +20,7 @@ from nearrec.sync.check import check_stores, repair
 from nearrec.sync.reindex import reindex
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import PointRecord
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 ITEMS, USERS = "nearrec_items", "nearrec_users"
 
@@ -28,9 +28,9 @@ ITEMS, USERS = "nearrec_items", "nearrec_users"
 @pytest.fixture
 def synced(
     db: Engine, sessions: sessionmaker[Session], settings: Settings
-) -> Iterator[tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]]]:
+) -> Iterator[tuple[EdgeVectorStore, SyncWorker, list[int], list[int]]]:
     settings.embedding_model = "hashing:64"
-    store = EmbeddedVectorStore(settings.data_dir / "vectors")
+    store = EdgeVectorStore(settings.data_dir / "vectors")
     worker = SyncWorker(sessions, store, CountingEmbedder(64), settings)
     items = add_items(sessions, catalog(20))
     users = [add_user(sessions, f"u{k}", profile="loves ghosts" if k == 0 else None) for k in range(3)]
@@ -42,7 +42,7 @@ def synced(
 
 
 def test_check_finds_each_kind_of_drift_and_repair_fixes_it(
-    synced: tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]],
+    synced: tuple[EdgeVectorStore, SyncWorker, list[int], list[int]],
     sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
@@ -68,7 +68,7 @@ def test_check_finds_each_kind_of_drift_and_repair_fixes_it(
 
 
 def test_check_reports_a_model_mismatch(
-    synced: tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]],
+    synced: tuple[EdgeVectorStore, SyncWorker, list[int], list[int]],
     sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
@@ -78,7 +78,7 @@ def test_check_reports_a_model_mismatch(
 
 
 def test_reindex_swaps_in_new_model_collections_and_keeps_other_vectors(
-    synced: tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]],
+    synced: tuple[EdgeVectorStore, SyncWorker, list[int], list[int]],
     sessions: sessionmaker[Session],
     settings: Settings,
 ) -> None:
@@ -120,7 +120,7 @@ def test_reindex_swaps_in_new_model_collections_and_keeps_other_vectors(
 
 
 def test_cli_check_repair_and_reindex(
-    synced: tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]],
+    synced: tuple[EdgeVectorStore, SyncWorker, list[int], list[int]],
     database_url: str,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
@@ -157,7 +157,7 @@ def test_cli_check_repair_and_reindex(
 
 
 def test_status_works_while_another_process_owns_the_embedded_store(
-    synced: tuple[EmbeddedVectorStore, SyncWorker, list[int], list[int]],
+    synced: tuple[EdgeVectorStore, SyncWorker, list[int], list[int]],
     database_url: str,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
@@ -172,7 +172,7 @@ def test_status_works_while_another_process_owns_the_embedded_store(
         [
             sys.executable,
             "-c",
-            "import sys, time; from nearrec.vectors.embedded import EmbeddedVectorStore as S; "
+            "import sys, time; from nearrec.vectors.edge import EdgeVectorStore as S; "
             "s = S(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
             str(settings.data_dir / "vectors"),
         ],
@@ -195,7 +195,7 @@ def test_status_works_while_another_process_owns_the_embedded_store(
 
 
 def test_check_before_any_worker_run(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> None:
-    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+    with EdgeVectorStore(settings.data_dir / "vectors") as store:
         assert check_stores(sessions, store, settings, "hashing:64").ok  # nothing anywhere: in agreement
         ids = add_items(sessions, catalog(3))
         report = check_stores(sessions, store, settings, "hashing:64")

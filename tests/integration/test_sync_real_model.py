@@ -12,7 +12,7 @@ from nearrec.config import Settings
 from nearrec.embedding import configured_model_id, load_embedder
 from nearrec.sync.check import check_stores
 from nearrec.sync.worker import SyncWorker
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 TEXTS = {
     "space": "Astronauts pilot a starship to a distant galaxy to save humanity from a dying sun.",
@@ -29,7 +29,7 @@ def test_real_model_end_to_end(db: Engine, sessions: sessionmaker[Session], sett
     ids = add_items(sessions, [{"external_id": k, "text": t} for k, t in TEXTS.items()])
     uid = add_user(sessions, "cosmo", profile="I love science fiction about rockets and planets")
     interact(sessions, uid, [(ids[0], "like", None)])
-    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+    with EdgeVectorStore(settings.data_dir / "vectors") as store:
         SyncWorker(sessions, store, embedder, settings).drain()
         assert store.get_metadata("nearrec_items")["embedding_model"] == embedder.model_id
         query = embedder.embed(["a movie about travelling through outer space"])[0]

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_query import Stack, catalog, ids
 
 from nearrec.config import Settings
-from nearrec.db.models import Interaction, Item
-from nearrec.db.outbox import enqueue
 from nearrec.errors import ValidationError
-from nearrec.evaluation.cf import CFConfig
-from nearrec.sync.train import CF_VECTOR, CFMeta, train
+from nearrec.jobs.train import CF_VECTOR, CFMeta, train
+from nearrec.model.cf import CFConfig
+from nearrec.postgres.models import Interaction, Item
+from nearrec.postgres.outbox import enqueue
 
 CFG = CFConfig(rank=8, regularization=1.0)
 

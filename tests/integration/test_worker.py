@@ -30,14 +30,14 @@ from sync_support import (
 )
 
 from nearrec.config import Settings
-from nearrec.db.models import OutboxRow
-from nearrec.db.outbox import enqueue
 from nearrec.errors import ModelMismatchError
+from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.postgres.models import OutboxRow
+from nearrec.postgres.outbox import enqueue
 from nearrec.sync.check import check_stores
-from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.sync.worker import SyncWorker, describe_error
 from nearrec.vectors.base import VectorStore
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 ITEMS = "nearrec_items"
 later = timedelta(hours=1)
@@ -105,7 +105,7 @@ def test_items_reach_the_store_with_payload_and_indexes(env: Env) -> None:
         ITEMS,
     ).startswith(ITEMS + "_")  # type: ignore[union-attr]
     assert env.store.get_metadata(ITEMS)["embedding_model"] == "hashing:64"
-    if isinstance(env.store, EmbeddedVectorStore):  # qdrant-client's local mode keeps no payload indexes
+    if isinstance(env.store, EdgeVectorStore):  # qdrant-client's local mode keeps no payload indexes
         assert {"external_id", "active", "genre", "year", "price", "new"} <= indexed_fields(env.store, ITEMS)
     env.check()
 
@@ -196,7 +196,7 @@ def test_user_vectors_blend_history_and_profile(env: Env) -> None:
 def test_deleted_user_loses_vector(env: Env) -> None:
     from sqlalchemy import delete
 
-    from nearrec.db.models import User
+    from nearrec.postgres.models import User
 
     ids = add_items(env.sessions, catalog(3))
     uid = add_user(env.sessions, "dave")
@@ -337,7 +337,7 @@ def test_cli_ingest_then_worker_once_leaves_the_stores_equal(
     assert "1682 items embedded" in result.output and "943 user vectors" in result.output
     result = runner.invoke(cli, ["sync", "check"])
     assert result.exit_code == 0, result.output
-    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+    with EdgeVectorStore(settings.data_dir / "vectors") as store:
         assert store.count(ITEMS) == 1682 and store.count(USERS) == 943
         hit = store.retrieve(ITEMS, [1])[0]
         assert isinstance(hit.payload["genres"], list) and hit.payload["active"] == 1

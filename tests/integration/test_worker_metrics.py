@@ -14,9 +14,9 @@ import httpx
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from nearrec.catalog.values import content_hash
-from nearrec.db.models import Item
-from nearrec.db.outbox import enqueue
+from nearrec.ingest.values import content_hash
+from nearrec.postgres.models import Item
+from nearrec.postgres.outbox import enqueue
 
 
 def test_worker_serves_prometheus_metrics(

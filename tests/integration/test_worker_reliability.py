@@ -31,14 +31,14 @@ from sync_support import (
 )
 
 from nearrec.config import Settings
-from nearrec.db import sync_repo
-from nearrec.db.engine import make_engine, session_factory
-from nearrec.db.models import OutboxRow
-from nearrec.db.outbox import enqueue
+from nearrec.postgres import sync_repo
+from nearrec.postgres.engine import make_engine, session_factory
+from nearrec.postgres.models import OutboxRow
+from nearrec.postgres.outbox import enqueue
 from nearrec.sync.check import check_stores
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import VectorStore
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = "nearrec_items"
@@ -63,11 +63,11 @@ KILLABLE_WORKER = """
 import sys, time
 from pathlib import Path
 from nearrec.config import Settings
-from nearrec.db.engine import make_engine, session_factory
+from nearrec.postgres.engine import make_engine, session_factory
 from nearrec.embedding import HashingEmbedder
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import VectorStore
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 
 marker, phase = Path(sys.argv[1]), sys.argv[2]
 calls = {"embed": 0, "upsert": 0}
@@ -84,7 +84,7 @@ class Embedder(HashingEmbedder):
             hang("embed")
         return super().embed(texts)
 
-class Store(EmbeddedVectorStore):
+class Store(EdgeVectorStore):
     def upsert(self, name, points):
         super().upsert(name, points)  # the points are written, the outbox rows not yet removed
         if name.startswith("nearrec_items"):
@@ -156,7 +156,7 @@ def test_sigkill_mid_batch_then_restart_leaves_no_drift(
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "the stores agree" in check.stdout
-    with EmbeddedVectorStore(settings.data_dir / "vectors") as store:
+    with EdgeVectorStore(settings.data_dir / "vectors") as store:
         assert store.count(ITEMS) == 150
         assert_in_sync(sessions, store, settings)
 

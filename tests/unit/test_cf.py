@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nearrec.evaluation.cf import CFConfig, fold_in_user, train_cf
-from nearrec.sync.train import CFMeta, cf_values
-from nearrec.sync.user_vector import UserVectorParams
+from nearrec.jobs.train import CFMeta, cf_values
+from nearrec.model.cf import CFConfig, fold_in_user, train_cf
+from nearrec.model.user_vector import UserVectorParams
 
 
 def blocks() -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from nearrec.evaluation import metrics
-from nearrec.evaluation.cf import CFConfig, fold_in_user, history_matrix, train_cf
 from nearrec.evaluation.split import positive_mask, random_leave_one_out, temporal_leave_one_out
+from nearrec.model.cf import CFConfig, fold_in_user, history_matrix, train_cf
 
 # ----------------------------------------------------------------------------------------- metrics
 

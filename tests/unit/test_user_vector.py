@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nearrec.config import DEFAULT_INTERACTION_WEIGHTS, Settings
-from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights, type_weight
+from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights, type_weight
 
 P = UserVectorParams(
     dict(DEFAULT_INTERACTION_WEIGHTS), rating_threshold=4.0, half_life=2.0, profile_weight=0.5

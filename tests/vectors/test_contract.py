@@ -20,7 +20,7 @@ import nearrec
 from nearrec.errors import ModelMismatchError, ValidationError, VectorStoreLockedError
 from nearrec.filters import FieldType, FilterExpr, matches, parse_filter, payload_value
 from nearrec.vectors import CollectionNotFoundError, Hit, PointRecord, VectorStore
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.server import ServerVectorStore
 
 DIM = 16
@@ -86,7 +86,7 @@ def data() -> Data:
 
 def _make(kind: str, tmp: Path) -> VectorStore:
     if kind == "embedded":
-        return EmbeddedVectorStore(tmp / "vectors")
+        return EdgeVectorStore(tmp / "vectors")
     return ServerVectorStore(QdrantClient(":memory:"))
 
 
@@ -470,9 +470,9 @@ def test_adapters_agree_on_random_queries(tmp_path: Path, data: Data) -> None:
 _OPEN_SNIPPET = """
 import sys
 from nearrec.errors import VectorStoreLockedError
-from nearrec.vectors.embedded import EmbeddedVectorStore
+from nearrec.vectors.edge import EdgeVectorStore
 try:
-    EmbeddedVectorStore(sys.argv[1]).close()
+    EdgeVectorStore(sys.argv[1]).close()
 except VectorStoreLockedError as exc:
     print(exc)
     sys.exit(3)
@@ -488,14 +488,14 @@ def _open_in_subprocess(root: Path) -> subprocess.CompletedProcess[str]:
 
 def test_embedded_directory_belongs_to_one_process(tmp_path: Path) -> None:
     root = tmp_path / "vectors"
-    store = EmbeddedVectorStore(root)
+    store = EdgeVectorStore(root)
     try:
         done = _open_in_subprocess(root)
         assert done.returncode == 3, done.stderr
         assert f"is used by process {os.getpid()}" in done.stdout
         assert "NEARREC_QDRANT_URL" in done.stdout
         with pytest.raises(VectorStoreLockedError):
-            EmbeddedVectorStore(root)  # a second opener in this process is refused too
+            EdgeVectorStore(root)  # a second opener in this process is refused too
     finally:
         store.close()
     assert _open_in_subprocess(root).returncode == 0  # released on close
@@ -503,7 +503,7 @@ def test_embedded_directory_belongs_to_one_process(tmp_path: Path) -> None:
 
 def test_embedded_persists_across_reopen(tmp_path: Path, data: Data) -> None:
     root = tmp_path / "vectors"
-    with EmbeddedVectorStore(root) as store:
+    with EdgeVectorStore(root) as store:
         store.ensure_collection("items_v1", {"text": DIM})
         store.ensure_index("items_v1", "genre", FieldType.KEYWORD)
         store.upsert("items_v1", data.points())
@@ -511,7 +511,7 @@ def test_embedded_persists_across_reopen(tmp_path: Path, data: Data) -> None:
         store.update_vectors("items_v1", {data.ids[0]: {"cf": [1.0, 0.0, 0.0]}})
         store.set_metadata("items_v1", {"model": "m1"})
         store.set_alias("items", "items_v1")
-    with EmbeddedVectorStore(root) as store:
+    with EdgeVectorStore(root) as store:
         assert store.list_collections() == ["items_v1"]
         assert store.resolve_alias("items") == "items_v1"
         assert store.get_metadata("items") == {"model": "m1"}
@@ -525,7 +525,7 @@ def test_embedded_persists_across_reopen(tmp_path: Path, data: Data) -> None:
 
 def test_embedded_is_thread_safe(tmp_path: Path, data: Data) -> None:
     errors: list[BaseException] = []
-    with EmbeddedVectorStore(tmp_path / "vectors") as store:
+    with EdgeVectorStore(tmp_path / "vectors") as store:
         store.ensure_collection(COL, {"text": DIM})
         store.upsert(COL, data.points()[:100])
         rest = data.points()[100:]
@@ -566,7 +566,7 @@ def test_open_vector_store_picks_the_adapter(tmp_path: Path) -> None:
 
     embedded = open_vector_store(Settings(data_dir=tmp_path, qdrant_url=None, _env_file=None))
     try:
-        assert isinstance(embedded, EmbeddedVectorStore)
+        assert isinstance(embedded, EdgeVectorStore)
         assert embedded.root == tmp_path.resolve() / "vectors"
     finally:
         embedded.close()

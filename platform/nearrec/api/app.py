@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
 
 def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:
     """(pending rows, parked rows, age of the oldest pending row in seconds) for the metrics."""
-    from nearrec.db import sync_repo
+    from nearrec.postgres import sync_repo
 
     with runtime.sessions() as session:
         stats = sync_repo.outbox_stats(session)

@@ -23,10 +23,10 @@ from nearrec.api.schemas import (
     UserIn,
     WriteOut,
 )
-from nearrec.catalog import service as catalog
-from nearrec.catalog.records import InteractionOptions, ItemOptions, UserOptions
-from nearrec.db.engine import transaction
 from nearrec.errors import NotFoundError, ValidationError
+from nearrec.ingest import service as catalog
+from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
+from nearrec.postgres.engine import transaction
 
 router = APIRouter()
 

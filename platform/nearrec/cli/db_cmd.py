@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from nearrec.config import Settings, mask_url
-from nearrec.db import migrate
-from nearrec.db.engine import make_engine, resolve_database_url, server_version
+from nearrec.postgres import migrate
+from nearrec.postgres.engine import make_engine, resolve_database_url, server_version
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""`nearrec delete items|users ID...`: thin over :mod:`nearrec.catalog.service`."""
+"""`nearrec delete items|users ID...`: thin over :mod:`nearrec.ingest.service`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from nearrec.catalog.service import DeleteResult, delete_items, delete_users
 from nearrec.config import Settings
+from nearrec.ingest.service import DeleteResult, delete_items, delete_users
 
 
 def _ids(ids: tuple[str, ...], ids_file: Path | None) -> list[str]:
@@ -53,7 +53,7 @@ def users_cmd(ids: tuple[str, ...], ids_file: Path | None, as_json: bool) -> Non
 
 
 def _run(kind: str, ids: list[str], as_json: bool) -> None:
-    from nearrec.db.engine import transaction
+    from nearrec.postgres.engine import transaction
     from nearrec.runtime import Runtime
 
     with Runtime(Settings()) as runtime, transaction(runtime.sessions) as session:

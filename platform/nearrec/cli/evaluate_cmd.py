@@ -9,8 +9,8 @@ import click
 
 from nearrec.cli.train_cmd import stage_progress
 from nearrec.config import Settings
-from nearrec.evaluation.cf import CFConfig
 from nearrec.evaluation.pipeline import METHODS, EvalOptions, run_evaluation
+from nearrec.model.cf import CFConfig
 
 
 def _methods(value: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""`nearrec ingest items|users|interactions FILE...`: thin over :mod:`nearrec.catalog.loader`."""
+"""`nearrec ingest items|users|interactions FILE...`: thin over :mod:`nearrec.ingest.loader`."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from typing import IO, Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from nearrec.catalog.loader import LoadPlan, load
-from nearrec.catalog.readers import FORMATS, ReadOptions
-from nearrec.catalog.records import (
+from nearrec.config import Settings
+from nearrec.errors import ConfigError, InputFileError, StoreUnavailableError
+from nearrec.ingest.loader import LoadPlan, load
+from nearrec.ingest.readers import FORMATS, ReadOptions
+from nearrec.ingest.records import (
     InteractionOptions,
     ItemOptions,
     RecordRejectedError,
     Rejection,
     UserOptions,
 )
-from nearrec.catalog.service import Kind, Summary
-from nearrec.config import Settings
-from nearrec.errors import ConfigError, InputFileError, StoreUnavailableError
+from nearrec.ingest.service import Kind, Summary
 
 SHOWN_REJECTIONS = 20
 
@@ -151,7 +151,7 @@ def interactions_cmd(**kw: Any) -> None:
 
 
 def _run(kind: Kind, options: Any, settings: Settings, kw: dict[str, Any], *, prune: bool = False) -> None:
-    from nearrec.db import migrate
+    from nearrec.postgres import migrate
     from nearrec.runtime import Runtime
 
     plan = LoadPlan(

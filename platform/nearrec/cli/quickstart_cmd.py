@@ -17,9 +17,9 @@ DEMO_USERS = ("user-01", "user-05", "user-38")
 
 def load_demo(runtime: Runtime) -> list[str]:
     """Load the demo files through the normal ingestion path; returns one summary line per file."""
-    from nearrec.catalog.loader import LoadPlan, load
-    from nearrec.catalog.records import InteractionOptions, ItemOptions, UserOptions
     from nearrec.demo import demo_path
+    from nearrec.ingest.loader import LoadPlan, load
+    from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
 
     max_chars = runtime.settings.max_text_chars
     plans = [
@@ -45,7 +45,7 @@ def sync_with_progress(runtime: Runtime, quiet: bool = False) -> int:
     """Run the sync worker until the outbox is empty, with a progress bar; returns rows processed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nearrec.db import sync_repo
+    from nearrec.postgres import sync_repo
     from nearrec.sync.worker import SyncWorker
 
     worker = SyncWorker(runtime.sessions, runtime.vector_store, runtime.embedder, runtime.settings)
@@ -72,7 +72,7 @@ def sync_with_progress(runtime: Runtime, quiet: bool = False) -> int:
 def quickstart(serve: bool, host: str | None, port: int | None) -> None:
     """Demo catalog, vectors and recommendations in one command (embedded default, nothing to install)."""
     from nearrec.cli.query_cmd import print_table
-    from nearrec.db import migrate
+    from nearrec.postgres import migrate
     from nearrec.query.service import QueryService
 
     settings = Settings()

@@ -7,8 +7,8 @@ import sys
 import click
 
 from nearrec.config import Settings
-from nearrec.db import sync_repo
-from nearrec.db.engine import transaction
+from nearrec.postgres import sync_repo
+from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
 from nearrec.sync.reindex import reindex as run_reindex
 

@@ -10,11 +10,11 @@ from typing import Any
 import click
 
 from nearrec.config import Settings
-from nearrec.db import sync_repo
-from nearrec.db.engine import transaction
 from nearrec.embedding import configured_model_id
 from nearrec.errors import NearrecError
 from nearrec.filters import Eq
+from nearrec.postgres import sync_repo
+from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
 from nearrec.sync.check import CheckReport, check_stores, repair
 from nearrec.sync.collections import ACTIVE, META_MODEL

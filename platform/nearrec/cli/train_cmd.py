@@ -1,4 +1,4 @@
-"""`nearrec train`: learn the collaborative model and write the "cf" vectors (see nearrec.sync.train)."""
+"""`nearrec train`: learn the collaborative model and write the "cf" vectors (see nearrec.jobs.train)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from contextlib import contextmanager
 import click
 
 from nearrec.config import Settings
-from nearrec.evaluation.cf import CFConfig
+from nearrec.jobs.train import train as run_train
+from nearrec.model.cf import CFConfig
 from nearrec.runtime import Runtime
-from nearrec.sync.train import train as run_train
 
 Progress = Callable[[str, int, int], None]
 

@@ -32,21 +32,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import SecretStr
 
-from nearrec.catalog import loader, service
-from nearrec.catalog.readers import BadRow, Row, open_reader
-from nearrec.catalog.records import InteractionOptions, ItemOptions, RowError, UserOptions, parse_interaction
 from nearrec.config import Settings
-from nearrec.db import scratch as db_scratch
-from nearrec.db.engine import make_engine, resolve_database_url, session_factory, transaction
 from nearrec.embedding import load_embedder
 from nearrec.embedding.base import Embedder
 from nearrec.errors import InputFileError, NotFoundError
 from nearrec.evaluation import metrics
-from nearrec.evaluation.cf import CFConfig
 from nearrec.evaluation.split import LeaveOneOutSplit, random_leave_one_out, temporal_leave_one_out
+from nearrec.ingest import loader, service
+from nearrec.ingest.readers import BadRow, Row, open_reader
+from nearrec.ingest.records import InteractionOptions, ItemOptions, RowError, UserOptions, parse_interaction
+from nearrec.jobs.train import cf_values, train
+from nearrec.model.cf import CFConfig
+from nearrec.model.user_vector import UserVectorParams
+from nearrec.postgres import scratch as db_scratch
+from nearrec.postgres.engine import make_engine, resolve_database_url, session_factory, transaction
 from nearrec.query.service import QueryService
-from nearrec.sync.train import cf_values, train
-from nearrec.sync.user_vector import UserVectorParams
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import VectorStore
 
@@ -179,9 +179,9 @@ def scratch_store(settings: Settings) -> Iterator[tuple[VectorStore, Settings]]:
 
         store = open_vector_store(scratch)
     else:
-        from nearrec.vectors.embedded import EmbeddedVectorStore
+        from nearrec.vectors.edge import EdgeVectorStore
 
-        store = EmbeddedVectorStore(tmp / "vectors")
+        store = EdgeVectorStore(tmp / "vectors")
     try:
         yield store, scratch
     finally:
@@ -304,7 +304,7 @@ def _ingest(
 def _sync(
     sessions: Any, store: VectorStore, embedder: Embedder, settings: Settings, progress: Progress | None
 ) -> None:
-    from nearrec.db import sync_repo
+    from nearrec.postgres import sync_repo
 
     with transaction(sessions) as session:
         total = sync_repo.outbox_stats(session).pending

@@ -8,7 +8,7 @@ the payload flag ``active`` and, as a second guard, by the Postgres row read for
 ``recommend`` has three retrieval methods (``method``): ``text`` (the user's text vector), ``cf`` (the
 collaborative vector, folded in at query time from the user's recent history and the items' stored "cf"
 vectors, so it is always fresh) and ``hybrid`` (both lists, ``hybrid_candidates`` each, fused by weighted
-DBSF, see :mod:`nearrec.query.hybrid`). Each list goes through the same ``_nearest`` (filters, exclusion,
+DBSF, see :mod:`nearrec.model.fusion`). Each list goes through the same ``_nearest`` (filters, exclusion,
 paging), so the fused result keeps every guarantee. The default is ``hybrid`` once `nearrec train` has
 written cf vectors, else ``text``; a user with no cf-known history falls back to text, then to popularity.
 ``popular`` ranks by interaction count (the cold-start list).
@@ -24,16 +24,16 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db import query_repo as repo
 from nearrec.embedding.base import Embedder
 from nearrec.errors import NotFoundError, ValidationError
-from nearrec.evaluation.cf import fold_in_user
 from nearrec.filters import And, Eq, FieldType, FilterExpr, matches, parse_filter
+from nearrec.jobs.train import CF_VECTOR, CFMeta, cf_values
+from nearrec.model.cf import fold_in_user
+from nearrec.model.fusion import augment_user, fuse_dbsf, item_factors_from_stored, mmr_rerank
+from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.postgres import query_repo as repo
 from nearrec.query.cache import Refreshing
-from nearrec.query.hybrid import augment_user, fuse_dbsf, item_factors_from_stored, mmr_rerank
 from nearrec.sync.collections import ItemSchema, attribute_types
-from nearrec.sync.train import CF_VECTOR, CFMeta, cf_values
-from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.vectors.base import CollectionNotFoundError, Hit, VectorStore
 
 TEXT = "text"
@@ -83,7 +83,7 @@ class QueryService:
         embedder: Callable[[], Embedder] | None = None,
     ) -> None:
         """``sessions`` only read (autocommit ones save two round trips per call, see
-        :func:`nearrec.db.engine.read_sessions`). ``embedder`` provides the text model, called on first use
+        :func:`nearrec.postgres.engine.read_sessions`). ``embedder`` provides the text model, called on first use
         (search, profile-only users); default: load the configured model."""
         self.sessions = sessions
         self.store = store

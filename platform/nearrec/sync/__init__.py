@@ -1,5 +1,5 @@
 """Keeping Qdrant in line with Postgres: the outbox worker, user vectors, check / repair, reindex."""
 
-from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
 
 __all__ = ["UserVectorParams", "build_user_vector", "history_weights"]

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db import outbox, sync_repo
-from nearrec.db.engine import transaction
+from nearrec.model.user_vector import UserVectorParams
+from nearrec.postgres import outbox, sync_repo
+from nearrec.postgres.engine import transaction
 from nearrec.sync.collections import ACTIVE, CONTENT_HASH, META_MODEL, ItemSchema
 from nearrec.sync.items import has_text
-from nearrec.sync.user_vector import UserVectorParams
 from nearrec.sync.users import params_fingerprint, profile_text, state_hash
 from nearrec.vectors.base import CollectionNotFoundError, VectorStore
 

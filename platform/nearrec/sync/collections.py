@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from nearrec.db import sync_repo
-from nearrec.db.engine import transaction
 from nearrec.errors import ModelMismatchError
 from nearrec.filters import FieldType, infer_field_type, is_valid_field_name, payload_value
+from nearrec.postgres import sync_repo
+from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import VectorStore
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class ItemSchema:
 
     @classmethod
     def from_kinds(cls, kinds: Mapping[str, Iterable[str]]) -> ItemSchema:
-        """From :func:`nearrec.db.sync_repo.attribute_kinds` (the JSON kinds of every attribute)."""
+        """From :func:`nearrec.postgres.sync_repo.attribute_kinds` (the JSON kinds of every attribute)."""
         schema = cls()
         for key, found in kinds.items():
             samples = [_KIND_SAMPLES.get(k, {}) for k in found if k != "null"]

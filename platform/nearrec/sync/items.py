@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from nearrec.db import sync_repo
-from nearrec.db.sync_repo import ItemState
 from nearrec.embedding.base import Embedder
+from nearrec.postgres import sync_repo
+from nearrec.postgres.sync_repo import ItemState
 from nearrec.sync.collections import CONTENT_HASH, TEXT_VECTOR, ItemSchema
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
 

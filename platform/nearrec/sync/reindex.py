@@ -24,10 +24,11 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db.engine import transaction
-from nearrec.db.models import Item, User
 from nearrec.embedding.base import Embedder
 from nearrec.filters import FieldType
+from nearrec.model.user_vector import UserVectorParams
+from nearrec.postgres.engine import transaction
+from nearrec.postgres.models import Item, User
 from nearrec.sync.check import check_stores, repair
 from nearrec.sync.collections import (
     ACTIVE,
@@ -41,7 +42,6 @@ from nearrec.sync.collections import (
     user_vectors,
 )
 from nearrec.sync.items import ItemSyncResult, sync_items
-from nearrec.sync.user_vector import UserVectorParams
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
 

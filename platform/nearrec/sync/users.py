@@ -1,4 +1,4 @@
-"""Bringing user points in line with Postgres: the blended user vector of :mod:`nearrec.sync.user_vector`.
+"""Bringing user points in line with Postgres: the blended user vector of :mod:`nearrec.model.user_vector`.
 
 A user point stores ``text`` (the user vector, comparable with item ``text`` vectors) and ``profile`` (the
 profile embedding, reused while the profile is unchanged). Its payload holds ``content_hash``: a hash of
@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from nearrec.db import sync_repo
-from nearrec.db.sync_repo import UserState
 from nearrec.embedding.base import Embedder
+from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.postgres import sync_repo
+from nearrec.postgres.sync_repo import UserState
 from nearrec.sync.collections import CONTENT_HASH, EXTERNAL_ID, PROFILE_VECTOR, TEXT_VECTOR
-from nearrec.sync.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
 
 PROFILE_HASH = "profile_hash"

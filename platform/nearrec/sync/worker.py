@@ -30,15 +30,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db import sync_repo
-from nearrec.db.engine import transaction
-from nearrec.db.notify import OutboxListener
-from nearrec.db.sync_repo import Claim
 from nearrec.embedding.base import Embedder
 from nearrec.errors import ModelMismatchError, StoreUnavailableError
+from nearrec.model.user_vector import UserVectorParams
+from nearrec.postgres import sync_repo
+from nearrec.postgres.engine import transaction
+from nearrec.postgres.notify import OutboxListener
+from nearrec.postgres.sync_repo import Claim
 from nearrec.sync.collections import ItemSchema, check_model, ensure_collections
 from nearrec.sync.items import ItemSyncResult, sync_items
-from nearrec.sync.user_vector import UserVectorParams
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
 

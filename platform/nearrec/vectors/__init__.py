@@ -42,6 +42,6 @@ def open_vector_store(settings: Settings) -> VectorStore:
             shard_number=settings.qdrant_shard_number,
             replication_factor=settings.qdrant_replication_factor,
         )
-    from nearrec.vectors.embedded import EmbeddedVectorStore
+    from nearrec.vectors.edge import EdgeVectorStore
 
-    return EmbeddedVectorStore(settings.data_dir / "vectors")
+    return EdgeVectorStore(settings.data_dir / "vectors")

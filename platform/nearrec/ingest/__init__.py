@@ -2,21 +2,21 @@
 
 Library entry points (the caller owns the transaction)::
 
-    from nearrec.catalog import ItemOptions, ingest_items, numbered
+    from nearrec.ingest import ItemOptions, ingest_items, numbered
     summary = ingest_items(session, numbered([record]), ItemOptions(), source="request", on_error="abort")
 
-Whole files: :func:`nearrec.catalog.loader.load` (what ``nearrec ingest`` runs).
+Whole files: :func:`nearrec.ingest.loader.load` (what ``nearrec ingest`` runs).
 """
 
-from nearrec.catalog.readers import BadRow, ReadOptions, open_reader
-from nearrec.catalog.records import (
+from nearrec.ingest.readers import BadRow, ReadOptions, open_reader
+from nearrec.ingest.records import (
     InteractionOptions,
     ItemOptions,
     RecordRejectedError,
     Rejection,
     UserOptions,
 )
-from nearrec.catalog.service import (
+from nearrec.ingest.service import (
     DeleteResult,
     Summary,
     delete_items,

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from nearrec.catalog import values as v
+from nearrec.ingest import values as v
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nearrec.query.hybrid import (
+from nearrec.model.fusion import (
     augment_items,
     augment_user,
     dbsf_normalise,

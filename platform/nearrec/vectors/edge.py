@@ -88,7 +88,7 @@ class _Collection:
     metadata: dict[str, Any]
 
 
-class EmbeddedVectorStore:
+class EdgeVectorStore:
     """VectorStore on qdrant-edge shards persisted under ``root``."""
 
     def __init__(self, root: Path | str, *, max_search_threads: int | None = None) -> None:
@@ -354,7 +354,7 @@ class EmbeddedVectorStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
 
-    def __enter__(self) -> EmbeddedVectorStore:
+    def __enter__(self) -> EdgeVectorStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

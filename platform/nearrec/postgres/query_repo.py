@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from nearrec.db.models import Interaction, Item
+from nearrec.postgres.models import Interaction, Item
 
 
 @dataclass(frozen=True, slots=True)

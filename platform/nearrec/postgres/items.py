@@ -10,9 +10,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
-from nearrec.db import staging
-from nearrec.db.staging import UpsertCounts
-from nearrec.db.users import enqueue_user_refresh
+from nearrec.postgres import staging
+from nearrec.postgres.staging import UpsertCounts
+from nearrec.postgres.users import enqueue_user_refresh
 
 # (line, external_id, title, text, attributes as JSON text, content_hash)
 StagedItem = tuple[int, str, str | None, str, str, str]

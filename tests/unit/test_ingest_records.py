@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nearrec.catalog import values as v
-from nearrec.catalog.records import (
+from nearrec.errors import InputFileError
+from nearrec.ingest import values as v
+from nearrec.ingest.records import (
     InteractionOptions,
     ItemOptions,
     RowError,
@@ -15,8 +16,7 @@ from nearrec.catalog.records import (
     parse_item,
     parse_user,
 )
-from nearrec.catalog.service import Prepared, numbered, prepare_interactions, prepare_items
-from nearrec.errors import InputFileError
+from nearrec.ingest.service import Prepared, numbered, prepare_interactions, prepare_items
 
 CSV_ITEMS = ItemOptions(list_columns=frozenset({"tags"}), infer_types=True)
 
@@ -172,7 +172,7 @@ def test_prepare_collects_rejections_with_line_and_id() -> None:
 
 
 def test_prepare_abort_raises_the_first_rejection() -> None:
-    from nearrec.catalog.records import RecordRejectedError
+    from nearrec.ingest.records import RecordRejectedError
 
     rows = numbered([{"user_id": "u", "item_id": "i"}, {"user_id": "u", "item_id": "i", "value": "x"}])
     with pytest.raises(RecordRejectedError) as info:

@@ -45,7 +45,7 @@ def scratch_database(server_url: str, name: str, *, migrate: bool = True) -> Ite
     url = create_database(server_url, name)
     try:
         if migrate:
-            from nearrec.db.migrate import upgrade
+            from nearrec.postgres.migrate import upgrade
 
             upgrade(url)
         yield url

@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Text
 
-from nearrec.db import staging
-from nearrec.db.staging import UpsertCounts
+from nearrec.postgres import staging
+from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, profile, attributes as JSON text)
 StagedUser = tuple[int, str, str | None, str]

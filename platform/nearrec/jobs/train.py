@@ -1,12 +1,12 @@
 """`nearrec train`: learn the collaborative model from Postgres and write the "cf" named vectors.
 
-The model is the low-rank ridge item-item model of :mod:`nearrec.evaluation.cf`. It is a dot-product
-model; the store is cosine-only, so item vectors are written augmented (see :mod:`nearrec.query.hybrid`):
+The model is the low-rank ridge item-item model of :mod:`nearrec.model.cf`. It is a dot-product
+model; the store is cosine-only, so item vectors are written augmented (see :mod:`nearrec.model.fusion`):
 ``[q, sqrt(M^2 - |q|^2)] / M``, one dimension more than the rank. The collection metadata key ``cf``
 records what the query service needs to fold in a user at query time (:class:`CFMeta`).
 
 Which interactions count as positive for the fold-in weights is the product's rule
-(:func:`nearrec.sync.user_vector.type_weight` > 0: a rating >= ``rating_threshold``, or a type with a
+(:func:`nearrec.model.user_vector.type_weight` > 0: a rating >= ``rating_threshold``, or a type with a
 positive weight); every interaction counts in the training matrix.
 
 Items without interactions get no "cf" vector (the text branch still finds them). Items or users that
@@ -30,12 +30,12 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
-from nearrec.db import train_repo
-from nearrec.db.engine import transaction
 from nearrec.errors import ValidationError
-from nearrec.evaluation.cf import CFConfig, train_cf
-from nearrec.query.hybrid import augment_items, augment_user, scale_for
-from nearrec.sync.user_vector import UserVectorParams, type_weight
+from nearrec.model.cf import CFConfig, train_cf
+from nearrec.model.fusion import augment_items, augment_user, scale_for
+from nearrec.model.user_vector import UserVectorParams, type_weight
+from nearrec.postgres import train_repo
+from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import VectorLike, VectorStore
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nearrec.db import staging
-from nearrec.db.users import enqueue_user_refresh
+from nearrec.postgres import staging
+from nearrec.postgres.users import enqueue_user_refresh
 
 # (line, user external id, item external id, type, value, unix seconds or None, event_id)
 StagedInteraction = tuple[int, str, str, str, float | None, float | None, str | None]

@@ -24,7 +24,7 @@ def resolve_database_url(settings: Settings) -> str:
     """The configured database, or the embedded Postgres under the data dir (started on demand)."""
     if settings.database_url is not None:
         return normalise_url(settings.database_url.get_secret_value())
-    from nearrec.embedded import start_embedded_postgres
+    from nearrec.postgres.embedded_server import start_embedded_postgres
 
     return start_embedded_postgres(settings.data_dir)
 

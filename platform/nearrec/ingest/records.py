@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from nearrec.catalog import values as v
 from nearrec.errors import InputFileError, ValidationError
+from nearrec.ingest import values as v
 
 ITEM_DOCUMENT_COLUMNS = ("title", "text", "description")
 INTERACTION_COLUMNS = ("user_id", "item_id", "type", "value", "timestamp", "event_id")

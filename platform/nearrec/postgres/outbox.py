@@ -1,7 +1,7 @@
 """Enqueueing vector work. Called inside the transaction that makes the change (the transactional outbox).
 
 A trigger on ``sync_outbox`` (migration 0002) sends a NOTIFY at commit, so idle workers wake up at once
-(see :mod:`nearrec.db.notify`)."""
+(see :mod:`nearrec.postgres.notify`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from nearrec.db.models import OutboxRow
+from nearrec.postgres.models import OutboxRow
 
 Entity = Literal["item", "user"]
 Op = Literal["upsert", "delete"]

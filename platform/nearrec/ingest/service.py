@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from nearrec.catalog.readers import BadRow, Row, batched
-from nearrec.catalog.records import (
+from nearrec.ingest.readers import BadRow, Row, batched
+from nearrec.ingest.records import (
     InteractionOptions,
     ItemOptions,
     RecordRejectedError,
@@ -30,10 +30,10 @@ from nearrec.catalog.records import (
     parse_item,
     parse_user,
 )
-from nearrec.catalog.values import EMPTY_TEXT_HASH, JsonValue
-from nearrec.db import interactions as interactions_repo
-from nearrec.db import items as items_repo
-from nearrec.db import users as users_repo
+from nearrec.ingest.values import EMPTY_TEXT_HASH, JsonValue
+from nearrec.postgres import interactions as interactions_repo
+from nearrec.postgres import items as items_repo
+from nearrec.postgres import users as users_repo
 
 OnError = Literal["skip", "abort"]
 Kind = Literal["items", "users", "interactions"]

@@ -9,7 +9,7 @@ import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nearrec.db.models import Interaction
+from nearrec.postgres.models import Interaction
 
 FETCH_ROWS = 50_000
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, cast, delete, func, insert, literal, select, t
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT, array
 from sqlalchemy.orm import Session
 
-from nearrec.db.models import Interaction, Item, OutboxRow, User
+from nearrec.postgres.models import Interaction, Item, OutboxRow, User
 
 # --- claiming ------------------------------------------------------------------------------------------------
 

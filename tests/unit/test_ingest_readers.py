@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nearrec.catalog.readers import BadRow, ReadOptions, batched, detect_format, open_reader
 from nearrec.errors import InputFileError
+from nearrec.ingest.readers import BadRow, ReadOptions, batched, detect_format, open_reader
 
 
 def _rows(path: Path, **options: object) -> list[tuple[int, object]]:

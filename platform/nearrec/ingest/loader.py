@@ -29,9 +29,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from nearrec.catalog import service
-from nearrec.catalog.readers import ReadOptions, batched, open_reader
-from nearrec.catalog.records import (
+from nearrec.errors import InputFileError
+from nearrec.ingest import service
+from nearrec.ingest.readers import ReadOptions, batched, open_reader
+from nearrec.ingest.records import (
     ItemOptions,
     RecordRejectedError,
     Rejection,
@@ -39,8 +40,7 @@ from nearrec.catalog.records import (
     check_columns,
     item_text_columns,
 )
-from nearrec.catalog.service import Kind, OnError, Prepared, RecordOptions, Summary
-from nearrec.errors import InputFileError
+from nearrec.ingest.service import Kind, OnError, Prepared, RecordOptions, Summary
 
 KEEP_REJECTIONS = 1000  # kept in the summary for display; all of them go to the on_rejections callback
 _QUEUE_DEPTH = 2
@@ -77,7 +77,7 @@ def load(
     on_progress: Callable[[float], None] | None = None,
 ) -> Summary:
     """Load the plan's files. Raises :class:`InputFileError` (nothing loaded) for a file unusable as a
-    whole, and in abort mode :class:`~nearrec.catalog.records.RecordRejectedError` (nothing loaded).
+    whole, and in abort mode :class:`~nearrec.ingest.records.RecordRejectedError` (nothing loaded).
 
     ``on_rejections`` is called (from the writer thread) with every rejection, in line order per batch.
     """

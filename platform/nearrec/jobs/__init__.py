@@ -1,0 +1,1 @@
+"""Jobs: long-running units of work that own their transactions (train)."""
