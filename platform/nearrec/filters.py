@@ -22,7 +22,8 @@ because qdrant-edge 0.9 never matches a boolean ``MatchValue`` against a JSON bo
 boolean in a filter to 1 / 0 the same way (:func:`match_value`). Float equality is a closed range
 ``[v, v]``, because Qdrant's exact match only covers strings and integers.
 
-:func:`parse_filter` validates a filter and returns a small immutable AST (:data:`FilterExpr`); with a
+:func:`read_filter` is the entry point for a filter from outside (a JSON string or a decoded object);
+:func:`parse_filter` validates a decoded filter and returns a small immutable AST (:data:`FilterExpr`); with a
 schema (attribute name -> :class:`FieldType`) it rejects unknown attributes and wrongly typed values. Every
 error is a :class:`nearrec.errors.ValidationError` whose message starts with the path of the offending
 part, e.g. ``filter.and[1].price: expected a number, got "cheap"``; the same path is in ``.path``.
@@ -33,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NoReturn, TypeAlias
@@ -54,7 +55,8 @@ __all__ = [
     "match_value",
     "matches",
     "parse_filter",
-    "parse_filter_json",
+    "FilterInput",
+    "read_filter",
     "payload_value",
 ]
 
@@ -131,15 +133,36 @@ def is_valid_field_name(name: str) -> bool:
     return bool(_FIELD_NAME.fullmatch(name)) and name not in _RESERVED
 
 
-def parse_filter_json(
-    text: str, schema: Mapping[str, FieldType] | None = None, path: str = "filter"
-) -> FilterExpr:
-    """Parse a filter given as a JSON string (CLI option, query parameter)."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"{path}: invalid JSON: {exc.msg} at position {exc.pos}", path=path) from None
-    return parse_filter(obj, schema, path)
+FilterInput: TypeAlias = str | Mapping[str, Any] | None
+"""A filter as callers hand it over: a JSON string (CLI option, query parameter), a decoded mapping (Python
+API, JSON body) or None."""
+
+
+Schema: TypeAlias = Mapping[str, FieldType]
+
+
+def read_filter(
+    raw: FilterInput, schema: Schema | Callable[[], Schema] | None = None, path: str = "filter"
+) -> FilterExpr | None:
+    """THE filter parser for every entry point: decode ``raw`` if it is a JSON string, then validate it
+    (:func:`parse_filter`). ``None``, ``""`` and an empty object mean "no filter" and give None. ``schema``
+    may be a callable, called only when there is a filter to check (getting the schema may cost a query).
+
+    Errors are :class:`ValidationError` naming ``path``: ``filter: invalid JSON: Expecting value at
+    position 0``, ``filter.price: expected a number, got "cheap"``."""
+    if raw is None or (isinstance(raw, str) and raw == ""):
+        return None
+    obj: Any = raw
+    if isinstance(raw, str):
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"{path}: invalid JSON: {exc.msg} at position {exc.pos}", path=path
+            ) from None
+    if isinstance(obj, Mapping) and not obj:
+        return None
+    return parse_filter(obj, schema() if callable(schema) else schema, path)
 
 
 def parse_filter(obj: Any, schema: Mapping[str, FieldType] | None = None, path: str = "filter") -> FilterExpr:

@@ -21,8 +21,8 @@ from nearrec.filters import (
     match_value,
     matches,
     parse_filter,
-    parse_filter_json,
     payload_value,
+    read_filter,
 )
 
 SCHEMA = {
@@ -70,12 +70,31 @@ def test_parse_without_schema_infers_from_values() -> None:
     assert parse_filter({"tags": {"in": [1, 2]}}) == In("tags", (1, 2))
 
 
-def test_parse_json_string() -> None:
-    assert parse_filter_json('{"genre": {"in": ["a", "b"]}}', SCHEMA) == In("genre", ("a", "b"))
+def test_read_filter_takes_a_json_string_or_a_mapping() -> None:
+    assert read_filter('{"genre": {"in": ["a", "b"]}}', SCHEMA) == In("genre", ("a", "b"))
+    assert read_filter({"genre": {"in": ["a", "b"]}}, SCHEMA) == In("genre", ("a", "b"))
     with pytest.raises(ValidationError) as err:
-        parse_filter_json('{"genre": ', SCHEMA)
+        read_filter('{"genre": ', SCHEMA)
     assert err.value.path == "filter"
     assert str(err.value).startswith("filter: invalid JSON")
+    with pytest.raises(ValidationError, match=r"^filter\.year: "):
+        read_filter('{"year": "x"}', SCHEMA)
+    with pytest.raises(ValidationError, match="expected an object"):
+        read_filter("[1, 2]", SCHEMA)
+
+
+def test_read_filter_no_filter_and_a_lazy_schema() -> None:
+    asked: list[int] = []
+
+    def schema() -> dict[str, FieldType]:
+        asked.append(1)
+        return SCHEMA
+
+    for empty in (None, "", {}, "{}"):
+        assert read_filter(empty, schema) is None
+    assert asked == []  # the schema is only fetched when there is a filter to check
+    assert read_filter({"genre": "a"}, schema) == Eq("genre", "a")
+    assert asked == [1]
 
 
 @pytest.mark.parametrize(
