@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, create_engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
 from nearrec.embedding import HashingEmbedder
 from nearrec.errors import NotFoundError, ValidationError
+from nearrec.postgres.engine import read_sessions
 from nearrec.postgres.models import Interaction, Item, User
 from nearrec.postgres.outbox import enqueue
 from nearrec.query.service import QueryService
@@ -299,3 +300,31 @@ def test_title_and_fields_come_from_postgres(stack: Stack) -> None:
         title = s.scalar(select(Item.title).where(Item.external_id == rec.item_id))
     assert rec.title == title
     assert set(rec.fields) == {"year", "genre"}
+
+
+def test_one_request_holds_one_connection_even_when_explained(stack: Stack, database_url: str) -> None:
+    """A pool of ONE connection, no overflow: a request that checked out a second connection while holding
+    the first (explainers, a cold popularity cache) would time out."""
+    items = stack.add_items(catalog(5))
+    alice = stack.add_user("alice")
+    stack.interact(
+        alice, [items["horror-0"], items["horror-1"]], "like", start=datetime.now(UTC) - timedelta(days=1)
+    )
+    stack.add_user("newbie")  # no history, no profile: the popularity list, computed on first use
+    stack.sync()
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+    try:
+        service = QueryService(
+            read_sessions(engine), stack.store, stack.settings, embedder=lambda: stack.embedder
+        )
+        recs = service.recommend("alice", k=3, explain=True, filter={"genre": "horror"})
+        assert recs and all(r.reason is not None and r.reason.kind == "history" for r in recs)
+        assert {r.reason.item_id for r in recs if r.reason} <= {"horror-0", "horror-1"}
+        cold = service.recommend("newbie", k=2, explain=True)
+        assert ids(cold) == ["horror-0", "horror-1"]  # the popular list, filled on the request's connection
+        assert cold[0].reason is not None and cold[0].reason.kind == "popular"
+        session = service.recommend_anonymous(liked=["horror-0"], k=3, explain=True)
+        assert session and session[0].reason is not None and session[0].reason.kind == "history"
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()

@@ -14,8 +14,8 @@ from test_query import Stack, catalog, ids
 
 from nearrec.config import Settings
 from nearrec.errors import ValidationError
-from nearrec.jobs.train import CF_VECTOR, CFMeta, train
-from nearrec.model.cf import CFConfig
+from nearrec.jobs.train import train
+from nearrec.model.cf import CF_VECTOR, CFConfig, CFMeta
 from nearrec.postgres.models import Interaction, Item
 from nearrec.postgres.outbox import enqueue
 
@@ -51,16 +51,18 @@ def test_train_writes_cf_vectors_and_metadata(stack: Stack) -> None:
     with pytest.raises(ValidationError, match="nearrec train"):
         stack.service.recommend("d0", method="cf")
     report = train(stack.sessions, stack.store, stack.settings, CFG, seed=0)
-    assert report.item_vectors == 24 and report.user_vectors == 24
+    assert report.item_vectors == 24 and report.users == 24
     meta = CFMeta.from_metadata(stack.store.get_metadata(stack.settings.items_collection))
-    assert meta is not None and meta.dim == 9 and meta.rank == 8
+    assert meta is not None and meta.dim == 9 and meta.rank == 8 and meta.items == 24 and meta.users == 24
     assert stack.store.vector_sizes(stack.settings.items_collection)[CF_VECTOR] == 9
     got = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"], items["scifi-0"]], True)
     vectors = {h.id: h.vector or {} for h in got}
     assert CF_VECTOR in vectors[items["drama-0"]] and "text" in vectors[items["drama-0"]]
     assert CF_VECTOR not in vectors[items["scifi-0"]]  # no interactions: text only
     user = stack.store.retrieve(stack.settings.users_collection, [users["d0"]], True)[0]
-    assert user.vector is not None and CF_VECTOR in user.vector and "text" in user.vector
+    # users get no stored cf vector: queries fold a user in from their history (always fresh)
+    assert user.vector is not None and CF_VECTOR not in user.vector and "text" in user.vector
+    assert CF_VECTOR not in stack.store.vector_sizes(stack.settings.users_collection)
 
 
 def test_cf_and_hybrid_follow_the_community_and_never_return_seen_items(stack: Stack) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nearrec.jobs.train import CFMeta, cf_values
-from nearrec.model.cf import CFConfig, fold_in_user, train_cf
+from nearrec.model.cf import CFConfig, CFMeta, cf_values, fold_in_user, train_cf
 from nearrec.model.user_vector import UserVectorParams
 
 

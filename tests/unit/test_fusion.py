@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nearrec.model.fusion import (
+    Scored,
     augment_items,
     augment_user,
     dbsf_normalise,
@@ -14,11 +15,10 @@ from nearrec.model.fusion import (
     mmr_rerank,
     scale_for,
 )
-from nearrec.vectors.base import Hit
 
 
-def hits(*pairs: tuple[int, float]) -> list[Hit]:
-    return [Hit(i, s, {}) for i, s in pairs]
+def hits(*pairs: tuple[int, float]) -> list[Scored]:
+    return [Scored(i, s) for i, s in pairs]
 
 
 def test_dbsf_normalise_matches_the_formula() -> None:

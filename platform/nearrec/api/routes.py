@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,10 +22,11 @@ from nearrec.api.schemas import (
     UserIn,
     WriteOut,
 )
-from nearrec.errors import NotFoundError, ValidationError
+from nearrec.errors import NotFoundError
 from nearrec.ingest import service as catalog
 from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
 from nearrec.postgres.engine import transaction
+from nearrec.query.methods import Method
 
 router = APIRouter()
 
@@ -53,15 +53,6 @@ Reader = Annotated[State, _require("read")]
 Writer = Annotated[State, _require("write")]
 
 
-def _filter_param(raw: str | None) -> Any:
-    if raw is None or raw == "":
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"filter: not valid JSON ({exc.args[0]})", path="filter") from exc
-
-
 def _csv(raw: str | None) -> list[str]:
     return [p for p in (raw or "").split(",") if p]
 
@@ -78,7 +69,7 @@ def recommend(
     offset: Annotated[int, Query(ge=0)] = 0,
     fields: Annotated[str | None, Query(description="Comma-separated item attributes to return")] = None,
     method: Annotated[
-        Literal["text", "cf", "hybrid", "popular"] | None,
+        Method | None,
         Query(description="Retrieval method; default hybrid once `nearrec train` has run, else text"),
     ] = None,
 ) -> RecommendationsOut:
@@ -87,7 +78,7 @@ def recommend(
         recs = s.query.recommend(
             user_id,
             k=k,
-            filter=_filter_param(filter),
+            filter=filter,
             exclude_ids=_csv(exclude),
             diversity=diversity,
             explain=explain,
@@ -108,7 +99,7 @@ def similar(
 ) -> RecommendationsOut:
     """Items most similar to an item."""
     with s.metrics.query_seconds.labels("similar").time():
-        recs = s.query.similar_items(item_id, k=k, filter=_filter_param(filter), fields=_csv(fields))
+        recs = s.query.similar_items(item_id, k=k, filter=filter, fields=_csv(fields))
     return RecommendationsOut.of(recs)
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from nearrec.query.service import QueryService, Recommendation, recommendation_dict
+from nearrec.query.methods import METHODS
+from nearrec.query.results import Recommendation, recommendation_dict
+from nearrec.query.service import QueryService
 from nearrec.runtime import Runtime
 
 filter_option = click.option("--filter", "filter_json", help='JSON filter, e.g. \'{"category": "garden"}\'.')
@@ -77,7 +79,7 @@ def _fields(raw: str) -> list[str]:
 @click.option("--offset", default=0, show_default=True, help="Skip this many results (paging).")
 @click.option(
     "--method",
-    type=click.Choice(["text", "cf", "hybrid", "popular"]),
+    type=click.Choice(METHODS),
     default=None,
     help="Retrieval method (default: hybrid once `nearrec train` has run, else text).",
 )

@@ -62,7 +62,7 @@ def stage_progress(*, enabled: bool) -> Iterator[Progress | None]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(rank: int, regularization: float, half_life: float, seed: int, as_json: bool, quiet: bool) -> None:
-    """Train the collaborative model on every interaction and store the "cf" vectors of items and users.
+    """Train the collaborative model on every interaction and store the items' "cf" vectors.
 
     Recommendations then default to the hybrid method (cf + text). Run it again when interactions have
     changed a lot, e.g. nightly."""
@@ -78,9 +78,8 @@ def train(rank: int, regularization: float, half_life: float, seed: int, as_json
         f"trained cf (rank {report.meta.rank}) on {report.interactions:,} interactions of {report.users:,} "
         f"users and {report.items:,} items in {report.seconds:.1f}s"
     )
-    click.echo(f"  {report.item_vectors:,} item and {report.user_vectors:,} user cf vectors written")
-    if report.skipped_items or report.skipped_users:
+    click.echo(f"  {report.item_vectors:,} item cf vectors written")
+    if report.skipped_items:
         click.echo(
-            f"  skipped {report.skipped_items:,} items and {report.skipped_users:,} users not synced yet "
-            "(run the worker, then train again)"
+            f"  skipped {report.skipped_items:,} items not synced yet (run the worker, then train again)"
         )

@@ -1,18 +1,24 @@
-"""`nearrec train`: learn the collaborative model from Postgres and write the "cf" named vectors.
+"""`nearrec train`: learn the collaborative model from Postgres and write the items' "cf" named vectors.
 
-The model is the low-rank ridge item-item model of :mod:`nearrec.model.cf`. It is a dot-product
-model; the store is cosine-only, so item vectors are written augmented (see :mod:`nearrec.model.fusion`):
-``[q, sqrt(M^2 - |q|^2)] / M``, one dimension more than the rank. The collection metadata key ``cf``
-records what the query service needs to fold in a user at query time (:class:`CFMeta`).
+The model is the low-rank ridge item-item model of :mod:`nearrec.model.cf`. It scores by a dot product;
+the store is cosine-only, so item vectors are written augmented (see :mod:`nearrec.model.fusion`):
+``[q, sqrt(M^2 - |q|^2)] / M``, one dimension more than the rank. The items collection metadata key ``cf``
+records what the query service needs to fold in a user at query time (:class:`~nearrec.model.cf.CFMeta`).
+
+Only ITEM vectors are written. A user's cf vector is folded in at query time from their recent history and
+the items' vectors (:mod:`nearrec.query.collaborative`), so it is always fresh; a stored per-user snapshot
+would never be read, and is not written.
 
 Which interactions count as positive for the fold-in weights is the product's rule
-(:func:`nearrec.model.user_vector.type_weight` > 0: a rating >= ``rating_threshold``, or a type with a
-positive weight); every interaction counts in the training matrix.
+(:func:`nearrec.model.cf.cf_values`: a rating >= ``rating_threshold``, or a type with a positive weight);
+every interaction counts in the training matrix.
 
-Items without interactions get no "cf" vector (the text branch still finds them). Items or users that
-have no point in the store yet (not synced) are skipped; run the worker, then train again. The worker keeps
-an item's "cf" vector when it re-embeds the item's text. A stale "cf" vector of an item that lost all its
-interactions stays until a reindex.
+Items without interactions get no "cf" vector (the text branch still finds them). Items that have no point
+in the store yet (not synced) are skipped; run the worker, then train again. The worker keeps an item's "cf"
+vector when it re-embeds the item's text. A stale "cf" vector of an item that lost all its interactions
+stays until a reindex.
+
+This is a job boundary like the worker: :func:`train` opens its own (read-only) transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,64 +37,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
 from nearrec.errors import ValidationError
-from nearrec.model.cf import CFConfig, train_cf
-from nearrec.model.fusion import augment_items, augment_user, scale_for
-from nearrec.model.user_vector import UserVectorParams, type_weight
+from nearrec.model.cf import CF_VECTOR, META_CF, POSITIVE, CFConfig, CFMeta, CFModel, cf_values, train_cf
+from nearrec.model.fusion import augment_items, scale_for
+from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres import train_repo
 from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import VectorLike, VectorStore
 
 log = logging.getLogger(__name__)
 
-CF_VECTOR = "cf"
-META_CF = "cf"
 WRITE_CHUNK = 1000
-POSITIVE = 1.0
-"""Values handed to the CF model: 1.0 for a positive interaction, 0.0 otherwise (threshold 0.5)."""
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback."""
-
-
-@dataclass(frozen=True)
-class CFMeta:
-    """The ``cf`` entry of the items collection metadata."""
-
-    rank: int
-    dim: int
-    scale: float
-    regularization: float
-    half_life: float | None
-    non_positive_weight: float
-    trained_at: str
-    interactions: int = 0
-    items: int = 0
-    users: int = 0
-
-    def config(self) -> CFConfig:
-        """The fold-in configuration (values are already 1.0 / 0.0 positives, see :func:`cf_values`)."""
-        return CFConfig(
-            rank=self.rank,
-            regularization=self.regularization,
-            half_life=self.half_life,
-            positive_threshold=POSITIVE / 2,
-            non_positive_weight=self.non_positive_weight,
-        )
-
-    def to_metadata(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> CFMeta | None:
-        """The trained model's metadata, or None when the collection has no cf vectors."""
-        raw = metadata.get(META_CF)
-        if not isinstance(raw, Mapping):
-            return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return cls(**{k: v for k, v in raw.items() if k in names})
-        except TypeError:
-            return None
 
 
 @dataclass
@@ -97,9 +58,7 @@ class TrainReport:
     users: int = 0
     items: int = 0
     item_vectors: int = 0
-    user_vectors: int = 0
     skipped_items: int = 0
-    skipped_users: int = 0
     seconds: float = 0.0
     meta: CFMeta | None = None
 
@@ -109,17 +68,14 @@ class TrainReport:
         return out
 
 
-def cf_values(
-    types: Sequence[str], values: npt.ArrayLike, params: UserVectorParams
-) -> npt.NDArray[np.float64]:
-    """1.0 for interactions the product counts as positive, else 0.0 (NaN values mean "no value")."""
-    vals = np.asarray(values, dtype=np.float64)
-    out = np.zeros(vals.shape[0], dtype=np.float64)
-    for n, (kind, value) in enumerate(zip(types, vals.tolist(), strict=True)):
-        v = None if value != value else value
-        if type_weight(kind, v, params) > 0:
-            out[n] = POSITIVE
-    return out
+@dataclass(frozen=True)
+class _Fitted:
+    """A model fitted on the interactions, with the internal ids of its rows."""
+
+    model: CFModel
+    user_ids: npt.NDArray[np.int64]
+    item_ids: npt.NDArray[np.int64]
+    interactions: int
 
 
 def train(
@@ -131,15 +87,32 @@ def train(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Train on every interaction in Postgres and write item and user "cf" vectors (see module docstring)."""
+    """Train on every interaction in Postgres and write the items' "cf" vectors (see module docstring)."""
     started = time.perf_counter()
     cfg = config or CFConfig()
-    report = TrainReport()
 
     def step(stage: str, done: int, total: int) -> None:
         if progress is not None:
             progress(stage, done, total)
 
+    fitted = _fit(sessions, settings, cfg, seed, step)
+    report = TrainReport(
+        interactions=fitted.interactions, users=int(fitted.user_ids.size), items=int(fitted.item_ids.size)
+    )
+    meta = _write_items(store, settings.items_collection, fitted, cfg, report, step)
+    report.meta = meta
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "trained cf (rank %d) on %d interactions: %d item vectors in %.1fs",
+        meta.rank, report.interactions, report.item_vectors, report.seconds,
+    )  # fmt: skip
+    return report
+
+
+def _fit(
+    sessions: sessionmaker[Session], settings: Settings, cfg: CFConfig, seed: int, step: Progress
+) -> _Fitted:
+    """Read every interaction (one transaction) and fit the model on the product's positives."""
     step("reading interactions", 0, 1)
     with transaction(sessions) as session:
         data = train_repo.all_interactions(session)
@@ -156,48 +129,37 @@ def train(
         config=dataclasses.replace(cfg, positive_threshold=POSITIVE / 2), seed=seed,
     )  # fmt: skip
     step("training", 1, 1)
-    scale = scale_for(model.item_factors)
-    dim = model.dim + 1
-    items_alias, users_alias = settings.items_collection, settings.users_collection
-    for alias in (items_alias, users_alias):
-        store.ensure_collection(store.resolve_alias(alias) or alias, {CF_VECTOR: dim})
+    return _Fitted(model, user_ids, item_ids, len(data))
 
-    nonzero = np.flatnonzero(np.abs(model.item_factors).sum(axis=1) > 0)
-    item_vecs = augment_items(model.item_factors[nonzero], scale)
-    written, skipped = _write(
-        store, items_alias, item_ids[nonzero], item_vecs, lambda n, t: step("item vectors", n, t)
-    )
-    report.item_vectors, report.skipped_items = written, skipped
-    user_vecs = (
-        np.stack([augment_user(u) for u in model.user_factors]) if user_ids.size else np.zeros((0, dim))
-    )
-    written, skipped = _write(
-        store, users_alias, user_ids, user_vecs, lambda n, t: step("user vectors", n, t)
-    )
-    report.user_vectors, report.skipped_users = written, skipped
 
+def _write_items(
+    store: VectorStore, alias: str, fitted: _Fitted, cfg: CFConfig, report: TrainReport, step: Progress
+) -> CFMeta:
+    """Add the "cf" vector to the items collection, write the vectors of the items with interactions and
+    record the model (:class:`CFMeta`) in the collection metadata."""
+    factors = fitted.model.item_factors
+    scale = scale_for(factors)
+    dim = fitted.model.dim + 1
+    store.ensure_collection(store.resolve_alias(alias) or alias, {CF_VECTOR: dim})
+    nonzero = np.flatnonzero(np.abs(factors).sum(axis=1) > 0)
+    vectors = augment_items(factors[nonzero], scale)
+    report.item_vectors, report.skipped_items = _write(
+        store, alias, fitted.item_ids[nonzero], vectors, lambda n, t: step("item vectors", n, t)
+    )
     meta = CFMeta(
-        rank=model.dim,
+        rank=fitted.model.dim,
         dim=dim,
         scale=scale,
         regularization=cfg.regularization,
         half_life=cfg.half_life,
         non_positive_weight=cfg.non_positive_weight,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        interactions=len(data),
+        interactions=fitted.interactions,
         items=report.item_vectors,
-        users=report.user_vectors,
+        users=int(fitted.user_ids.size),
     )
-    store.set_metadata(items_alias, {META_CF: meta.to_metadata()})
-    store.set_metadata(users_alias, {META_CF: meta.to_metadata()})
-    report.interactions, report.users, report.items = len(data), int(user_ids.size), int(item_ids.size)
-    report.meta = meta
-    report.seconds = time.perf_counter() - started
-    log.info(
-        "trained cf (rank %d) on %d interactions: %d item and %d user vectors in %.1fs",
-        meta.rank, len(data), report.item_vectors, report.user_vectors, report.seconds,
-    )  # fmt: skip
-    return report
+    store.set_metadata(alias, {META_CF: meta.to_metadata()})
+    return meta
 
 
 def _write(
@@ -225,4 +187,4 @@ def _write(
     return written, skipped
 
 
-__all__ = ["CF_VECTOR", "CFMeta", "TrainReport", "cf_values", "train"]
+__all__ = ["TrainReport", "train"]

@@ -1,4 +1,4 @@
-"""Collaborative filtering model servable as a Qdrant named vector ("cf", Distance.Dot).
+"""Collaborative filtering model, served as the named vector "cf" of the items collection.
 
 Model: low-rank ridge item-item regression (a low-rank EASE without its zero-diagonal constraint).
 Let ``X`` be the binary user x item matrix (1 = the user interacted with the item, any value) and
@@ -8,12 +8,17 @@ Let ``X`` be the binary user x item matrix (1 = the user interacted with the ite
 scores item ``j`` by ``(hB)_j``. Training is one sparse truncated SVD (no items x items matrix), so it
 scales to large catalogues.
 
-Serving: store ``q_j = V_r[j] * sqrt(g)`` as item j's "cf" vector. Then
-``(hB)_j = (sum_i h_i q_i) . q_j``, so a user's "cf" vector is the weighted SUM of the cf vectors of the
-items in their history and the score is a plain dot product. Use Qdrant ``Distance.Dot``: the item norm
-carries popularity (it correlates ~0.94 with log popularity on MovieLens) and Cosine would drop it
-(NDCG@10 0.116 -> 0.096 there). Fold-in for a new or updated user needs no model state beyond the item
-vectors: :func:`fold_in_user`.
+Scoring: with item factors ``q_j = V_r[j] * sqrt(g)``, ``(hB)_j = (sum_i h_i q_i) . q_j``, so a user's
+factor is the weighted SUM of the factors of the items in their history and the score is a DOT PRODUCT.
+The item norm carries popularity (it correlates ~0.94 with log popularity on MovieLens), so ranking by
+plain cosine between ``u`` and ``q`` would lose it (NDCG@10 0.116 -> 0.096 there).
+
+Serving: the vector stores are cosine-only. Items are therefore stored augmented, ``[q, sqrt(M^2 -
+|q|^2)] / M`` with ``M`` the largest factor norm, and queried with ``[u, 0]``: their cosine is
+``q . u / (M |u|)``, which ranks items exactly as the dot product does for any one user (see
+:mod:`nearrec.model.fusion`). :class:`CFMeta` records ``M`` and the hyper-parameters, so the query service
+recovers ``q`` from the stored vectors and folds in a user at query time without retraining
+(:func:`fold_in_user`).
 
 History weights (same rule for training users and new users)::
 
@@ -21,20 +26,42 @@ History weights (same rule for training users and new users)::
 
 where ``position_from_newest`` is 0 for the newest interaction (ties in time: larger item id is newer) and
 repeated interactions with one item keep only the newest. Items no one interacted with get a zero vector:
-skip upserting their "cf" vector so only the text prefetch can return them.
+skip upserting their "cf" vector so only the text list can return them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.sparse.linalg import svds
 
-__all__ = ["CFConfig", "CFModel", "fold_in_user", "fold_in_users", "history_matrix", "train_cf"]
+from nearrec.model.user_vector import UserVectorParams, type_weight
+
+__all__ = [
+    "CF_VECTOR",
+    "META_CF",
+    "CFConfig",
+    "CFMeta",
+    "CFModel",
+    "cf_values",
+    "fold_in_user",
+    "fold_in_users",
+    "history_matrix",
+    "train_cf",
+]
+
+CF_VECTOR = "cf"
+"""Name of the items' collaborative vector in the vector store."""
+META_CF = "cf"
+"""Key of the :class:`CFMeta` record in the items collection metadata."""
+POSITIVE = 1.0
+"""Values handed to the model by the product: 1.0 for a positive interaction, else 0.0 (threshold 0.5)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +88,12 @@ class CFModel:
     """Trained factors.
 
     Attributes:
-        item_factors: (n_items, dim) float32, the "cf" named vector of each item.
+        item_factors: (n_items, dim) float32, the factor ``q`` of each item (stored augmented).
         user_factors: (n_users, dim) float32, fold-in of each training user's history (zeros if none).
         singular_values: (dim,) singular values of the interaction matrix, descending.
         config: the hyper-parameters used.
-        distance: Qdrant distance for the "cf" vector; always "Dot".
+        distance: how the model scores a user against an item: always "Dot" (the dot product). The
+            store serves it through cosine on augmented vectors (module docstring).
     """
 
     item_factors: NDArray[np.float32]
@@ -76,8 +104,65 @@ class CFModel:
 
     @property
     def dim(self) -> int:
-        """Vector size of the "cf" named vector."""
+        """Factors per item (the rank; the stored "cf" vector has one dimension more)."""
         return int(self.item_factors.shape[1])
+
+
+@dataclass(frozen=True)
+class CFMeta:
+    """What serving needs of a trained model: the ``cf`` entry of the items collection metadata.
+
+    ``scale`` is the augmentation's ``M``; ``dim`` the stored vector size (rank + 1). ``interactions``,
+    ``items`` and ``users`` count what the model was trained on (items: cf vectors written)."""
+
+    rank: int
+    dim: int
+    scale: float
+    regularization: float
+    half_life: float | None
+    non_positive_weight: float
+    trained_at: str
+    interactions: int = 0
+    items: int = 0
+    users: int = 0
+
+    def config(self) -> CFConfig:
+        """The fold-in configuration (values are already 1.0 / 0.0 positives, see :func:`cf_values`)."""
+        return CFConfig(
+            rank=self.rank,
+            regularization=self.regularization,
+            half_life=self.half_life,
+            positive_threshold=POSITIVE / 2,
+            non_positive_weight=self.non_positive_weight,
+        )
+
+    def to_metadata(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> CFMeta | None:
+        """The trained model's record in a collection's metadata, or None when there is none."""
+        raw = metadata.get(META_CF)
+        if not isinstance(raw, Mapping):
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in names})
+        except TypeError:
+            return None
+
+
+def cf_values(types: Sequence[str], values: ArrayLike, params: UserVectorParams) -> NDArray[np.float64]:
+    """The product's positive rule as model values: 1.0 where :func:`~nearrec.model.user_vector.type_weight`
+    is > 0 (a rating >= ``rating_threshold``, or a type with a positive weight), else 0.0. NaN values mean
+    "no value"."""
+    vals = np.asarray(values, dtype=np.float64)
+    out = np.zeros(vals.shape[0], dtype=np.float64)
+    for n, (kind, value) in enumerate(zip(types, vals.tolist(), strict=True)):
+        v = None if value != value else value
+        if type_weight(kind, v, params) > 0:
+            out[n] = POSITIVE
+    return out
 
 
 def _ints(name: str, arr: ArrayLike) -> NDArray[np.int64]:

@@ -15,14 +15,32 @@ an item missing from a list gets 0 from it. Ties go to the smaller id, so result
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from nearrec.vectors.base import Hit
-
 FloatArray = npt.NDArray[np.float32]
+
+
+class Ranked(Protocol):
+    """Anything with an id and a score (e.g. a vector store hit)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+class Scored(NamedTuple):
+    """One fused result: an id and its fused score."""
+
+    id: int
+    score: float
+
+
+R = TypeVar("R", bound=Ranked)
 
 __all__ = [
     "augment_items",
@@ -32,6 +50,8 @@ __all__ = [
     "item_factors_from_stored",
     "mmr_rerank",
     "scale_for",
+    "Ranked",
+    "Scored",
 ]
 
 
@@ -81,12 +101,10 @@ def dbsf_normalise(scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return (s - (float(s.mean()) - 3 * sd)) / (6 * sd)
 
 
-def fuse_dbsf(lists: Sequence[tuple[Sequence[Hit], float]], limit: int | None = None) -> list[Hit]:
-    """Weighted DBSF over ranked lists ``(hits, weight)``; returns the union best first (``limit`` kept).
-
-    The payload of an item's first occurrence is kept; the score is the fused score."""
+def fuse_dbsf(lists: Sequence[tuple[Sequence[Ranked], float]], limit: int | None = None) -> list[Scored]:
+    """Weighted DBSF over ranked lists ``(hits, weight)``; returns the union best first (``limit`` kept)
+    as ``(id, fused score)``."""
     fused: dict[int, float] = {}
-    payloads: dict[int, dict[str, Any]] = {}
     for hits, weight in lists:
         if not hits:
             continue
@@ -97,16 +115,13 @@ def fuse_dbsf(lists: Sequence[tuple[Sequence[Hit], float]], limit: int | None = 
                 continue  # a duplicate within one list counts once
             counted.add(hit.id)
             fused[hit.id] = fused.get(hit.id, 0.0) + weight * float(z)
-            payloads.setdefault(hit.id, hit.payload)
     order = sorted(fused, key=lambda i: (-fused[i], i))
     if limit is not None:
         order = order[:limit]
-    return [Hit(i, fused[i], payloads[i]) for i in order]
+    return [Scored(i, fused[i]) for i in order]
 
 
-def mmr_rerank(
-    hits: Sequence[Hit], vectors: Mapping[int, npt.ArrayLike], k: int, diversity: float
-) -> list[Hit]:
+def mmr_rerank(hits: Sequence[R], vectors: Mapping[int, npt.ArrayLike], k: int, diversity: float) -> list[R]:
     """Maximal marginal relevance over ``hits`` (best first): at each step pick the item maximising
     ``(1 - diversity) * relevance - diversity * max cosine to the items already picked``.
 
