@@ -64,14 +64,14 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     assert result.exit_code == 0, result.output
     assert "hybrid" in result.output and "ndcg@10" in result.output
     report = json.loads(out.read_text())
-    assert list(report["methods"]) == ["popularity", "text", "cf", "hybrid"]
+    assert list(report["methods"]) == ["popular", "text", "cf", "hybrid"]
     assert report["dataset"]["test_users"] == 32
     assert report["dataset"]["training_interactions"] == 32 * 10 - 32
     for values in report["methods"].values():
         for name, value in values.items():
             assert name == "ms_per_query" or 0.0 <= value <= 1.0
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
-    assert ndcg["cf"] > ndcg["popularity"] and ndcg["hybrid"] > ndcg["popularity"]
+    assert ndcg["cf"] > ndcg["popular"] and ndcg["hybrid"] > ndcg["popular"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with engine.connect() as conn:  # the scratch database is gone
         left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname LIKE 'nearrec_eval_%'"))

@@ -9,18 +9,20 @@ import click
 
 from nearrec.cli.train_cmd import stage_progress
 from nearrec.config import Settings
-from nearrec.evaluation.pipeline import METHODS, EvalOptions, run_evaluation
+from nearrec.evaluation.pipeline import DEFAULT_METHODS, EvalOptions, run_evaluation
 from nearrec.model.cf import CFConfig
+from nearrec.query.methods import METHODS, Method, is_method
 
 
-def _methods(value: str) -> tuple[str, ...]:
+def _methods(value: str) -> tuple[Method, ...]:
     names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    bad = [m for m in names if m not in METHODS]
+    good = tuple(m for m in names if is_method(m))
+    bad = [m for m in names if not is_method(m)]
     if bad or not names:
         raise click.BadParameter(
             f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}"
         )
-    return names
+    return good
 
 
 @click.command()
@@ -34,7 +36,9 @@ def _methods(value: str) -> tuple[str, ...]:
 @click.option("--users", "users_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(["temporal", "random"]), default="temporal", show_default=True)
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="List length.")
-@click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated methods.")
+@click.option(
+    "--methods", default=",".join(DEFAULT_METHODS), show_default=True, help="Comma-separated methods."
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG bar chart.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random split and of the cf model.")

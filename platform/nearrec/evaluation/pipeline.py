@@ -12,7 +12,11 @@
    service's exclusion rule gives "candidates = every item the user has not seen".
 5. Drop the scratch database and collections.
 
-The popularity method is the service's cold-start list (``method="popular"``), with the popularity window
+The pipeline is an entry point, like a CLI command: it owns the scratch database, and its stages (the
+ingest batches and the outbox count here; the worker's batches and the train job in their own modules) open
+and commit their transactions, at this top level only. The library code they call takes a Session.
+
+The methods are those of :mod:`nearrec.query.methods`, by the same names. The popularity method is the service's cold-start list (``method="popular"``), with the popularity window
 widened to cover the whole dataset (old public datasets are far outside the default 90 days).
 """
 
@@ -23,37 +27,39 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
 from nearrec.embedding import load_embedder
 from nearrec.embedding.base import Embedder
-from nearrec.errors import InputFileError, NotFoundError
-from nearrec.evaluation import metrics
+from nearrec.errors import InputFileError
+from nearrec.evaluation.dataset import Interactions, read_interactions
+from nearrec.evaluation.scoring import score_methods
 from nearrec.evaluation.split import LeaveOneOutSplit, random_leave_one_out, temporal_leave_one_out
 from nearrec.ingest import loader, service
-from nearrec.ingest.readers import BadRow, Row, open_reader
-from nearrec.ingest.records import InteractionOptions, ItemOptions, RowError, UserOptions, parse_interaction
-from nearrec.jobs.train import cf_values, train
+from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
+from nearrec.jobs.train import train
 from nearrec.model.cf import CFConfig
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres import scratch as db_scratch
+from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import make_engine, resolve_database_url, session_factory, transaction
+from nearrec.query.methods import CF_METHODS, METHODS, Method
 from nearrec.query.service import QueryService
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import VectorStore
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total)."""
-METHODS: tuple[str, ...] = ("popularity", "text", "cf", "hybrid")
-SERVICE_METHOD = {"popularity": "popular", "text": "text", "cf": "cf", "hybrid": "hybrid"}
+DEFAULT_METHODS: tuple[Method, ...] = ("popular", "text", "cf", "hybrid")
+"""Every method, in the report's order (the baseline first)."""
 INGEST_BATCH = 5000
 
 
@@ -64,26 +70,12 @@ class EvalOptions:
     users: Path | None = None
     split: Literal["temporal", "random"] = "temporal"
     k: int = 10
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[Method, ...] = DEFAULT_METHODS
     seed: int = 0
     min_positives: int = 2
     list_columns: frozenset[str] = frozenset({"genres"})
     default_type: str = "rating"
     cf: CFConfig = field(default_factory=CFConfig)
-
-
-@dataclass
-class Interactions:
-    """The interactions file as parallel arrays (integer codes for users and items) plus the raw rows."""
-
-    rows: list[Row]
-    user_codes: np.ndarray[Any, np.dtype[np.int64]]
-    item_codes: np.ndarray[Any, np.dtype[np.int64]]
-    users: list[str]
-    items: list[str]
-    positive: np.ndarray[Any, np.dtype[np.bool_]]
-    timestamps: np.ndarray[Any, np.dtype[np.float64]] | None
-    rejected: int = 0
 
 
 @dataclass
@@ -101,50 +93,6 @@ class EvalReport:
             "methods": self.methods,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
-
-
-def read_interactions(path: Path, options: InteractionOptions, params: UserVectorParams) -> Interactions:
-    """Parse the interactions file (bad rows are counted and skipped)."""
-    rows: list[Row] = []
-    users: list[str] = []
-    items: list[str] = []
-    kinds: list[str] = []
-    values: list[float] = []
-    times: list[float | None] = []
-    rejected = 0
-    with open_reader(path) as reader:
-        for line, raw in reader:
-            if isinstance(raw, BadRow):
-                rejected += 1
-                continue
-            try:
-                record = parse_interaction(raw, options)
-            except RowError:
-                rejected += 1
-                continue
-            rows.append((line, raw))
-            users.append(record.user_id)
-            items.append(record.item_id)
-            kinds.append(record.type)
-            values.append(math.nan if record.value is None else record.value)
-            times.append(record.timestamp)
-    if not rows:
-        raise InputFileError(str(path), "no valid interactions")
-    user_names, user_codes = _codes(users)
-    item_names, item_codes = _codes(items)
-    positive = cf_values(kinds, values, params) > 0
-    stamps = None if any(t is None for t in times) else np.asarray(times, dtype=np.float64)
-    return Interactions(
-        rows, user_codes, item_codes, user_names, item_names, positive, stamps, rejected,
-    )  # fmt: skip
-
-
-def _codes(ids: Sequence[str]) -> tuple[list[str], np.ndarray[Any, np.dtype[np.int64]]]:
-    """Dense integer codes for external ids, in numeric order when every id is an integer (so "ties go to
-    the larger item id" in the split means the numerically larger one), else in string order."""
-    names = sorted(set(ids), key=int) if all(i.isascii() and i.isdigit() for i in ids) else sorted(set(ids))
-    index = {name: n for n, name in enumerate(names)}
-    return names, np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
 
 
 def split_interactions(data: Interactions, options: EvalOptions) -> LeaveOneOutSplit:
@@ -224,26 +172,67 @@ def run_evaluation(
         first = float(data.timestamps.min()) if data.timestamps is not None else time.time()
         window = max(1, math.ceil((time.time() - first) / 86400) + 1)
         scratch = scratch.model_copy(update={"database_url": SecretStr(url), "popular_window_days": window})
-        engine = make_engine(url)
+        run = _ScratchRun(url, store, scratch, model, timings, progress)
+        results, ranked = run.evaluate(data, split, options)
+    timings["total"] = time.perf_counter() - started
+    return EvalReport(
+        results,
+        _dataset_summary(data, split, options),
+        _settings_used(settings, options, model),
+        timings,
+        ranked,
+    )
+
+
+@dataclass
+class _ScratchRun:
+    """Stages 2-4 on the scratch database and collections; the stages' transactions are opened here."""
+
+    url: str
+    store: VectorStore
+    settings: Settings
+    embedder: Embedder
+    timings: dict[str, float]
+    progress: Progress | None
+
+    def evaluate(
+        self, data: Interactions, split: LeaveOneOutSplit, options: EvalOptions
+    ) -> tuple[dict[str, dict[str, float]], dict[str, list[list[str]]]]:
+        engine = make_engine(self.url)
         try:
             sessions = session_factory(engine)
-            mark = time.perf_counter()
-            _ingest(engine, options, data, split, settings, progress)
-            timings["ingest"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            _sync(sessions, store, model, scratch, progress)
-            timings["sync (embed)"] = time.perf_counter() - mark
-            if {"cf", "hybrid"} & set(options.methods):
-                mark = time.perf_counter()
-                train(sessions, store, scratch, options.cf, seed=options.seed, progress=progress)
-                timings["train"] = time.perf_counter() - mark
-            query = QueryService(sessions, store, scratch, embedder=lambda: model)
-            results, ranked, per_method = _score(query, store, scratch, data, split, options, progress)
-            timings.update(per_method)
+            with self._timed("ingest"):
+                _ingest(engine, sessions, options, data, split, self.settings, self.progress)
+            with self._timed("sync (embed)"):
+                _sync(sessions, self.store, self.embedder, self.settings, self.progress)
+            if CF_METHODS & set(options.methods):
+                with self._timed("train"):
+                    train(
+                        sessions,
+                        self.store,
+                        self.settings,
+                        options.cf,
+                        seed=options.seed,
+                        progress=self.progress,
+                    )
+            query = QueryService(sessions, self.store, self.settings, embedder=lambda: self.embedder)
+            results, ranked, per_method = score_methods(
+                query, self.store, self.settings, data, split, options.methods, options.k, self.progress
+            )
+            self.timings.update(per_method)
+            return results, ranked
         finally:
             engine.dispose()
-    timings["total"] = time.perf_counter() - started
-    dataset = {
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        mark = time.perf_counter()
+        yield
+        self.timings[stage] = time.perf_counter() - mark
+
+
+def _dataset_summary(data: Interactions, split: LeaveOneOutSplit, options: EvalOptions) -> dict[str, Any]:
+    return {
         "items_file": str(options.items),
         "interactions_file": str(options.interactions),
         "interactions": len(data.rows),
@@ -256,7 +245,10 @@ def run_evaluation(
         "seed": options.seed,
         "k": options.k,
     }
-    used = {
+
+
+def _settings_used(settings: Settings, options: EvalOptions, model: Embedder) -> dict[str, Any]:
+    return {
         "embedding_model": model.model_id,
         "half_life": settings.half_life,
         "profile_weight": settings.profile_weight,
@@ -270,11 +262,11 @@ def run_evaluation(
             "non_positive_weight": options.cf.non_positive_weight,
         },
     }
-    return EvalReport(results, dataset, used, timings, ranked)
 
 
 def _ingest(
     engine: Any,
+    sessions: sessionmaker[Session],
     options: EvalOptions,
     data: Interactions,
     split: LeaveOneOutSplit,
@@ -288,7 +280,6 @@ def _ingest(
         user_options = UserOptions(list_columns=options.list_columns, max_text_chars=settings.max_text_chars)
         loader.load(engine, loader.LoadPlan("users", [options.users], user_options, on_error="skip"))
     train_rows = [row for row, keep in zip(data.rows, split.train_mask.tolist(), strict=True) if keep]
-    sessions = session_factory(engine)
     interaction_options = InteractionOptions(default_type=options.default_type)
     for start in range(0, len(train_rows), INGEST_BATCH):
         with transaction(sessions) as session:
@@ -302,10 +293,12 @@ def _ingest(
 
 
 def _sync(
-    sessions: Any, store: VectorStore, embedder: Embedder, settings: Settings, progress: Progress | None
+    sessions: sessionmaker[Session],
+    store: VectorStore,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Progress | None,
 ) -> None:
-    from nearrec.postgres import sync_repo
-
     with transaction(sessions) as session:
         total = sync_repo.outbox_stats(session).pending
     done = 0
@@ -319,77 +312,11 @@ def _sync(
     SyncWorker(sessions, store, embedder, settings).drain(on_batch=on_batch)
 
 
-def _score(
-    query: QueryService,
-    store: VectorStore,
-    settings: Settings,
-    data: Interactions,
-    split: LeaveOneOutSplit,
-    options: EvalOptions,
-    progress: Progress | None,
-) -> tuple[dict[str, dict[str, float]], dict[str, list[list[str]]], dict[str, float]]:
-    """Query every test user with every method; metrics per method."""
-    code = {name: n for n, name in enumerate(data.items)}
-    point_code: dict[int, int] = {}
-    vectors: dict[int, list[float]] = {}
-    for hit in store.scroll(settings.items_collection, with_vectors=True):
-        ext = hit.payload.get("external_id")
-        if ext is None:
-            continue
-        if ext not in code:
-            code[str(ext)] = len(code)
-        point_code[hit.id] = code[str(ext)]
-        if hit.vector and "text" in hit.vector:
-            vectors[code[str(ext)]] = hit.vector["text"]
-    n_catalogue = len(point_code)
-    dim = len(next(iter(vectors.values()))) if vectors else 1
-    item_matrix = np.zeros((len(code), dim), dtype=np.float32)
-    for c, vec in vectors.items():
-        item_matrix[c] = vec
-    users = [data.users[int(u)] for u in split.test_users]
-    relevant = [[int(i)] for i in split.test_items]
-    k = options.k
-    results: dict[str, dict[str, float]] = {}
-    ranked_ids: dict[str, list[list[str]]] = {}
-    timings: dict[str, float] = {}
-    for method in options.methods:
-        started = time.perf_counter()
-        lists: list[list[str]] = []
-        for n, user in enumerate(users):
-            try:
-                recs = query.recommend(user, k=k, method=SERVICE_METHOD[method])
-                lists.append([r.item_id for r in recs])
-            except NotFoundError:
-                lists.append([])
-            if n % 50 == 0 or n == len(users) - 1:
-                _step(progress, f"query {method}", n + 1, len(users))
-        seconds = time.perf_counter() - started
-        timings[f"query {method}"] = seconds
-        ranked = np.full((len(users), k), -1, dtype=np.int64)
-        for row, items in enumerate(lists):
-            for col, item in enumerate(items[:k]):
-                ranked[row, col] = code.get(item, -1)
-        results[method] = _metrics(ranked, relevant, k, max(n_catalogue, 1), item_matrix)
-        results[method]["ms_per_query"] = round(1000 * seconds / max(len(users), 1), 2)
-        ranked_ids[method] = lists
-    return results, ranked_ids, timings
-
-
-def _metrics(
-    ranked: np.ndarray[Any, np.dtype[np.int64]],
-    relevant: Sequence[Sequence[int]],
-    k: int,
-    n_items: int,
-    item_vectors: np.ndarray[Any, np.dtype[np.float32]],
-) -> dict[str, float]:
-    return {
-        f"ndcg@{k}": metrics.ndcg_at_k(ranked, relevant, k),
-        f"recall@{k}": metrics.recall_at_k(ranked, relevant, k),
-        f"hit_rate@{k}": metrics.hit_rate(ranked, relevant, k),
-        f"mrr@{k}": metrics.mrr(ranked, relevant, k),
-        f"coverage@{k}": metrics.catalogue_coverage(ranked, n_items, k),
-        f"ild@{k}": metrics.intra_list_diversity(ranked, item_vectors, k),
-    }
-
-
-__all__ = ["METHODS", "EvalOptions", "EvalReport", "read_interactions", "run_evaluation", "scratch_database"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "EvalOptions",
+    "EvalReport",
+    "read_interactions",
+    "run_evaluation",
+    "scratch_database",
+]

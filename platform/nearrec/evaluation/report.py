@@ -34,15 +34,6 @@ def table(report: EvalReport) -> Table:
     return out
 
 
-def markdown(report: EvalReport) -> str:
-    """The table as Markdown (for docs)."""
-    names = metric_names(report)
-    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for method, values in report.methods.items():
-        lines.append(f"| {method} | " + " | ".join(_fmt(n, values[n]) for n in names) + " |")
-    return "\n".join(lines)
-
-
 def write_json(report: EvalReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
 
