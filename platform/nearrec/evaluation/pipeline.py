@@ -4,7 +4,7 @@
    or random with a seed. Positives follow the product's rule (a rating >= ``rating_threshold``, or a type
    with a positive weight).
 2. Create a scratch database on the configured Postgres server (the embedded one by default), migrate it,
-   ingest the items (and users) files and the TRAINING interactions with the catalog ingestion service.
+   ingest the items (and users) files and the TRAINING interactions with the ingestion service.
 3. Sync them with the real outbox worker into scratch collections (prefix ``eval_<pid>_``; a temporary
    directory for the embedded store), then train the collaborative model (`nearrec train`).
 4. Ask :class:`~nearrec.query.service.QueryService` for every test user's top k with each method, and
@@ -16,8 +16,9 @@ The pipeline is an entry point, like a CLI command: it owns the scratch database
 ingest batches and the outbox count here; the worker's batches and the train job in their own modules) open
 and commit their transactions, at this top level only. The library code they call takes a Session.
 
-The methods are those of :mod:`nearrec.query.methods`, by the same names. The popularity method is the service's cold-start list (``method="popular"``), with the popularity window
-widened to cover the whole dataset (old public datasets are far outside the default 90 days).
+The methods are those of :mod:`nearrec.query.methods`, by the same names. The ``popular`` method is the
+service's cold-start list, with the popularity window widened to cover the whole dataset (old public
+datasets are far outside the default 90 days).
 """
 
 from __future__ import annotations

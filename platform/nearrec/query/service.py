@@ -38,10 +38,9 @@ from nearrec.query.methods import CF_METHODS, Method, check_method, default_meth
 from nearrec.query.popular import Popular
 from nearrec.query.results import Explainer, Reason, Recommendation, check_page, finish, recommendation_dict
 from nearrec.query.retrieval import TEXT, FloatVector, Retriever
-from nearrec.sync.collections import ItemSchema, attribute_types
-from nearrec.vectors.base import CollectionNotFoundError, Hit, VectorStore
+from nearrec.query.schema import AttributeSchema
+from nearrec.vectors.base import Hit, VectorStore
 
-SCHEMA_TTL = 30.0
 CF_TTL = 30.0
 
 
@@ -68,7 +67,7 @@ class QueryService:
         self._embedder_provider = embedder
         self._embedder: Embedder | None = None
         self._params = UserVectorParams.from_settings(settings)
-        self._schema = Refreshing(self._load_schema, SCHEMA_TTL)
+        self._schema = AttributeSchema(sessions, store, self.items)
         self._cf_cache = Refreshing(lambda: (load_cf_meta(self.store, self.items),), CF_TTL)
 
     # --- public API -------------------------------------------------------------------------------------
@@ -215,16 +214,6 @@ class QueryService:
         """Attribute name -> type: what the worker recorded in the items collection when it indexed the
         attributes (a scan of Postgres before anything was synced), refreshed in the background."""
         return self._schema.get()
-
-    def _load_schema(self) -> dict[str, FieldType]:
-        try:
-            recorded = attribute_types(self.store, self.items)
-        except CollectionNotFoundError:
-            recorded = None
-        if recorded is not None:
-            return recorded
-        with self.sessions() as session:
-            return ItemSchema.load(session).filterable()
 
     # --- internals --------------------------------------------------------------------------------------
 
