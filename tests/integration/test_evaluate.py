@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 
@@ -73,8 +74,9 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
     assert ndcg["cf"] > ndcg["popular"] and ndcg["hybrid"] > ndcg["popular"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with engine.connect() as conn:  # the scratch database is gone
-        left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname LIKE 'nearrec_eval_%'"))
+    with engine.connect() as conn:  # this run's scratch database is gone (other processes may have their own)
+        scratch = f"nearrec_eval_{os.getpid()}"  # the command ran in this process
+        left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": scratch})
         assert left.scalar_one() == 0
 
     # Deterministic: the library call gives the same figures for the same seed.
