@@ -215,7 +215,9 @@ def test_the_rules_catch_what_they_are_meant_to(tmp_path: Path) -> None:
     (root / "config.py").write_text("def f() -> None:\n" + "    x = 1\n" * 60)
     (root / "a" / "x.py").write_text("from nearrec.b import y\nfrom . import z\n")
     (root / "a" / "z.py").write_text("import sqlalchemy.orm\n")
-    (root / "b" / "y.py").write_text("def g() -> None:\n    from nearrec import config\n    from ..a import x\n")
+    (root / "b" / "y.py").write_text(
+        "def g() -> None:\n    from nearrec import config\n    from ..a import x\n"
+    )
     imports = all_imports(root)
     assert {str(i) for i in imports} == {
         "nearrec.a.x:1 imports nearrec.b.y",
