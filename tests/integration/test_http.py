@@ -14,14 +14,13 @@ import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from factories import load_interactions, load_items
 from nearrec.api.app import create_app
 from nearrec.client import Client, Event, Forbidden, InvalidRequest, NotFound, Unauthorized
 from nearrec.config import Settings
-from nearrec.postgres.engine import make_engine, session_factory
-from nearrec.postgres.models import Interaction, Item, User
-from nearrec.postgres.outbox import enqueue
 
 READ_KEY = "read-key-0123456789"
 WRITE_KEY = "write-key-0123456789"
@@ -63,41 +62,25 @@ class Server:
         self.thread.join(timeout=30)
 
 
-def seed(database_url: str) -> None:
-    from nearrec.ingest.values import content_hash
-
-    engine = make_engine(database_url)
-    sessions = session_factory(engine)
-    rows = []
-    for topic, words in TOPICS.items():
-        for i in range(8):
-            text = f"{words} model{i}"
-            rows.append(
-                {
-                    "external_id": f"{topic}-{i}",
-                    "title": f"{topic} {i}",
-                    "text": text,
-                    "content_hash": content_hash(text),
-                    "attributes": {"topic": topic, "rank": i},
-                }
-            )
-    with sessions.begin() as s:
-        item_ids = s.scalars(insert(Item).returning(Item.id), rows).all()
-        enqueue(s, "item", item_ids)
-        uid = s.scalar(insert(User).values(external_id="u1").returning(User.id))
-        assert uid is not None
-        s.execute(
-            insert(Interaction).values(
-                user_id=uid, item_id=item_ids[0], type="like", occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ")
-            )
-        )
-        enqueue(s, "user", [uid])
-    engine.dispose()
+def seed(sessions: sessionmaker[Session]) -> None:
+    """24 items in three topics, and user u1 who liked tea-0 (just now), through the ingest service."""
+    load_items(
+        sessions,
+        [
+            {"external_id": f"{topic}-{i}", "title": f"{topic} {i}", "text": f"{words} model{i}",
+             "attributes": {"topic": topic, "rank": i}}
+            for topic, words in TOPICS.items()
+            for i in range(8)
+        ],
+    )  # fmt: skip
+    load_interactions(sessions, [{"user_id": "u1", "item_id": "tea-0", "type": "like"}])
 
 
 @pytest.fixture
-def server(db: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
-    seed(database_url)
+def server(
+    db: Engine, sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> Iterator[Server]:
+    seed(sessions)
     settings = Settings(
         database_url=SecretStr(database_url),
         data_dir=tmp_path / "data",
