@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 
@@ -73,8 +74,11 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
     assert ndcg["cf"] > ndcg["popularity"] and ndcg["hybrid"] > ndcg["popularity"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with engine.connect() as conn:  # the scratch database is gone
-        left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname LIKE 'nearrec_eval_%'"))
+    with engine.connect() as conn:  # this process's scratch database is gone (others may run at once)
+        left = conn.execute(
+            text("SELECT count(*) FROM pg_database WHERE datname = :name"),
+            {"name": f"nearrec_eval_{os.getpid()}"},
+        )
         assert left.scalar_one() == 0
 
     # Deterministic: the library call gives the same figures for the same seed.

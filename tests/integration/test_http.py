@@ -1,8 +1,8 @@
 """The HTTP API through a real uvicorn server and the bundled client (in-process worker, embedded vectors).
 
 Every route is tested: each test names the routes it exercises with ``@pytest.mark.route(METHOD, PATH)``; the
-``server`` fixture fails a test that did not actually request a route it names (from the app's own latency
-histogram), and :func:`test_every_route_has_a_test` fails when a route of the app has no such test.
+``server`` fixture fails a test that did not actually request a route it names (it records every request the
+server answers), and :func:`test_every_route_has_a_test` fails when a route of the app has no such test.
 """
 
 from __future__ import annotations
