@@ -114,3 +114,9 @@ def shared_dir() -> Path:
     if not (SHARED / "datasets" / "movielens-100k" / "items.csv").is_file():
         pytest.skip("../shared/datasets/movielens-100k is absent")
     return SHARED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "route(method, path): the HTTP route a test exercises (see tests/integration/test_http.py)"
+    )

@@ -1,24 +1,26 @@
-"""Helpers for the sync tests: write catalog rows the way ingestion does (row + outbox row, one transaction),
-and wrappers around real components (a counting embedder, a vector store that fails for a while)."""
+"""Helpers for the sync tests: catalog changes through the ingest service (see ``tests/factories.py``), with
+``items.id`` / ``users.id`` in and out as the worker tests want them, and wrappers around real components (a
+counting embedder, a vector store that fails for a while)."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from qdrant_client import QdrantClient
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import factories
 from nearrec.config import Settings
 from nearrec.embedding import HashingEmbedder
 from nearrec.embedding.base import Vectors
 from nearrec.errors import StoreUnavailableError
-from nearrec.postgres.models import Interaction, Item, OutboxRow, User
+from nearrec.ingest.values import content_hash
+from nearrec.postgres.models import Item, OutboxRow, User
 from nearrec.postgres.outbox import enqueue
 from nearrec.vectors.base import VectorStore
 from nearrec.vectors.edge import EdgeVectorStore
@@ -27,25 +29,13 @@ from nearrec.vectors.server import ServerVectorStore
 WORDS = ["space", "robot", "love", "war", "ghost", "comedy", "family", "ocean", "king", "detective", "music"]
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def item_text(n: int, salt: str = "") -> str:
     return f"{WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} story {n} {salt}".strip()
 
 
 def add_items(sessions: sessionmaker[Session], rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert items (external_id, text, attributes, active) and enqueue them; returns their ids."""
-    prepared = []
-    for r in rows:
-        row = {"attributes": {}, "active": True, **r}
-        row["content_hash"] = content_hash(row.get("text") or "")
-        prepared.append(row)
-    with sessions.begin() as s:
-        ids = list(s.scalars(insert(Item).returning(Item.id), prepared).all())
-        enqueue(s, "item", ids)
-    return ids
+    """Ingest items (external_id, text, title, attributes); returns their ids in the order given."""
+    return list(factories.load_items(sessions, rows).values())
 
 
 def catalog(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -61,25 +51,35 @@ def catalog(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 def update_item(sessions: sessionmaker[Session], item_id: int, **values: Any) -> None:
-    if "text" in values:
-        values["content_hash"] = content_hash(values["text"] or "")
-    with sessions.begin() as s:
-        s.execute(update(Item).where(Item.id == item_id).values(**values))
-        enqueue(s, "item", [item_id])
+    """Change an item the way production does: re-ingest it with new ``text``/``title``/``attributes``,
+    deactivate it (``active=False``: a pruning catalog load) or reactivate it (``active=True``: re-ingest).
+
+    A blank ``text`` is the one state ingestion cannot produce (it rejects a record with nothing to embed);
+    it stands for a row written by another program, so it is written directly, with its outbox row."""
+    row = factories.item_rows(sessions, [item_id])[item_id]
+    active = values.pop("active", None)
+    if "text" in values and not (values["text"] or "").strip():
+        with sessions.begin() as s:
+            s.execute(
+                update(Item)
+                .where(Item.id == item_id)
+                .values(text=values["text"], content_hash=content_hash(values["text"]))
+            )
+            enqueue(s, "item", [item_id])
+        return
+    if values or active:
+        factories.load_items(sessions, [{**row, **values}])
+    if active is False:
+        factories.deactivate_items(sessions, [row["external_id"]])
 
 
 def delete_item(sessions: sessionmaker[Session], item_id: int) -> None:
-    with sessions.begin() as s:
-        s.execute(delete(Item).where(Item.id == item_id))
-        enqueue(s, "item", [item_id], op="delete")
+    [external_id] = factories.external_ids(sessions, Item, [item_id])
+    factories.delete_items(sessions, [external_id])
 
 
 def add_user(sessions: sessionmaker[Session], external_id: str, profile: str | None = None) -> int:
-    with sessions.begin() as s:
-        uid = s.scalar(insert(User).values(external_id=external_id, profile=profile).returning(User.id))
-        assert uid is not None
-        enqueue(s, "user", [uid])
-    return int(uid)
+    return factories.add_user(sessions, external_id, profile)
 
 
 def interact(
@@ -88,15 +88,13 @@ def interact(
     events: Sequence[tuple[int, str, float | None]],
     start: datetime | None = None,
 ) -> None:
-    """Add ``(item_id, type, value)`` interactions, oldest first, one minute apart; enqueue the user."""
-    start = start or datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [
-        {"user_id": user_id, "item_id": i, "type": t, "value": v, "occurred_at": start + timedelta(minutes=n)}
-        for n, (i, t, v) in enumerate(events)
-    ]
-    with sessions.begin() as s:
-        s.execute(insert(Interaction), rows)
-        enqueue(s, "user", [user_id])
+    """Ingest ``(item_id, type, value)`` interactions, oldest first, one minute apart (ids are ``items.id``
+    and ``users.id``); the user is enqueued once."""
+    [user] = factories.external_ids(sessions, User, [user_id])
+    items = factories.external_ids(sessions, Item, [item for item, _, _ in events])
+    factories.history(
+        sessions, user, [(name, t, v) for name, (_, t, v) in zip(items, events, strict=True)], start
+    )
 
 
 def outbox_rows(sessions: sessionmaker[Session]) -> list[OutboxRow]:

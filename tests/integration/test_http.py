@@ -1,4 +1,9 @@
-"""The HTTP API through a real uvicorn server and the bundled client (in-process worker, embedded vectors)."""
+"""The HTTP API through a real uvicorn server and the bundled client (in-process worker, embedded vectors).
+
+Every route is tested: each test names the routes it exercises with ``@pytest.mark.route(METHOD, PATH)``; the
+``server`` fixture fails a test that did not actually request a route it names (it records every request the
+server answers), and :func:`test_every_route_has_a_test` fails when a route of the app has no such test.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,15 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from factories import load_interactions, load_items
 from nearrec.api.app import create_app
 from nearrec.client import Client, Event, Forbidden, InvalidRequest, NotFound, Unauthorized
 from nearrec.config import Settings
-from nearrec.postgres.engine import make_engine, session_factory
-from nearrec.postgres.models import Interaction, Item, User
-from nearrec.postgres.outbox import enqueue
 
 READ_KEY = "read-key-0123456789"
 WRITE_KEY = "write-key-0123456789"
@@ -42,12 +47,25 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.port = _free_port()
         self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, port=self.port, log_level="warning"))
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
+        self.server = uvicorn.Server(
+            uvicorn.Config(self._recording, port=self.port, log_level="warning", interface="asgi3")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def _recording(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.requests.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+    def requested(self, method: str, template: str, since: int = 0) -> bool:
+        """Whether a request since the ``since``-th matched the route ``template`` (``{name}``: one segment)."""
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+        return any(m == method and pattern.match(p) for m, p in self.requests[since:])
 
     def __enter__(self) -> Server:
         self.thread.start()
@@ -63,41 +81,29 @@ class Server:
         self.thread.join(timeout=30)
 
 
-def seed(database_url: str) -> None:
-    from nearrec.ingest.values import content_hash
-
-    engine = make_engine(database_url)
-    sessions = session_factory(engine)
-    rows = []
-    for topic, words in TOPICS.items():
-        for i in range(8):
-            text = f"{words} model{i}"
-            rows.append(
-                {
-                    "external_id": f"{topic}-{i}",
-                    "title": f"{topic} {i}",
-                    "text": text,
-                    "content_hash": content_hash(text),
-                    "attributes": {"topic": topic, "rank": i},
-                }
-            )
-    with sessions.begin() as s:
-        item_ids = s.scalars(insert(Item).returning(Item.id), rows).all()
-        enqueue(s, "item", item_ids)
-        uid = s.scalar(insert(User).values(external_id="u1").returning(User.id))
-        assert uid is not None
-        s.execute(
-            insert(Interaction).values(
-                user_id=uid, item_id=item_ids[0], type="like", occurred_at=time.strftime("%Y-%m-%dT%H:%M:%SZ")
-            )
-        )
-        enqueue(s, "user", [uid])
-    engine.dispose()
+def seed(sessions: sessionmaker[Session]) -> None:
+    """24 items in three topics, and user u1 who liked tea-0 (just now), through the ingest service."""
+    load_items(
+        sessions,
+        [
+            {"external_id": f"{topic}-{i}", "title": f"{topic} {i}", "text": f"{words} model{i}",
+             "attributes": {"topic": topic, "rank": i}}
+            for topic, words in TOPICS.items()
+            for i in range(8)
+        ],
+    )  # fmt: skip
+    load_interactions(sessions, [{"user_id": "u1", "item_id": "tea-0", "type": "like"}])
 
 
 @pytest.fixture
-def server(db: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
-    seed(database_url)
+def server(
+    request: pytest.FixtureRequest,
+    db: Engine,
+    sessions: sessionmaker[Session],
+    database_url: str,
+    tmp_path: Path,
+) -> Iterator[Server]:
+    seed(sessions)
     settings = Settings(
         database_url=SecretStr(database_url),
         data_dir=tmp_path / "data",
@@ -108,7 +114,11 @@ def server(db: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
     )
     with Server(settings) as srv:
         wait_for(lambda: len(Client(srv.url, READ_KEY).search("tea", k=30)) == 24)
+        before = len(srv.requests)
         yield srv
+    named = sorted(tuple(m.args) for m in request.node.iter_markers("route"))
+    missed = [r for r in named if not srv.requested(*r, since=before)]
+    assert not missed, f"{request.node.name} is marked with routes it never requested: {missed}"
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
@@ -123,6 +133,10 @@ def wait_for(condition: Any, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+@pytest.mark.route("GET", "/v1/users/{user_id}/recommendations")
+@pytest.mark.route("GET", "/v1/items/{item_id}/similar")
+@pytest.mark.route("POST", "/v1/search")
+@pytest.mark.route("POST", "/v1/recommendations")
 def test_recommend_similar_search_anonymous(server: Server) -> None:
     api = Client(server.url, READ_KEY)
     recs = api.recommend("u1", k=5, explain=True, fields=["topic"])
@@ -140,6 +154,7 @@ def test_recommend_similar_search_anonymous(server: Server) -> None:
     assert all(r.item_id.startswith("bike-") and r.item_id != "bike-1" for r in anon)
 
 
+@pytest.mark.route("GET", "/v1/users/{user_id}/recommendations")
 def test_errors_have_a_stable_shape(server: Server) -> None:
     api = Client(server.url, READ_KEY)
     with pytest.raises(NotFound) as nf:
@@ -159,6 +174,9 @@ def test_errors_have_a_stable_shape(server: Server) -> None:
     assert set(raw.json()["error"]) >= {"status", "code", "message", "path", "request_id"}
 
 
+@pytest.mark.route("GET", "/v1/users/{user_id}/recommendations")
+@pytest.mark.route("DELETE", "/v1/users/{user_id}")
+@pytest.mark.route("GET", "/healthz")
 def test_auth_scopes(server: Server) -> None:
     with pytest.raises(Unauthorized):
         Client(server.url).recommend("u1")
@@ -170,19 +188,25 @@ def test_auth_scopes(server: Server) -> None:
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes need no key
 
 
+@pytest.mark.route("GET", "/readyz")
+@pytest.mark.route("GET", "/metrics")
+@pytest.mark.route("GET", "/healthz")
 def test_ops_endpoints(server: Server) -> None:
     ready = httpx.get(f"{server.url}/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"]["worker"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "vectors": "ok", "worker": "ok"}}
+    assert Client(server.url).healthz() and httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     Client(server.url, READ_KEY).recommend("u1")
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'route="/v1/users/{user_id}/recommendations"' in metrics
     assert "nearrec_http_request_duration_seconds_bucket" in metrics
     assert "nearrec_outbox_pending" in metrics
-    assert httpx.get(f"{server.url}/docs").status_code == 200
     rid = httpx.get(f"{server.url}/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
     assert rid == "abc-123"
 
 
+@pytest.mark.route("POST", "/v1/interactions")
+@pytest.mark.route("GET", "/v1/users/{user_id}/recommendations")
 def test_posted_interaction_changes_the_next_answer(server: Server) -> None:
     reader, writer = Client(server.url, READ_KEY), Client(server.url, WRITE_KEY)
     before = reader.recommend("u1", k=5)
@@ -210,6 +234,10 @@ def test_posted_interaction_changes_the_next_answer(server: Server) -> None:
     assert 'nearrec_sync_vectors_total{action="computed",entity="user"}' in metrics
 
 
+@pytest.mark.route("PUT", "/v1/items/{item_id}")
+@pytest.mark.route("DELETE", "/v1/items/{item_id}")
+@pytest.mark.route("PUT", "/v1/users/{user_id}")
+@pytest.mark.route("DELETE", "/v1/users/{user_id}")
 def test_put_and_delete_items_and_users(server: Server) -> None:
     api = Client(server.url, WRITE_KEY)
     put = api.put_item(
@@ -240,3 +268,107 @@ def test_put_and_delete_items_and_users(server: Server) -> None:
     api.delete_user("u2")
     with pytest.raises(NotFound):
         api.recommend("u2")
+
+
+@pytest.mark.route("GET", "/openapi.json")
+@pytest.mark.route("GET", "/docs")
+@pytest.mark.route("GET", "/docs/oauth2-redirect")
+@pytest.mark.route("GET", "/redoc")
+def test_openapi_documents_the_routes_and_the_error_shape(server: Server) -> None:
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert spec["info"]["title"] == "nearrec"
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert documented == served_routes(server.app) - DOCS_ROUTES - {("GET", "/metrics")}
+    error = spec["components"]["schemas"]["ErrorOut"]
+    assert set(error["properties"]) == {"status", "code", "message", "path", "request_id"}
+    not_found = spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]["responses"]["404"]
+    assert not_found["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    invalid = spec["paths"]["/v1/items/{item_id}"]["put"]["responses"]["422"]
+    assert invalid["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert "HTTPValidationError" not in spec["components"]["schemas"]  # every 422 is documented as ours
+    docs = httpx.get(f"{server.url}/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text and "swagger" in docs.text.lower()
+    redoc = httpx.get(f"{server.url}/redoc")
+    assert redoc.status_code == 200 and "/openapi.json" in redoc.text and "redoc" in redoc.text.lower()
+    oauth = httpx.get(f"{server.url}/docs/oauth2-redirect")
+    assert oauth.status_code == 200 and "oauth2" in oauth.text.lower()
+
+
+@pytest.mark.route("PUT", "/v1/items/{item_id}")
+@pytest.mark.route("PUT", "/v1/users/{user_id}")
+@pytest.mark.route("POST", "/v1/interactions")
+@pytest.mark.route("GET", "/v1/items/{item_id}/similar")
+@pytest.mark.route("POST", "/v1/recommendations")
+@pytest.mark.route("POST", "/v1/search")
+def test_updates_single_events_and_errors_of_each_route(server: Server) -> None:
+    api = Client(server.url, WRITE_KEY)
+    changed = api.put_item(
+        "tea-1", title="tea 1", text="loose leaf oolong", attributes={"topic": "tea", "rank": 1}
+    )
+    assert changed == {"id": "tea-1", "status": "updated"}
+    assert api.put_user("u1", profile="green tea")["status"] == "updated"
+    assert api.put_user("u1", profile="green tea")["status"] == "unchanged"
+    single = httpx.post(
+        f"{server.url}/v1/interactions",
+        json={"user_id": "u3", "item_id": "bike-0", "type": "view"},  # one event, not a batch
+        headers={"X-API-Key": WRITE_KEY},
+    )
+    assert single.status_code == 200 and single.json() == {"accepted": 1, "ignored": 0}
+    wait_for(lambda: api.recommend("u3", k=2)[0].item_id.startswith("bike-"))
+
+    with pytest.raises(InvalidRequest) as no_text:
+        api.put_item("empty-1", title=None, text=None)
+    assert no_text.value.code == "invalid" and "no text" in no_text.value.message
+    extra = write(server, "PUT", "/v1/users/u9", {"profile": "x", "colour": "red"})
+    assert extra.status_code == 422 and extra.json()["error"]["path"] == "colour"
+    no_events = write(server, "POST", "/v1/interactions", {"events": []})
+    assert no_events.status_code == 422 and no_events.json()["error"]["code"] == "invalid"
+    with pytest.raises(NotFound) as unknown_item:
+        api.similar_items("no-such-item")
+    assert unknown_item.value.code == "not_found"
+    with pytest.raises(NotFound):
+        api.recommend_anonymous(liked=["no-such-item"])
+    with pytest.raises(InvalidRequest) as empty_search:
+        api.search("")
+    assert empty_search.value.path == "text"
+
+
+def write(server: Server, method: str, path: str, body: Any) -> httpx.Response:
+    """A raw write request (for bodies the client would never send)."""
+    return httpx.request(method, f"{server.url}{path}", json=body, headers={"X-API-Key": WRITE_KEY})
+
+
+DOCS_ROUTES = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+}
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves (HEAD, which Starlette adds to GET, left out)."""
+
+    def walk(routes: Any) -> Iterator[tuple[str, str]]:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # FastAPI's record of an included router
+            if included is not None:
+                yield from walk(included.routes)
+                continue
+            for method in getattr(route, "methods", None) or ():
+                if method != "HEAD":
+                    yield method, route.path
+
+    return set(walk(app.routes))
+
+
+def test_every_route_has_a_test() -> None:
+    app = create_app(
+        Settings(database_url=SecretStr("postgresql+psycopg://unused@127.0.0.1/unused"), _env_file=None)
+    )  # type: ignore[call-arg]
+    tests = [f for name, f in globals().items() if name.startswith("test_") and callable(f)]
+    marked = {tuple(m.args) for f in tests for m in getattr(f, "pytestmark", []) if m.name == "route"}
+    served = served_routes(app)
+    assert len(served) >= 16  # the walk finds the routes of the included routers too
+    assert not served - marked, f"routes without a test: {sorted(served - marked)}"
+    assert not marked - served, f"tests marked with routes the app does not serve: {sorted(marked - served)}"

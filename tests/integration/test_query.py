@@ -1,4 +1,4 @@
-"""QueryService end to end: Postgres rows -> outbox -> real worker -> embedded Qdrant engine -> queries."""
+"""QueryService end to end: ingested rows -> outbox -> real worker -> embedded Qdrant engine -> queries."""
 
 from __future__ import annotations
 
@@ -8,72 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, update
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from factories import GENRE_WORDS, GENRES, Stack, deactivate_items, ids
+from factories import genre_catalog as catalog
 from nearrec.config import Settings
-from nearrec.embedding import HashingEmbedder
 from nearrec.errors import NotFoundError, ValidationError
 from nearrec.postgres.engine import read_sessions
-from nearrec.postgres.models import Interaction, Item, User
-from nearrec.postgres.outbox import enqueue
+from nearrec.postgres.models import Item
 from nearrec.query.service import QueryService
-from nearrec.sync.worker import SyncWorker
-from nearrec.vectors.edge import EdgeVectorStore
-
-GENRES = ["drama", "comedy", "horror", "scifi"]
-WORDS = {
-    "drama": "family tears love loss courtroom letters",
-    "comedy": "jokes laughter wedding mishap prank silly",
-    "horror": "ghost haunted blood night scream cellar",
-    "scifi": "spaceship robot alien planet laser galaxy",
-}
-
-
-class Stack:
-    """A real Postgres (the test database), a real embedded vector store and a real sync worker."""
-
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, root: Path) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.store = EdgeVectorStore(root)
-        self.embedder = HashingEmbedder(64)
-        self.worker = SyncWorker(sessions, self.store, self.embedder, settings)
-        self.service = QueryService(sessions, self.store, settings, embedder=lambda: self.embedder)
-
-    def add_items(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        from nearrec.ingest.values import content_hash
-
-        with self.sessions.begin() as s:
-            for r in rows:
-                r.setdefault("attributes", {})
-                r["content_hash"] = content_hash(r.get("text") or "")
-            ids = s.scalars(insert(Item).returning(Item.id), rows).all()
-            enqueue(s, "item", ids)
-        return dict(zip([r["external_id"] for r in rows], ids, strict=True))
-
-    def add_user(self, external_id: str, profile: str | None = None) -> int:
-        with self.sessions.begin() as s:
-            uid = s.scalar(insert(User).values(external_id=external_id, profile=profile).returning(User.id))
-            assert uid is not None
-            enqueue(s, "user", [uid])
-        return uid
-
-    def interact(
-        self, user: int, items: list[int], kind: str = "view", start: datetime | None = None
-    ) -> None:
-        start = start or datetime(2026, 1, 1, tzinfo=UTC)
-        rows = [
-            {"user_id": user, "item_id": i, "type": kind, "occurred_at": start + timedelta(minutes=n)}
-            for n, i in enumerate(items)
-        ]
-        with self.sessions.begin() as s:
-            for chunk in range(0, len(rows), 5000):
-                s.execute(insert(Interaction), rows[chunk : chunk + 5000])
-            enqueue(s, "user", [user])
-
-    def sync(self) -> None:
-        self.worker.drain()
 
 
 @pytest.fixture
@@ -82,31 +26,6 @@ def stack(db: Engine, sessions: sessionmaker[Session], settings: Settings, tmp_p
     st = Stack(sessions, settings, tmp_path / "vectors")
     yield st
     st.store.close()
-
-
-def catalog(n_per_genre: int = 25) -> list[dict[str, Any]]:
-    rows = []
-    for g, genre in enumerate(GENRES):
-        for i in range(n_per_genre):
-            rows.append(
-                {
-                    "external_id": f"{genre}-{i}",
-                    "title": f"{genre.title()} {i}",
-                    "text": f"{WORDS[genre]} story number{i}",
-                    "attributes": {
-                        "genre": genre,
-                        "year": 1990 + i,
-                        "price": round(5 + i * 0.5 + g, 2),
-                        "in_stock": i % 2 == 0,
-                        "tags": [genre, "even" if i % 2 == 0 else "odd"],
-                    },
-                }
-            )
-    return rows
-
-
-def ids(recs: list[Any]) -> list[str]:
-    return [r.item_id for r in recs]
 
 
 def test_recommend_never_returns_seen_items_and_follows_taste(stack: Stack) -> None:
@@ -128,7 +47,7 @@ def test_user_with_five_thousand_seen_items(stack: Stack) -> None:
         {
             "external_id": f"it-{i}",
             "title": f"T{i}",
-            "text": f"{WORDS[GENRES[i % 4]]} item{i}",
+            "text": f"{GENRE_WORDS[GENRES[i % 4]]} item{i}",
             "attributes": {"genre": GENRES[i % 4]},
         }
         for i in range(5200)
@@ -165,9 +84,7 @@ def test_exclude_ids_and_inactive_items(stack: Stack) -> None:
     first = ids(stack.service.recommend("carol", k=3))
     again = ids(stack.service.recommend("carol", k=3, exclude_ids=[first[0]]))
     assert first[0] not in again
-    with stack.sessions.begin() as s:
-        s.execute(update(Item).where(Item.external_id == first[1]).values(active=False))
-        enqueue(s, "item", [items[first[1]]])
+    assert deactivate_items(stack.sessions, [first[1]]) == 1
     stack.sync()
     assert first[1] not in ids(stack.service.recommend("carol", k=50))
 

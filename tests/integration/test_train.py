@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from test_query import Stack, catalog, ids
 
+from factories import Stack, deactivate_items, history, ids, load_items
+from factories import genre_catalog as catalog
 from nearrec.config import Settings
 from nearrec.errors import ValidationError
+from nearrec.ingest.values import content_hash
 from nearrec.jobs.train import train
 from nearrec.model.cf import CF_VECTOR, CFConfig, CFMeta
-from nearrec.postgres.models import Interaction, Item
-from nearrec.postgres.outbox import enqueue
 
 CFG = CFConfig(rank=8, regularization=1.0)
 
@@ -91,17 +91,13 @@ def test_query_time_fold_in_sees_new_interactions_and_inactive_items_never_retur
     before = ids(stack.service.recommend("h0", k=4, method="cf"))
     assert before[0].startswith("horror-"), before
     # h0 suddenly watches lots of drama: the query-time cf vector follows without retraining.
-    start = datetime(2026, 2, 1, tzinfo=UTC)
-    rows = [
-        {"user_id": users["h0"], "item_id": items[f"drama-{j}"], "type": "view",
-         "occurred_at": start + timedelta(minutes=j)}
-        for j in range(6)
-    ]  # fmt: skip
-    with stack.sessions.begin() as s:
-        s.execute(insert(Interaction), rows)
-        enqueue(s, "user", [users["h0"]])
-        s.execute(update(Item).where(Item.external_id == "drama-7").values(active=False))
-        enqueue(s, "item", [items["drama-7"]])
+    history(
+        stack.sessions,
+        "h0",
+        [(f"drama-{j}", "view", None) for j in range(6)],
+        datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    assert deactivate_items(stack.sessions, ["drama-7"]) == 1
     stack.sync()
     recs = ids(stack.service.recommend("h0", k=4, method="cf"))
     assert recs[0].startswith("drama-") and sum(r.startswith("drama-") for r in recs) >= 2, recs
@@ -143,15 +139,9 @@ def test_a_text_change_keeps_the_cf_vector(stack: Stack) -> None:
     train(stack.sessions, stack.store, stack.settings, CFG, seed=0)
     before = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"]], True)[0].vector
     assert before is not None and CF_VECTOR in before
-    with stack.sessions.begin() as s:
-        s.execute(
-            update(Item)
-            .where(Item.id == items["drama-0"])
-            .values(text="rewritten text", content_hash="new-hash")
-        )
-        enqueue(s, "item", [items["drama-0"]])
+    load_items(stack.sessions, [{**catalog(1)[0], "text": "rewritten text"}])  # drama-0, new text
     stack.sync()
     after = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"]], True)[0]
-    assert after.payload["content_hash"] == "new-hash"  # re-embedded...
+    assert after.payload["content_hash"] == content_hash("rewritten text")  # re-embedded...
     assert after.vector is not None and not np.allclose(after.vector["text"], before["text"])
     assert np.allclose(after.vector[CF_VECTOR], before[CF_VECTOR])  # ...and the collaborative vector survives

@@ -11,27 +11,16 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from nearrec.ingest.values import content_hash
-from nearrec.postgres.models import Item
-from nearrec.postgres.outbox import enqueue
+from factories import load_items
 
 
 def test_worker_serves_prometheus_metrics(
     db: Engine, sessions: sessionmaker[Session], database_url: str, tmp_path: Path
 ) -> None:
-    with sessions.begin() as s:
-        rows = [
-            {
-                "external_id": f"m{i}",
-                "text": f"metric item {i}",
-                "content_hash": content_hash(f"metric item {i}"),
-            }
-            for i in range(5)
-        ]
-        enqueue(s, "item", s.scalars(insert(Item).returning(Item.id), rows).all())
+    load_items(sessions, [{"external_id": f"m{i}", "text": f"metric item {i}"} for i in range(5)])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

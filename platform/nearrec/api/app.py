@@ -2,82 +2,30 @@
 
 In embedded-vector mode the vector store belongs to this process, so the app also runs the sync worker in a
 background thread (``run_worker``, default on when no NEARREC_QDRANT_URL is set).
+
+The pieces: ``deps.py`` (state, API-key dependencies), ``routes/`` (one module per area), ``errors.py`` (the
+one error shape), ``middleware.py`` (request id, access log, latency), ``metrics.py``, ``schemas.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from nearrec import __version__
-from nearrec.api.auth import ApiKeys
+from nearrec.api.deps import State
+from nearrec.api.errors import install_error_handlers
 from nearrec.api.metrics import Metrics
+from nearrec.api.middleware import RequestContext
+from nearrec.api.routes import router
 from nearrec.config import Settings
-from nearrec.errors import NearrecError
-from nearrec.logs import request_id
-from nearrec.query.service import QueryService
 from nearrec.runtime import Runtime
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("nearrec.access")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
-
-ERROR_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    422: "invalid",
-    503: "unavailable",
-    500: "internal",
-}
-
-
-class State:
-    """What the routes need, built in the lifespan."""
-
-    def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
-        self.metrics = metrics
-        self.keys = ApiKeys.parse(
-            runtime.settings.api_keys.get_secret_value() if runtime.settings.api_keys else None
-        )
-        self.query = QueryService(
-            runtime.read_sessions, runtime.vector_store, runtime.settings, embedder=lambda: runtime.embedder
-        )
-        self.worker_thread: threading.Thread | None = None
-        self.worker_stop = threading.Event()
-        self.worker_error: BaseException | None = None
-
-
-def error_body(status: int, message: str, path: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {
-        "error": {
-            "status": status,
-            "code": code or ERROR_CODES.get(status, "error"),
-            "message": message,
-            "path": path,
-            "request_id": request_id.get(),
-        }
-    }
 
 
 def _start_worker(state: State) -> None:
@@ -129,11 +77,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         lifespan=lifespan,
     )
     app.state.metrics = Metrics()
-
-    from nearrec.api.routes import router
-
     app.include_router(router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 
@@ -146,89 +91,3 @@ def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:
         stats = sync_repo.outbox_stats(session)
     oldest = (stats.now - stats.oldest_pending).total_seconds() if stats.oldest_pending else 0.0
     return stats.pending, stats.parked, oldest
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(NearrecError)
-    async def nearrec_error(request: Request, exc: NearrecError) -> JSONResponse:
-        status = getattr(exc, "http_status", 500)
-        code = getattr(exc, "code", None)
-        return JSONResponse(
-            error_body(status, str(exc), getattr(exc, "path", None), code), status_code=status
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        path = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-        msg = f"{path}: {first.get('msg')}" if path else str(first.get("msg"))
-        return JSONResponse(error_body(422, msg, path or None), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body(500, "internal error; see the server log"), status_code=500)
-
-
-class RequestContext:
-    """Pure ASGI middleware: request id (X-Request-ID in and out) and the latency histogram."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = _incoming_request_id(scope) or uuid.uuid4().hex[:16]
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(scope["method"], template, str(status)).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
-            request_id.reset(token)
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            text = value.decode("latin-1")[:64]
-            return text if text.replace("-", "").replace("_", "").isalnum() else None
-    return None

@@ -101,9 +101,20 @@ class UserIn(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
+def upsert_status(inserted: int, updated: int) -> str:
+    """The ``status`` of an :class:`UpsertOut` from the ingest summary's counts."""
+    return "inserted" if inserted else "updated" if updated else "unchanged"
+
+
 class ErrorOut(BaseModel):
-    status: int
-    code: str
+    status: int = Field(description="The HTTP status, repeated")
+    code: str = Field(description="Stable machine-readable code: not_found, invalid, unauthorized, ...")
     message: str
-    path: str | None = None
-    request_id: str | None = None
+    path: str | None = Field(default=None, description="The offending field, e.g. filter.and[1].price")
+    request_id: str | None = Field(default=None, description="Also in the X-Request-ID response header")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorOut

@@ -1,0 +1,66 @@
+"""Items: similar items (read), create or replace, delete (write)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from nearrec.api.deps import Reader, Writer, csv_param
+from nearrec.api.errors import error_responses
+from nearrec.api.schemas import ItemIn, RecommendationsOut, UpsertOut, upsert_status
+from nearrec.errors import NotFoundError
+from nearrec.ingest import service as ingest
+from nearrec.ingest.records import ItemOptions
+from nearrec.postgres.engine import transaction
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/items/{item_id}/similar",
+    response_model=RecommendationsOut,
+    tags=["query"],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+def similar(
+    s: Reader,
+    item_id: str,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    filter: str | None = None,
+    fields: str | None = None,
+) -> RecommendationsOut:
+    """Items most similar to an item."""
+    with s.metrics.query_seconds.labels("similar").time():
+        recs = s.query.similar_items(item_id, k=k, filter=filter, fields=csv_param(fields))
+    return RecommendationsOut.of(recs)
+
+
+@router.put(
+    "/v1/items/{item_id}",
+    response_model=UpsertOut,
+    tags=["write"],
+    responses=error_responses(401, 403, 422, 503),
+)
+def put_item(s: Writer, item_id: str, body: ItemIn) -> UpsertOut:
+    """Create or replace an item (title, text, attributes). Unchanged content enqueues nothing."""
+    record = {**body.attributes, "id": item_id, "title": body.title, "text": body.text}
+    options = ItemOptions(max_text_chars=s.settings.max_text_chars)
+    with transaction(s.runtime.sessions) as session:
+        summary = ingest.ingest_items(
+            session, ingest.numbered([record]), options, source="request", on_error="abort"
+        )
+    s.metrics.ingested_rows.labels("items").inc(summary.inserted + summary.updated)
+    return UpsertOut(id=item_id, status=upsert_status(summary.inserted, summary.updated))
+
+
+@router.delete(
+    "/v1/items/{item_id}", status_code=204, tags=["write"], responses=error_responses(401, 403, 404, 422, 503)
+)
+def delete_item(s: Writer, item_id: str) -> Response:
+    """Delete an item, its interactions and (through the outbox) its vector."""
+    with transaction(s.runtime.sessions) as session:
+        result = ingest.delete_items(session, [item_id])
+    if not result.deleted:
+        raise NotFoundError(f"unknown item {item_id!r}")
+    return Response(status_code=204)

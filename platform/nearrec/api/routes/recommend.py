@@ -1,0 +1,72 @@
+"""Recommendations for a user and for an anonymous session, and semantic search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from nearrec.api.deps import Reader, csv_param
+from nearrec.api.errors import error_responses
+from nearrec.api.schemas import AnonymousIn, RecommendationsOut, SearchIn
+from nearrec.query.methods import Method
+
+router = APIRouter(tags=["query"], responses=error_responses(401, 403, 404, 409, 422, 503))
+
+
+@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut)
+def recommend(
+    s: Reader,
+    user_id: str,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    filter: Annotated[str | None, Query(description='JSON filter, e.g. {"category": "garden"}')] = None,
+    exclude: Annotated[str | None, Query(description="Comma-separated item ids to leave out")] = None,
+    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    explain: bool = False,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    fields: Annotated[str | None, Query(description="Comma-separated item attributes to return")] = None,
+    method: Annotated[
+        Method | None,
+        Query(description="Retrieval method; default hybrid once `nearrec train` has run, else text"),
+    ] = None,
+) -> RecommendationsOut:
+    """Top-k items for a user, never one they have already seen."""
+    with s.metrics.query_seconds.labels("recommend").time():
+        recs = s.query.recommend(
+            user_id,
+            k=k,
+            filter=filter,
+            exclude_ids=csv_param(exclude),
+            diversity=diversity,
+            explain=explain,
+            offset=offset,
+            fields=csv_param(fields),
+            method=method,
+        )
+    return RecommendationsOut.of(recs)
+
+
+@router.post("/v1/search", response_model=RecommendationsOut)
+def search(s: Reader, body: SearchIn) -> RecommendationsOut:
+    """Semantic search over the catalog."""
+    with s.metrics.query_seconds.labels("search").time():
+        recs = s.query.search(body.text, k=body.k, filter=body.filter, fields=body.fields)
+    return RecommendationsOut.of(recs)
+
+
+@router.post("/v1/recommendations", response_model=RecommendationsOut)
+def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
+    """Recommendations for an anonymous session (items liked / disliked so far, optional text)."""
+    with s.metrics.query_seconds.labels("anonymous").time():
+        recs = s.query.recommend_anonymous(
+            liked=body.liked,
+            disliked=body.disliked,
+            text=body.text,
+            k=body.k,
+            filter=body.filter,
+            diversity=body.diversity,
+            fields=body.fields,
+            explain=body.explain,
+            method=body.method,
+        )
+    return RecommendationsOut.of(recs)
