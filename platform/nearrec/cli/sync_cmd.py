@@ -17,7 +17,7 @@ from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
 from nearrec.sync.check import CheckReport, check_stores, repair
-from nearrec.sync.collections import ACTIVE, META_MODEL
+from nearrec.vectors.payload import ACTIVE, META_MODEL
 
 
 @click.group()

@@ -17,10 +17,11 @@ from nearrec.config import Settings
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.engine import transaction
-from nearrec.sync.collections import ACTIVE, CONTENT_HASH, META_MODEL, ItemSchema
+from nearrec.sync.collections import ItemSchema
 from nearrec.sync.items import has_text
 from nearrec.sync.users import params_fingerprint, profile_text, state_hash
 from nearrec.vectors.base import CollectionNotFoundError, VectorStore
+from nearrec.vectors.payload import ACTIVE, CONTENT_HASH, META_MODEL
 
 
 @dataclass

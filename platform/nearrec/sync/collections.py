@@ -21,19 +21,19 @@ from nearrec.filters import FieldType, infer_field_type, is_valid_field_name, pa
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import VectorStore
+from nearrec.vectors.payload import (
+    ACTIVE,
+    CONTENT_HASH,
+    EXTERNAL_ID,
+    META_ATTRIBUTES,
+    META_DIM,
+    META_MODEL,
+    PROFILE_VECTOR,
+    SYSTEM_KEYS,
+    TEXT_VECTOR,
+)
 
 log = logging.getLogger(__name__)
-
-TEXT_VECTOR = "text"
-PROFILE_VECTOR = "profile"
-META_MODEL = "embedding_model"
-META_DIM = "dim"
-META_ATTRIBUTES = "attributes"
-EXTERNAL_ID = "external_id"
-CONTENT_HASH = "content_hash"
-ACTIVE = "active"
-SYSTEM_KEYS = frozenset({EXTERNAL_ID, CONTENT_HASH, ACTIVE})
-"""Payload keys written by nearrec; an item attribute with one of these names is not copied."""
 
 _KIND_SAMPLES: dict[str, Any] = {
     "string": "",

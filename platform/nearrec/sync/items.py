@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from nearrec.embedding.base import Embedder
 from nearrec.postgres import sync_repo
 from nearrec.postgres.sync_repo import ItemState
-from nearrec.sync.collections import CONTENT_HASH, TEXT_VECTOR, ItemSchema
+from nearrec.sync.collections import ItemSchema
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+from nearrec.vectors.payload import CONTENT_HASH, TEXT_VECTOR
 
 
 @dataclass

@@ -30,20 +30,11 @@ from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres.engine import transaction
 from nearrec.postgres.models import Item, User
 from nearrec.sync.check import check_stores, repair
-from nearrec.sync.collections import (
-    ACTIVE,
-    EXTERNAL_ID,
-    META_DIM,
-    META_MODEL,
-    TEXT_VECTOR,
-    ItemSchema,
-    item_vectors,
-    physical_name,
-    user_vectors,
-)
+from nearrec.sync.collections import ItemSchema, item_vectors, physical_name, user_vectors
 from nearrec.sync.items import ItemSyncResult, sync_items
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
+from nearrec.vectors.payload import ACTIVE, EXTERNAL_ID, META_DIM, META_MODEL, TEXT_VECTOR
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int], None]

@@ -22,11 +22,16 @@ from nearrec.embedding.base import Embedder
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.postgres import sync_repo
 from nearrec.postgres.sync_repo import UserState
-from nearrec.sync.collections import CONTENT_HASH, EXTERNAL_ID, PROFILE_VECTOR, TEXT_VECTOR
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+from nearrec.vectors.payload import (
+    CONTENT_HASH,
+    EXTERNAL_ID,
+    INTERACTIONS,
+    PROFILE_HASH,
+    PROFILE_VECTOR,
+    TEXT_VECTOR,
+)
 
-PROFILE_HASH = "profile_hash"
-INTERACTIONS = "interactions"
 INCOMPLETE = "incomplete"
 """``content_hash`` of a user vector built while some of its history items had no vector yet."""
 RETRY_INCOMPLETE_SECONDS = 1.0
