@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from nearrec.embedding.base import Embedder
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
-from nearrec.postgres import sync_repo
+from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.sync_repo import UserState
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
 from nearrec.vectors.payload import (
@@ -115,7 +115,7 @@ def sync_users(
     waiting = sync_repo.pending_entities(session, "item", [i for i in wanted if i not in item_vecs])
     incomplete = {uid for uid, events in history.items() if any(i in waiting for i, _, _ in events)}
     if incomplete:
-        sync_repo.requeue(session, "user", sorted(incomplete), RETRY_INCOMPLETE_SECONDS)
+        outbox.enqueue(session, "user", sorted(incomplete), delay_seconds=RETRY_INCOMPLETE_SECONDS)
         result.incomplete = len(incomplete)
 
     points: list[PointRecord] = []
