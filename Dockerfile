@@ -44,10 +44,8 @@ RUN groupadd --system --gid 10001 nearrec \
  && mkdir -p /var/lib/nearrec \
  && chown nearrec:nearrec /var/lib/nearrec
 
+# The Alembic scripts for `nearrec db upgrade` are package data of nearrec, inside the venv.
 COPY --from=builder /opt/venv /opt/venv
-# The Alembic scripts for `nearrec db upgrade` (found through NEARREC_MIGRATIONS_DIR).
-COPY alembic.ini /app/alembic.ini
-COPY migrations /app/migrations
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -55,7 +53,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
-    NEARREC_MIGRATIONS_DIR=/app/migrations \
     NEARREC_DATA_DIR=/var/lib/nearrec \
     NEARREC_PORT=8000
 

@@ -134,14 +134,8 @@ def build(
     )
 
     t0 = time.perf_counter()
-    ensure_collections(
-        store,
-        session_factory(make_engine(url)),
-        settings.items_collection,
-        settings.users_collection,
-        MODEL,
-        DIM,
-    )
+    with session_factory(make_engine(url)).begin() as session:
+        ensure_collections(session, store, settings.items_collection, settings.users_collection, MODEL, DIM)
     from nearrec.sync.collections import ItemSchema
 
     with session_factory(make_engine(url))() as session:  # as the worker does: index and record attributes

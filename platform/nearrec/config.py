@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         return out
 
 
+def setting_default(name: str) -> Any:
+    """The default of setting ``name``: what a library parameter falls back to when a caller passes no value,
+    so every default is written once, in :class:`Settings`."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 def mask_url(url: str) -> str:
     """Hide the password of a URL: postgresql://u:secret@h/db -> postgresql://u:***@h/db."""
     from sqlalchemy.engine import make_url

@@ -1,13 +1,16 @@
-"""Logging: human-readable lines or JSON (NEARREC_LOG_FORMAT=json), with the request id when there is one."""
+"""Logging: human-readable lines or JSON (``Settings.log_format``), with the request id when there is one.
+
+Entry points call :func:`configure_logging` with their Settings (environment or ``.env``)."""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
-import os
 import sys
 import time
+
+from nearrec.config import Settings
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -39,10 +42,9 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={rid}]" if rid else line
 
 
-def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
-    """Idempotent; reads NEARREC_LOG_FORMAT / NEARREC_LOG_LEVEL unless given."""
-    fmt = fmt or os.environ.get("NEARREC_LOG_FORMAT", "text")
-    level = level or os.environ.get("NEARREC_LOG_LEVEL", "WARNING")
+def configure_logging(settings: Settings) -> None:
+    """Idempotent: one stderr handler, in ``settings.log_format`` at ``settings.log_level``."""
+    fmt, level = settings.log_format, settings.log_level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

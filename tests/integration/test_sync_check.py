@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sync_support import CountingEmbedder, add_items, add_user, catalog, interact, outbox_count, update_item
 
 from nearrec.cli.main import cli
+from nearrec.cli.reindex_cmd import run_reindex
 from nearrec.config import Settings
 from nearrec.errors import ModelMismatchError
 from nearrec.sync.check import check_stores, repair
-from nearrec.sync.reindex import reindex
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import PointRecord
 from nearrec.vectors.edge import EdgeVectorStore
@@ -47,7 +47,8 @@ def test_check_finds_each_kind_of_drift_and_repair_fixes_it(
     settings: Settings,
 ) -> None:
     store, worker, items, users = synced
-    assert check_stores(sessions, store, settings, "hashing:64").ok
+    with sessions.begin() as s:
+        assert check_stores(s, store, settings, "hashing:64").ok
     store.delete(ITEMS, [items[0]])  # missing
     store.upsert(ITEMS, [PointRecord(99999, {"text": np.ones(64)}, {"external_id": "ghost"})])  # extra
     store.set_payload(ITEMS, [items[1]], {"content_hash": "0" * 64})  # stale
@@ -55,15 +56,18 @@ def test_check_finds_each_kind_of_drift_and_repair_fixes_it(
     store.set_payload(ITEMS, [items[3]], {"genre": "tampered"})  # payload differs
     store.delete(USERS, [users[0]])  # missing user
     store.set_payload(USERS, [users[1]], {"content_hash": "x"})  # stale user
-    report = check_stores(sessions, store, settings, "hashing:64")
+    with sessions.begin() as s:
+        report = check_stores(s, store, settings, "hashing:64")
     assert not report.ok
     assert report.items.missing == [items[0]] and report.items.extra == [99999]
     assert report.items.stale == [items[1]] and report.items.active == [items[2]]
     assert report.items.payload == [items[3]]
     assert report.users.missing == [users[0]] and report.users.stale == [users[1]] and not report.users.extra
-    assert repair(sessions, report) == 7
+    with sessions.begin() as s:
+        assert repair(s, report) == 7
     worker.drain()
-    assert check_stores(sessions, store, settings, "hashing:64").ok
+    with sessions.begin() as s:
+        assert check_stores(s, store, settings, "hashing:64").ok
     assert store.retrieve(ITEMS, [99999]) == []
 
 
@@ -73,7 +77,8 @@ def test_check_reports_a_model_mismatch(
     settings: Settings,
 ) -> None:
     store = synced[0]
-    report = check_stores(sessions, store, settings, "hashing:32")
+    with sessions.begin() as s:
+        report = check_stores(s, store, settings, "hashing:32")
     assert not report.ok and "run `nearrec reindex`" in report.problems[0]
 
 
@@ -99,7 +104,7 @@ def test_reindex_swaps_in_new_model_collections_and_keeps_other_vectors(
             worker.drain()
             changed.append(items[1])
 
-    report = reindex(sessions, store, new_model, settings, chunk=10, progress=meanwhile)
+    report = run_reindex(sessions, store, new_model, settings, chunk=10, progress=meanwhile)
     assert changed and report.requeued >= 1
     assert store.resolve_alias(ITEMS) == report.items_collection != old_items
     assert store.resolve_alias(USERS) == report.users_collection != old_users
@@ -115,7 +120,8 @@ def test_reindex_swaps_in_new_model_collections_and_keeps_other_vectors(
         SyncWorker(sessions, store, CountingEmbedder(64), settings).prepare()
     SyncWorker(sessions, store, new_model, settings).drain()  # applies what was requeued
     assert outbox_count(sessions) == 0
-    assert check_stores(sessions, store, settings, "hashing:32").ok
+    with sessions.begin() as s:
+        assert check_stores(s, store, settings, "hashing:32").ok
     assert new_model.texts["rewritten during the reindex"] == 1
 
 
@@ -196,7 +202,9 @@ def test_status_works_while_another_process_owns_the_embedded_store(
 
 def test_check_before_any_worker_run(db: Engine, sessions: sessionmaker[Session], settings: Settings) -> None:
     with EdgeVectorStore(settings.data_dir / "vectors") as store:
-        assert check_stores(sessions, store, settings, "hashing:64").ok  # nothing anywhere: in agreement
+        with sessions.begin() as s:
+            assert check_stores(s, store, settings, "hashing:64").ok  # nothing anywhere: in agreement
         ids = add_items(sessions, catalog(3))
-        report = check_stores(sessions, store, settings, "hashing:64")
+        with sessions.begin() as s:
+            report = check_stores(s, store, settings, "hashing:64")
         assert report.items.missing == ids and not report.problems and not report.ok

@@ -38,4 +38,5 @@ def test_real_model_end_to_end(db: Engine, sessions: sessionmaker[Session], sett
         user = store.retrieve("nearrec_users", [uid], with_vectors=True)[0]
         best = store.query("nearrec_items", np.asarray(user.vector["text"]), "text", limit=1)  # type: ignore[index]
         assert best[0].payload["external_id"] == "space"
-        assert check_stores(sessions, store, settings, embedder.model_id).ok
+        with sessions.begin() as s:
+            assert check_stores(s, store, settings, embedder.model_id).ok

@@ -53,7 +53,8 @@ class Env:
     worker: SyncWorker
 
     def check(self) -> None:
-        report = check_stores(self.sessions, self.store, self.settings, self.embedder.model_id)
+        with self.sessions.begin() as s:
+            report = check_stores(s, self.store, self.settings, self.embedder.model_id)
         assert report.ok, (report.problems, report.items, report.users)
 
 

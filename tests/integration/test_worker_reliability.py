@@ -53,7 +53,8 @@ def seed(sessions: sessionmaker[Session], n_items: int, n_users: int) -> list[in
 
 
 def assert_in_sync(sessions: sessionmaker[Session], store: VectorStore, settings: Settings) -> None:
-    report = check_stores(sessions, store, settings, "hashing:64")
+    with sessions.begin() as s:
+        report = check_stores(s, store, settings, "hashing:64")
     assert report.ok, (report.problems, report.items, report.users)
 
 

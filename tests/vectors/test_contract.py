@@ -304,54 +304,6 @@ def test_offset_pages_through_results(shared: VectorStore, data: Data) -> None:
     assert ids(shared.query(COL, q, "text", 5, filter=expr, offset=10)) == data.reference(q, 15, expr)[0][10:]
 
 
-def _rrf_reference(
-    data: Data,
-    queries: list[tuple[np.ndarray, float]],
-    prefetch: int,
-    expr: FilterExpr | None,
-    exclude: set[int],
-) -> dict[int, float]:
-    scores: dict[int, float] = {}
-    for q, weight in queries:
-        for rank, pid in enumerate(data.reference(q, prefetch, expr, exclude)[0]):
-            scores[pid] = scores.get(pid, 0.0) + 1 / ((rank + 1) / weight + 60 - 1)  # Qdrant's weighted RRF
-    return scores
-
-
-@pytest.mark.parametrize("weights", [(1.0, 1.0), (3.0, 1.0)])
-def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, float]) -> None:
-    rng = np.random.default_rng(5)
-    qa, qb = rng.normal(size=DIM), rng.normal(size=DIM)
-    expr = parse_filter({"genre": {"ne": "horror"}})
-    exclude = set(data.reference(qa, 3)[0])
-    hits = shared.query_fused(
-        COL,
-        [(qa, "text", weights[0]), (qb, "text", weights[1])],
-        limit=10,
-        filter=expr,
-        exclude_ids=exclude,
-        prefetch_limit=30,
-    )
-    ref = _rrf_reference(data, [(qa, weights[0]), (qb, weights[1])], 30, expr, exclude)
-    best = sorted(ref.values(), reverse=True)[:10]
-    assert len(hits) == 10
-    np.testing.assert_allclose([h.score for h in hits], best, rtol=1e-5)  # same scores, ties in any order
-    for h in hits:
-        assert ref[h.id] == pytest.approx(h.score, rel=1e-5)
-        assert h.id not in exclude and matches(expr, h.payload)
-
-
-def test_fused_query_dbsf(shared: VectorStore, data: Data) -> None:
-    rng = np.random.default_rng(6)
-    qa, qb = rng.normal(size=DIM), rng.normal(size=DIM)
-    expr = parse_filter({"available": True})
-    hits = shared.query_fused(COL, [(qa, "text", 1.0), (qb, "text", 1.0)], 8, filter=expr, method="dbsf")
-    assert len(hits) == 8 and all(h.payload["available"] == 1 for h in hits)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    with pytest.raises(ValidationError, match="weights"):
-        shared.query_fused(COL, [(qa, "text", 2.0), (qb, "text", 1.0)], 8, method="dbsf")
-
-
 def _mmr_reference(data: Data, q: np.ndarray, limit: int, diversity: float, candidates: int) -> list[int]:
     cand, _ = data.reference(q, candidates)
     pos = {pid: k for k, pid in enumerate(data.ids)}

@@ -44,7 +44,7 @@ def current() -> None:
 @click.option("-m", "--message", required=True, help="What the migration does.")
 @click.option("--autogenerate/--empty", default=True, help="Diff the models against the database.")
 def revision(message: str, autogenerate: bool) -> None:
-    """Create a new migration script in migrations/versions/."""
+    """Create a new migration script in platform/nearrec/postgres/migrations/versions/."""
     migrate.revision(resolve_database_url(Settings()), message, autogenerate)
 
 

@@ -62,9 +62,10 @@ def cli() -> None:
 
     With no NEARREC_DATABASE_URL / NEARREC_QDRANT_URL set, everything runs embedded under ./.nearrec.
     """
+    from nearrec.config import Settings
     from nearrec.logs import configure_logging
 
-    configure_logging()
+    configure_logging(Settings())
 
 
 for _cmd in COMMANDS:

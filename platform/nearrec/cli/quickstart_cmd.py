@@ -22,14 +22,16 @@ def load_demo(runtime: Runtime) -> list[str]:
     from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
 
     max_chars = runtime.settings.max_text_chars
+    batch = runtime.settings.ingest_batch_size
     plans = [
         LoadPlan(
             "items",
             [demo_path("items.csv")],
             ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=max_chars),
+            batch_size=batch,
         ),
-        LoadPlan("users", [demo_path("users.csv")], UserOptions(max_text_chars=max_chars)),
-        LoadPlan("interactions", [demo_path("interactions.csv")], InteractionOptions()),
+        LoadPlan("users", [demo_path("users.csv")], UserOptions(max_text_chars=max_chars), batch_size=batch),
+        LoadPlan("interactions", [demo_path("interactions.csv")], InteractionOptions(), batch_size=batch),
     ]
     lines = []
     for plan in plans:

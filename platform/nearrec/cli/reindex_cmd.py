@@ -3,14 +3,60 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
+from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.config import Settings
+from nearrec.embedding.base import Embedder
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
-from nearrec.sync.reindex import reindex as run_reindex
+from nearrec.sync import reindex as steps
+from nearrec.sync.reindex import ReindexReport
+from nearrec.vectors.base import VectorStore
+
+Progress = Callable[[str, int], None]
+"""Called with (phase, entities done in this step): phase is "items" or "users"."""
+
+
+def run_reindex(
+    sessions: sessionmaker[Session],
+    store: VectorStore,
+    embedder: Embedder,
+    settings: Settings,
+    *,
+    chunk: int = steps.CHUNK,
+    keep_old: bool = False,
+    progress: Progress | None = None,
+) -> ReindexReport:
+    """Rebuild the items and users collections with ``embedder`` and swap them in (the steps of
+    :mod:`nearrec.sync.reindex`), one transaction per step and per chunk."""
+    with transaction(sessions) as session:
+        rebuild = steps.start(session, store, embedder, settings)
+    try:
+        with transaction(sessions) as session:
+            item_ids = steps.item_ids(session)
+        for ids in steps.chunks(item_ids, chunk):
+            with transaction(sessions) as session:
+                steps.rebuild_items(session, store, embedder, rebuild, ids)
+            if progress:
+                progress("items", len(ids))
+        with transaction(sessions) as session:
+            user_ids = steps.user_ids(session)
+        for ids in steps.chunks(user_ids, chunk):
+            with transaction(sessions) as session:
+                steps.rebuild_users(session, store, embedder, rebuild, ids)
+            if progress:
+                progress("users", len(ids))
+    except BaseException:
+        steps.abandon(store, rebuild)
+        raise
+    steps.swap(store, rebuild, keep_old=keep_old)
+    with transaction(sessions) as session:
+        steps.finish(session, store, embedder, settings, rebuild)
+    return rebuild.report
 
 
 @click.command()
@@ -29,10 +75,10 @@ def reindex(keep_old: bool, quiet: bool) -> None:
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
 
-            with Progress(transient=True) as progress:
+            with Progress(transient=True) as bar:
                 tasks = {
-                    "items": progress.add_task("items", total=counts.items),
-                    "users": progress.add_task("users", total=counts.users),
+                    "items": bar.add_task("items", total=counts.items),
+                    "users": bar.add_task("users", total=counts.users),
                 }
                 report = run_reindex(
                     rt.sessions,
@@ -40,7 +86,7 @@ def reindex(keep_old: bool, quiet: bool) -> None:
                     embedder,
                     settings,
                     keep_old=keep_old,
-                    progress=lambda phase, n: progress.advance(tasks[phase], n),
+                    progress=lambda phase, n: bar.advance(tasks[phase], n),
                 )
         else:
             report = run_reindex(rt.sessions, store, embedder, settings, keep_old=keep_old)

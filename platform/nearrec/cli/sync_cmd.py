@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from nearrec.config import Settings
 from nearrec.embedding import configured_model_id
@@ -17,7 +18,7 @@ from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
 from nearrec.sync.check import CheckReport, check_stores, repair
-from nearrec.sync.collections import ACTIVE, META_MODEL
+from nearrec.vectors.payload import ACTIVE, META_MODEL
 
 
 @click.group()
@@ -32,42 +33,51 @@ def status(as_json: bool) -> None:
     settings = Settings()
     with Runtime(settings) as rt:
         with transaction(rt.sessions) as session:
-            stats = sync_repo.outbox_stats(session)
-            counts = sync_repo.table_counts(session)
-            failed = sync_repo.failed_rows(session)
-        age = (stats.now - stats.oldest_pending).total_seconds() if stats.oldest_pending else None
-        doc: dict[str, Any] = {
-            "outbox": {
-                "pending": stats.pending,
-                "available": stats.available,
-                "retrying": stats.retrying,
-                "parked": stats.parked,
-                "oldest_pending_seconds": age,
-            },
-            "postgres": {
-                "items": counts.items,
-                "active_items": counts.active_items,
-                "items_with_text": counts.items_with_text,
-                "users": counts.users,
-                "interactions": counts.interactions,
-            },
-            "failed": [
-                {
-                    "id": f.id,
-                    "entity": f.entity,
-                    "entity_id": f.entity_id,
-                    "attempts": f.attempts,
-                    "parked": f.failed_at is not None,
-                    "last_error": f.last_error,
-                }
-                for f in failed
-            ],
-            "vectors": _vector_status(rt, settings),
-        }
+            doc = _postgres_status(session)
+        doc["vectors"] = _vector_status(rt, settings)
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))
-        return
+    else:
+        _print_status(doc)
+
+
+def _postgres_status(session: Session) -> dict[str, Any]:
+    """The outbox backlog, the table counts and the failing rows, as ``sync status --json`` shows them."""
+    stats = sync_repo.outbox_stats(session)
+    counts = sync_repo.table_counts(session)
+    age = (stats.now - stats.oldest_pending).total_seconds() if stats.oldest_pending else None
+    return {
+        "outbox": {
+            "pending": stats.pending,
+            "available": stats.available,
+            "retrying": stats.retrying,
+            "parked": stats.parked,
+            "oldest_pending_seconds": age,
+        },
+        "postgres": {
+            "items": counts.items,
+            "active_items": counts.active_items,
+            "items_with_text": counts.items_with_text,
+            "users": counts.users,
+            "interactions": counts.interactions,
+        },
+        "failed": [
+            {
+                "id": f.id,
+                "entity": f.entity,
+                "entity_id": f.entity_id,
+                "attempts": f.attempts,
+                "parked": f.failed_at is not None,
+                "last_error": f.last_error,
+            }
+            for f in sync_repo.failed_rows(session)
+        ],
+    }
+
+
+def _print_status(doc: dict[str, Any]) -> None:
     out = doc["outbox"]
+    age = out["oldest_pending_seconds"]
     oldest = f", oldest {timedelta(seconds=round(age))} old" if age is not None else ""
     click.echo(
         f"outbox:   {out['pending']} pending ({out['available']} available now, {out['retrying']} "
@@ -129,9 +139,9 @@ def check(do_repair: bool, as_json: bool) -> None:
 
     Exit status 0 only when the stores agree."""
     settings = Settings()
-    with Runtime(settings) as rt:
-        report = check_stores(rt.sessions, rt.vector_store, settings, configured_model_id(settings))
-        added = repair(rt.sessions, report) if do_repair and not report.ok else 0
+    with Runtime(settings) as rt, transaction(rt.sessions) as session:
+        report = check_stores(session, rt.vector_store, settings, configured_model_id(settings))
+        added = repair(session, report) if do_repair and not report.ok else 0
     if as_json:
         doc = {
             "ok": report.ok,

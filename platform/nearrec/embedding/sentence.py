@@ -52,7 +52,7 @@ class SentenceTransformerEmbedder:
     padding); ``torch_threads`` sets torch's intra-op threads for the whole process.
     """
 
-    def __init__(self, model: str | Path, *, batch_size: int = 64, torch_threads: int | None = None) -> None:
+    def __init__(self, model: str | Path, *, batch_size: int, torch_threads: int | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
+from nearrec.config import setting_default
 from nearrec.errors import InputFileError, ValidationError
 from nearrec.ingest import values as v
 
@@ -68,6 +69,10 @@ class RecordRejectedError(ValidationError):
         self.rejection = rejection
 
 
+MAX_TEXT_CHARS: int = setting_default("max_text_chars")
+"""Default of the options' ``max_text_chars`` (``Settings.max_text_chars``)."""
+
+
 @dataclass(frozen=True)
 class ItemOptions:
     id_column: str = "id"
@@ -75,7 +80,7 @@ class ItemOptions:
     list_columns: frozenset[str] = frozenset()
     list_sep: str = "|"
     ignore_columns: frozenset[str] = frozenset()
-    max_text_chars: int = 20000
+    max_text_chars: int = MAX_TEXT_CHARS
     infer_types: bool = False  # True for text cells (CSV): "12" -> 12, "true" -> True
 
     @cached_property
@@ -91,7 +96,7 @@ class UserOptions:
     list_columns: frozenset[str] = frozenset()
     list_sep: str = "|"
     ignore_columns: frozenset[str] = frozenset()
-    max_text_chars: int = 20000
+    max_text_chars: int = MAX_TEXT_CHARS
     infer_types: bool = False
 
     @cached_property

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from nearrec.config import setting_default
 from nearrec.ingest.readers import BadRow, Row, batched
 from nearrec.ingest.records import (
     InteractionOptions,
@@ -38,7 +39,8 @@ from nearrec.postgres import users as users_repo
 OnError = Literal["skip", "abort"]
 Kind = Literal["items", "users", "interactions"]
 RecordOptions = ItemOptions | UserOptions | InteractionOptions
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE: int = setting_default("ingest_batch_size")
+"""Rows per bulk write when the caller gives none (``Settings.ingest_batch_size``)."""
 
 
 @dataclass

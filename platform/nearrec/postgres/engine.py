@@ -41,10 +41,6 @@ def read_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
-def engine_from_settings(settings: Settings) -> Engine:
-    return make_engine(resolve_database_url(settings))
-
-
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nearrec.postgres import staging
-from nearrec.postgres.users import enqueue_user_refresh
+from nearrec.postgres import outbox, staging
 
 # (line, user external id, item external id, type, value, unix seconds or None, event_id)
 StagedInteraction = tuple[int, str, str, str, float | None, float | None, str | None]
@@ -119,4 +118,6 @@ def insert(
     per_user = session.execute(_INSERT).all()
     users = [int(user_id) for user_id, _ in per_user]
     inserted = sum(int(n) for _, n in per_user)
-    return InsertCounts(inserted, users_created, items_created, enqueue_user_refresh(session, users), unknown)
+    return InsertCounts(
+        inserted, users_created, items_created, outbox.enqueue_refresh(session, "user", users), unknown
+    )

@@ -1,18 +1,17 @@
 """Item repository: staged bulk upsert, prune, delete. Every write enqueues its vector work in the same
-transaction (see ``db/outbox.py``); nothing here commits."""
+statement (see :mod:`nearrec.postgres.outbox`); nothing here commits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
+from sqlalchemy.types import BigInteger, Boolean, Text
 
-from nearrec.postgres import staging
+from nearrec.postgres import outbox, staging
 from nearrec.postgres.staging import UpsertCounts
-from nearrec.postgres.users import enqueue_user_refresh
 
 # (line, external_id, title, text, attributes as JSON text, content_hash)
 StagedItem = tuple[int, str, str | None, str, str, str]
@@ -27,9 +26,9 @@ _COPY_STAGE = "COPY nearrec_stage_items (line, external_id, title, text, attribu
 
 # The last row of an id wins within a batch. Unchanged rows are neither written nor returned; each inserted
 # or changed row gets exactly one outbox row.
-_UPSERT = text(
-    """
-    WITH upserted AS (
+_UPSERTED = (
+    text(
+        """
         INSERT INTO items AS i (external_id, title, text, attributes, active, content_hash)
         SELECT d.external_id, d.title, d.text, d.attributes, true, d.content_hash
         FROM (
@@ -43,11 +42,16 @@ _UPSERT = text(
         WHERE (i.title, i.text, i.attributes, i.active)
               IS DISTINCT FROM (excluded.title, excluded.text, excluded.attributes, excluded.active)
         RETURNING i.id, (i.xmax = 0) AS inserted
-    ), queued AS (
-        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'upsert' FROM upserted
+        """
     )
-    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-    """
+    .columns(column("id", BigInteger), column("inserted", Boolean))
+    .cte("upserted")
+)
+_UPSERT = outbox.with_queued(
+    select(func.count().filter(_UPSERTED.c.inserted), func.count().filter(~_UPSERTED.c.inserted)),
+    _UPSERTED,
+    "item",
+    "upsert",
 )
 
 _CREATE_SEEN = text(
@@ -62,33 +66,27 @@ _SEEN_FROM_STAGE = text(
 _SEEN_IDS = text(
     "INSERT INTO nearrec_seen_items (external_id) SELECT DISTINCT unnest(:ids) ON CONFLICT DO NOTHING"
 ).bindparams(bindparam("ids", type_=ARRAY(Text)))
-_PRUNE = text(
-    """
-    WITH pruned AS (
-        UPDATE items SET active = false, updated_at = now()
-        WHERE active AND NOT EXISTS (SELECT 1 FROM nearrec_seen_items AS s WHERE s.external_id = items.external_id)
-        RETURNING id
-    ), queued AS (
-        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'upsert' FROM pruned
+_PRUNED = (
+    text(
+        "UPDATE items SET active = false, updated_at = now() WHERE active AND NOT EXISTS"
+        " (SELECT 1 FROM nearrec_seen_items AS s WHERE s.external_id = items.external_id) RETURNING id"
     )
-    SELECT count(*) FROM pruned
-    """
+    .columns(column("id", BigInteger))
+    .cte("pruned")
 )
+_PRUNE = outbox.with_queued(select(func.count()).select_from(_PRUNED), _PRUNED, "item", "upsert")
 
 _USERS_OF_ITEMS = text(
     "SELECT DISTINCT it.user_id FROM interactions AS it JOIN items AS i ON i.id = it.item_id"
     " WHERE i.external_id = ANY(:ids)"
 ).bindparams(bindparam("ids", type_=ARRAY(Text)))
-_DELETE = text(
-    """
-    WITH deleted AS (
-        DELETE FROM items WHERE external_id = ANY(:ids) RETURNING id, external_id
-    ), queued AS (
-        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'item', id, 'delete' FROM deleted
-    )
-    SELECT external_id FROM deleted
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Text)))
+_DELETED = (
+    text("DELETE FROM items WHERE external_id = ANY(:ids) RETURNING id, external_id")
+    .bindparams(bindparam("ids", type_=ARRAY(Text)))
+    .columns(column("id", BigInteger), column("external_id", Text))
+    .cte("deleted")
+)
+_DELETE = outbox.with_queued(select(_DELETED.c.external_id), _DELETED, "item", "delete")
 
 
 def upsert(session: Session, rows: Iterable[StagedItem], *, track_seen: bool = False) -> UpsertCounts:
@@ -127,4 +125,4 @@ def delete(session: Session, external_ids: Sequence[str]) -> tuple[list[str], in
     ids = list(dict.fromkeys(external_ids))
     users = [int(u) for u in session.execute(_USERS_OF_ITEMS, {"ids": ids}).scalars()]
     deleted = [str(e) for e in session.execute(_DELETE, {"ids": ids}).scalars()]
-    return deleted, enqueue_user_refresh(session, users)
+    return deleted, outbox.enqueue_refresh(session, "user", users)

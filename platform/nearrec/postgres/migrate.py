@@ -13,18 +13,17 @@ from sqlalchemy import Engine
 
 from nearrec.errors import ConfigError
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+"""The Alembic scripts, shipped inside the package (so a checkout and an installed wheel both have them)."""
+
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: ``NEARREC_MIGRATIONS_DIR``, else ``migrations/`` of the source checkout."""
+    """The Alembic scripts: ``NEARREC_MIGRATIONS_DIR`` when set, else :data:`MIGRATIONS`."""
     env = os.environ.get("NEARREC_MIGRATIONS_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "migrations")
-    for path in candidates:
-        if (path / "env.py").is_file():
-            return path
-    raise ConfigError(
-        "cannot find the Alembic migrations; install nearrec from a source checkout or set NEARREC_MIGRATIONS_DIR"
-    )
+    path = Path(env) if env else MIGRATIONS
+    if not (path / "env.py").is_file():
+        raise ConfigError(f"cannot find the Alembic migrations in {path} (no env.py)")
+    return path
 
 
 def alembic_config(url: str) -> Config:

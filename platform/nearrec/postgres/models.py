@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models. The schema itself is owned by the Alembic migrations in ``migrations/``;
+"""SQLAlchemy 2 models. The schema itself is owned by the Alembic migrations in ``postgres/migrations/``;
 a test checks that autogenerate finds no difference between the two."""
 
 from __future__ import annotations

@@ -1,28 +1,122 @@
-"""Enqueueing vector work. Called inside the transaction that makes the change (the transactional outbox).
+"""The outbox: the one place that knows how a row of vector work is written.
 
-A trigger on ``sync_outbox`` (migration 0002) sends a NOTIFY at commit, so idle workers wake up at once
-(see :mod:`nearrec.postgres.notify`)."""
+Every change to items or users enqueues its vector work in the same transaction as the change (the
+transactional outbox), in the same statement when the change is a bulk write: the repositories put the
+INSERT built here into their statement as a data-modifying CTE (:func:`with_queued`), so a batch of any size
+stays one round trip. A trigger on ``sync_outbox`` (migration 0002) sends a NOTIFY at commit, so idle workers
+wake up at once (see :mod:`nearrec.postgres.notify`).
+
+A row is ``(entity, entity_id, op)``; ``available_at`` defaults to now (:func:`enqueue` can delay it) and
+``attempts`` / ``failed_at`` belong to the worker (:mod:`nearrec.postgres.sync_repo`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal, TypeVarTuple, cast
 
-from sqlalchemy import insert
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Insert,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import OutboxRow
+from nearrec.postgres.staging import rowcount
 
 Entity = Literal["item", "user"]
 Op = Literal["upsert", "delete"]
 
+_COLUMNS = ("entity", "entity_id", "op")
+_Row = TypeVarTuple("_Row")
+_OUTBOX = cast(Table, OutboxRow.__table__)
 
-def enqueue(session: Session, entity: Entity, entity_ids: Iterable[int], op: Op = "upsert") -> int:
-    """Add one outbox row per id (one multi-row INSERT); returns how many were added.
+
+def _row(entity: Entity, entity_id: ColumnElement[Any], op: Op) -> tuple[ColumnElement[Any], ...]:
+    """The values of one outbox row, in the order of ``_COLUMNS``."""
+    return (literal(entity, Text), entity_id, literal(op, Text))
+
+
+def insert_from(changed: FromClause, entity: Entity, op: Op) -> Insert:
+    """``INSERT INTO sync_outbox ... SELECT`` one row per ``id`` that ``changed`` returns (a CTE of a
+    statement ``RETURNING id``, or any selectable with an ``id`` column)."""
+    return insert(_OUTBOX).from_select(_COLUMNS, select(*_row(entity, changed.c.id, op)))
+
+
+def with_queued(stmt: Select[*_Row], changed: FromClause, entity: Entity, op: Op) -> Select[*_Row]:
+    """``stmt`` with a data-modifying CTE ``queued`` that enqueues every id of ``changed``: the change and
+    its outbox rows are one statement."""
+    return stmt.add_cte(insert_from(changed, entity, op).cte(f"queued_{entity}_{op}"))
+
+
+def _unnest_ids() -> Any:
+    """``unnest(:ids) AS a(id)``: the ids of one call, bound as one array parameter."""
+    return func.unnest(bindparam("ids", type_=ARRAY(BigInteger))).table_valued("id").render_derived(name="a")
+
+
+def enqueue(
+    session: Session,
+    entity: Entity,
+    entity_ids: Iterable[int],
+    op: Op = "upsert",
+    *,
+    delay_seconds: float | None = None,
+) -> int:
+    """Add one outbox row per id (one statement); returns how many were added. With ``delay_seconds`` the
+    rows become available that much later (work that must be redone later).
 
     Workers coalesce rows per entity, so enqueueing an id that already has pending work is harmless.
     """
-    rows = [{"entity": entity, "entity_id": int(i), "op": op} for i in entity_ids]
-    if rows:
-        session.execute(insert(OutboxRow), rows)
-    return len(rows)
+    ids = [int(i) for i in entity_ids]
+    if not ids:
+        return 0
+    source = _unnest_ids()
+    values: list[ColumnElement[Any]] = list(_row(entity, source.c.id, op))
+    columns = list(_COLUMNS)
+    if delay_seconds is not None:
+        columns.append("available_at")
+        values.append(func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_seconds))
+    session.execute(insert(_OUTBOX).from_select(columns, select(*values)), {"ids": ids})
+    return len(ids)
+
+
+def enqueue_refresh(session: Session, entity: Entity, entity_ids: Iterable[int]) -> int:
+    """Enqueue an upsert per id unless the entity already has a pending one; returns how many were added.
+
+    One pending refresh per entity is enough: skip entities that already have an unclaimed upsert row. A row
+    a worker has claimed is locked (``FOR UPDATE SKIP LOCKED`` skips it) or has ``attempts > 0``, so a new
+    row is added and the newest state is never missed. The rows found are locked until commit, so no worker
+    can take them with a snapshot older than this transaction.
+    """
+    ids = [int(i) for i in entity_ids]
+    if not ids:
+        return 0
+    source = _unnest_ids()
+    o = _OUTBOX.alias("o")
+    pending = (
+        select(o.c.id)
+        .where(
+            o.c.entity == entity,
+            o.c.entity_id == source.c.id,
+            o.c.op == "upsert",
+            o.c.attempts == 0,
+            o.c.failed_at.is_(None),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    stmt = insert(_OUTBOX).from_select(
+        _COLUMNS, select(*_row(entity, source.c.id, "upsert")).where(~exists(pending))
+    )
+    return rowcount(session.execute(stmt.execution_options(preserve_rowcount=True), {"ids": ids}))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, cast, delete, func, insert, literal, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT, array
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item, OutboxRow, User
@@ -373,16 +373,3 @@ def pending_entities(session: Session, entity: str, ids: Sequence[int]) -> set[i
         .distinct()
     )
     return {int(i) for i in session.scalars(stmt)}
-
-
-def requeue(session: Session, entity: str, ids: Sequence[int], delay_seconds: float) -> None:
-    """Add outbox rows that become available in ``delay_seconds`` (work that must be redone later)."""
-    if ids:
-        available = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_seconds)
-        ids_array = cast(array([int(i) for i in ids]), ARRAY(BIGINT))
-        session.execute(
-            insert(OutboxRow).from_select(
-                ["entity", "entity_id", "op", "available_at"],
-                select(literal(entity), func.unnest(ids_array), literal("upsert"), available),
-            )
-        )

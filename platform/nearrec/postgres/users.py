@@ -1,16 +1,16 @@
-"""User repository: staged bulk upsert, creation of unknown users, deletion, and the coalesced
-"refresh this user's vector" enqueue. Nothing here commits."""
+"""User repository: staged bulk upsert and deletion. Every write enqueues its vector work in the same
+statement (see :mod:`nearrec.postgres.outbox`); nothing here commits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy.types import BigInteger, Boolean, Text
 
-from nearrec.postgres import staging
+from nearrec.postgres import outbox, staging
 from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, profile, attributes as JSON text)
@@ -24,9 +24,9 @@ _CREATE_STAGE = text(
 _TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_users")
 _COPY_STAGE = "COPY nearrec_stage_users (line, external_id, profile, attributes) FROM STDIN"
 
-_UPSERT = text(
-    """
-    WITH upserted AS (
+_UPSERTED = (
+    text(
+        """
         INSERT INTO users AS u (external_id, profile, attributes)
         SELECT d.external_id, d.profile, d.attributes
         FROM (
@@ -38,40 +38,25 @@ _UPSERT = text(
         SET profile = excluded.profile, attributes = excluded.attributes, updated_at = now()
         WHERE (u.profile, u.attributes) IS DISTINCT FROM (excluded.profile, excluded.attributes)
         RETURNING u.id, (u.xmax = 0) AS inserted
-    ), queued AS (
-        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'user', id, 'upsert' FROM upserted
+        """
     )
-    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-    """
+    .columns(column("id", BigInteger), column("inserted", Boolean))
+    .cte("upserted")
+)
+_UPSERT = outbox.with_queued(
+    select(func.count().filter(_UPSERTED.c.inserted), func.count().filter(~_UPSERTED.c.inserted)),
+    _UPSERTED,
+    "user",
+    "upsert",
 )
 
-# One pending refresh per user is enough: skip users that already have an unclaimed upsert row. A row a
-# worker has claimed is locked (FOR UPDATE SKIP LOCKED skips it) or has attempts > 0, so a new row is added
-# and the new history is never missed. The rows found are locked until commit, so no worker can take them
-# with a snapshot older than this transaction.
-_ENQUEUE_REFRESH = text(
-    """
-    INSERT INTO sync_outbox (entity, entity_id, op)
-    SELECT 'user', a.id, 'upsert' FROM unnest(:ids) AS a(id)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM sync_outbox AS o
-        WHERE o.entity = 'user' AND o.entity_id = a.id AND o.op = 'upsert'
-          AND o.attempts = 0 AND o.failed_at IS NULL
-        FOR UPDATE SKIP LOCKED
-    )
-    """
-).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
-
-_DELETE = text(
-    """
-    WITH deleted AS (
-        DELETE FROM users WHERE external_id = ANY(:ids) RETURNING id, external_id
-    ), queued AS (
-        INSERT INTO sync_outbox (entity, entity_id, op) SELECT 'user', id, 'delete' FROM deleted
-    )
-    SELECT external_id FROM deleted
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Text)))
+_DELETED = (
+    text("DELETE FROM users WHERE external_id = ANY(:ids) RETURNING id, external_id")
+    .bindparams(bindparam("ids", type_=ARRAY(Text)))
+    .columns(column("id", BigInteger), column("external_id", Text))
+    .cte("deleted")
+)
+_DELETE = outbox.with_queued(select(_DELETED.c.external_id), _DELETED, "user", "delete")
 
 
 def upsert(session: Session, rows: Iterable[StagedUser]) -> UpsertCounts:
@@ -82,13 +67,6 @@ def upsert(session: Session, rows: Iterable[StagedUser]) -> UpsertCounts:
         return UpsertCounts(0, 0)
     inserted, updated = session.execute(_UPSERT).one()
     return UpsertCounts(int(inserted), int(updated))
-
-
-def enqueue_user_refresh(session: Session, user_ids: Sequence[int]) -> int:
-    """Enqueue a vector refresh for users whose history changed, coalesced with pending work."""
-    if not user_ids:
-        return 0
-    return staging.rowcount(session.execute(_ENQUEUE_REFRESH, {"ids": list(user_ids)}))
 
 
 def delete(session: Session, external_ids: Iterable[str]) -> list[str]:

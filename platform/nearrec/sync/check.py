@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from nearrec.config import Settings
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres import outbox, sync_repo
-from nearrec.postgres.engine import transaction
-from nearrec.sync.collections import ACTIVE, CONTENT_HASH, META_MODEL, ItemSchema
+from nearrec.sync.collections import ItemSchema
 from nearrec.sync.items import has_text
 from nearrec.sync.users import params_fingerprint, profile_text, state_hash
 from nearrec.vectors.base import CollectionNotFoundError, VectorStore
+from nearrec.vectors.payload import ACTIVE, CONTENT_HASH, META_MODEL
 
 
 @dataclass
@@ -62,9 +62,10 @@ class CheckReport:
 
 
 def check_stores(
-    sessions: sessionmaker[Session], store: VectorStore, settings: Settings, model_id: str | None
+    session: Session, store: VectorStore, settings: Settings, model_id: str | None
 ) -> CheckReport:
-    """Compare both collections with Postgres (reads everything once; memory ~ number of points)."""
+    """Compare both collections with Postgres (reads everything once; memory ~ number of points), in the
+    caller's transaction."""
     report = CheckReport(Drift(), Drift())
     for name in (settings.items_collection, settings.users_collection):
         # A missing collection is no problem in itself: its points count as missing (the worker creates it).
@@ -78,9 +79,8 @@ def check_stores(
                 f"collection {name!r} holds vectors of model {have!r}, {model_id!r} is configured: "
                 "run `nearrec reindex`"
             )
-    with transaction(sessions) as session:
-        _check_items(session, store, settings.items_collection, report.items)
-        _check_users(session, store, settings, report.users)
+    _check_items(session, store, settings.items_collection, report.items)
+    _check_users(session, store, settings, report.users)
     return report
 
 
@@ -133,11 +133,11 @@ def _check_users(session: Session, store: VectorStore, settings: Settings, drift
     drift.extra = sorted(set(points) - seen)
 
 
-def repair(sessions: sessionmaker[Session], report: CheckReport) -> int:
-    """Enqueue every difference of ``report`` for the workers; returns the number of rows added."""
-    with transaction(sessions) as session:
-        added = outbox.enqueue(session, "item", report.items.to_upsert())
-        added += outbox.enqueue(session, "item", report.items.extra, op="delete")
-        added += outbox.enqueue(session, "user", report.users.to_upsert())
-        added += outbox.enqueue(session, "user", report.users.extra, op="delete")
+def repair(session: Session, report: CheckReport) -> int:
+    """Enqueue every difference of ``report`` for the workers, in the caller's transaction; returns the
+    number of rows added."""
+    added = outbox.enqueue(session, "item", report.items.to_upsert())
+    added += outbox.enqueue(session, "item", report.items.extra, op="delete")
+    added += outbox.enqueue(session, "user", report.users.to_upsert())
+    added += outbox.enqueue(session, "user", report.users.extra, op="delete")
     return added

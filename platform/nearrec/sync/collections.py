@@ -14,26 +14,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from nearrec.errors import ModelMismatchError
 from nearrec.filters import FieldType, infer_field_type, is_valid_field_name, payload_value
 from nearrec.postgres import sync_repo
-from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import VectorStore
+from nearrec.vectors.payload import (
+    ACTIVE,
+    CONTENT_HASH,
+    EXTERNAL_ID,
+    META_ATTRIBUTES,
+    META_DIM,
+    META_MODEL,
+    PROFILE_VECTOR,
+    SYSTEM_KEYS,
+    TEXT_VECTOR,
+)
 
 log = logging.getLogger(__name__)
-
-TEXT_VECTOR = "text"
-PROFILE_VECTOR = "profile"
-META_MODEL = "embedding_model"
-META_DIM = "dim"
-META_ATTRIBUTES = "attributes"
-EXTERNAL_ID = "external_id"
-CONTENT_HASH = "content_hash"
-ACTIVE = "active"
-SYSTEM_KEYS = frozenset({EXTERNAL_ID, CONTENT_HASH, ACTIVE})
-"""Payload keys written by nearrec; an item attribute with one of these names is not copied."""
 
 _KIND_SAMPLES: dict[str, Any] = {
     "string": "",
@@ -72,20 +71,15 @@ def check_model(store: VectorStore, name: str, model_id: str) -> None:
 
 
 def ensure_collections(
-    store: VectorStore,
-    sessions: sessionmaker[Session],
-    prefix_items: str,
-    prefix_users: str,
-    model_id: str,
-    dim: int,
+    session: Session, store: VectorStore, prefix_items: str, prefix_users: str, model_id: str, dim: int
 ) -> None:
     """Create the items and users collections (and their aliases) if missing, and check their model.
 
-    Serialised across processes by a Postgres advisory lock, so concurrent workers create them once."""
-    with transaction(sessions) as session:
-        sync_repo.advisory_xact_lock(session, f"nearrec_collections:{prefix_items}")
-        for alias, vectors in ((prefix_items, item_vectors(dim)), (prefix_users, user_vectors(dim))):
-            _ensure_one(store, alias, vectors, model_id)
+    Serialised across processes by a Postgres advisory lock held until the caller's transaction ends, so
+    concurrent workers create them once."""
+    sync_repo.advisory_xact_lock(session, f"nearrec_collections:{prefix_items}")
+    for alias, vectors in ((prefix_items, item_vectors(dim)), (prefix_users, user_vectors(dim))):
+        _ensure_one(store, alias, vectors, model_id)
 
 
 def _ensure_one(store: VectorStore, alias: str, vectors: Mapping[str, int], model_id: str) -> None:

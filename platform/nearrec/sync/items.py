@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from nearrec.embedding.base import Embedder
 from nearrec.postgres import sync_repo
 from nearrec.postgres.sync_repo import ItemState
-from nearrec.sync.collections import CONTENT_HASH, TEXT_VECTOR, ItemSchema
+from nearrec.sync.collections import ItemSchema
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+from nearrec.vectors.payload import CONTENT_HASH, TEXT_VECTOR
 
 
 @dataclass
@@ -56,56 +57,84 @@ def sync_items(
     gone = [i for i in item_ids if i not in states]
     schema.observe(s.attributes for s in states.values())
     schema.ensure_indexes(store, collection)
-
     existing = {h.id: h.payload for h in store.retrieve(collection, list(states))} if states else {}
-    to_embed: list[ItemState] = []
-    to_rewrite: list[ItemState] = []
-    payloads: dict[int, dict[str, Any]] = {}
-    for item_id, item in states.items():
-        payload = schema.payload(item.external_id, item.content_hash, item.active, item.attributes)
-        payloads[item_id] = payload
-        old = existing.get(item_id)
-        if force_embed or old is None or old.get(CONTENT_HASH) != item.content_hash:
-            to_embed.append(item)
-        elif old != payload:
-            to_rewrite.append(item)
-        else:
-            result.unchanged += 1
-
-    # Other named vectors (e.g. collaborative ones) must survive a rewrite of the point.
-    keep_others = set(store.vector_sizes(collection)) - {TEXT_VECTOR}
-    need_old = [i.id for i in to_rewrite] + (
-        [i.id for i in to_embed if i.id in existing] if keep_others else []
-    )
-    old_vectors = {h.id: h.vector or {} for h in store.retrieve(collection, need_old, with_vectors=True)}
-
-    texts: dict[str, str] = {}
-    for item in to_embed:
-        texts.setdefault(item.content_hash, item.text or "")
-    vectors: dict[str, VectorLike] = {}
-    if texts:
-        embedded = embedder.embed(list(texts.values()))
-        vectors = dict(zip(texts, embedded, strict=True))
-
-    points: list[PointRecord] = []
-    for item in to_embed:
-        named: dict[str, VectorLike] = {
-            k: v for k, v in old_vectors.get(item.id, {}).items() if k in keep_others
-        }
-        named[TEXT_VECTOR] = vectors[item.content_hash]
-        points.append(PointRecord(item.id, named, payloads[item.id]))
-    for item in to_rewrite:
-        named = dict(old_vectors.get(item.id, {}))
-        if TEXT_VECTOR not in named:  # vanished meanwhile: embed it after all
-            named[TEXT_VECTOR] = embedder.embed([item.text or ""])[0]
-            result.embedded += 1
-        else:
-            result.rewritten += 1
-        points.append(PointRecord(item.id, named, payloads[item.id]))
-    result.embedded += len(to_embed)
+    plan = _plan(states, existing, schema, force_embed)
+    result.unchanged = plan.unchanged
+    points = _points(store, embedder, collection, plan, existing, result)
     if points:
         store.upsert(collection, points)
     if gone:
         store.delete(collection, gone)
         result.deleted = len(gone)
     return result
+
+
+@dataclass
+class _Plan:
+    to_embed: list[ItemState] = field(default_factory=list)  # text changed (or forced): embed
+    to_rewrite: list[ItemState] = field(default_factory=list)  # only the payload changed: keep the vector
+    payloads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unchanged: int = 0
+
+
+def _plan(
+    states: dict[int, ItemState], existing: dict[int, dict[str, Any]], schema: ItemSchema, force_embed: bool
+) -> _Plan:
+    """Compare each item with its point: embed, rewrite the payload only, or leave it."""
+    plan = _Plan()
+    for item_id, item in states.items():
+        payload = schema.payload(item.external_id, item.content_hash, item.active, item.attributes)
+        plan.payloads[item_id] = payload
+        old = existing.get(item_id)
+        if force_embed or old is None or old.get(CONTENT_HASH) != item.content_hash:
+            plan.to_embed.append(item)
+        elif old != payload:
+            plan.to_rewrite.append(item)
+        else:
+            plan.unchanged += 1
+    return plan
+
+
+def _points(
+    store: VectorStore,
+    embedder: Embedder,
+    collection: str,
+    plan: _Plan,
+    existing: dict[int, dict[str, Any]],
+    result: ItemSyncResult,
+) -> list[PointRecord]:
+    """The points to write: new text vectors for ``to_embed``, old vectors for ``to_rewrite``; other named
+    vectors (e.g. collaborative ones) survive either."""
+    keep_others = set(store.vector_sizes(collection)) - {TEXT_VECTOR}
+    need_old = [i.id for i in plan.to_rewrite] + (
+        [i.id for i in plan.to_embed if i.id in existing] if keep_others else []
+    )
+    old_vectors = {h.id: h.vector or {} for h in store.retrieve(collection, need_old, with_vectors=True)}
+    vectors = _embed_texts(embedder, plan.to_embed)
+    points: list[PointRecord] = []
+    for item in plan.to_embed:
+        named: dict[str, VectorLike] = {
+            k: v for k, v in old_vectors.get(item.id, {}).items() if k in keep_others
+        }
+        named[TEXT_VECTOR] = vectors[item.content_hash]
+        points.append(PointRecord(item.id, named, plan.payloads[item.id]))
+    for item in plan.to_rewrite:
+        named = dict(old_vectors.get(item.id, {}))
+        if TEXT_VECTOR not in named:  # vanished meanwhile: embed it after all
+            named[TEXT_VECTOR] = embedder.embed([item.text or ""])[0]
+            result.embedded += 1
+        else:
+            result.rewritten += 1
+        points.append(PointRecord(item.id, named, plan.payloads[item.id]))
+    result.embedded += len(plan.to_embed)
+    return points
+
+
+def _embed_texts(embedder: Embedder, items: Sequence[ItemState]) -> dict[str, VectorLike]:
+    """Content hash -> vector; identical texts are embedded once."""
+    texts: dict[str, str] = {}
+    for item in items:
+        texts.setdefault(item.content_hash, item.text or "")
+    if not texts:
+        return {}
+    return dict(zip(texts, embedder.embed(list(texts.values())), strict=True))

@@ -10,44 +10,36 @@ working on the old collections until the swap. Steps:
 4. point the aliases at the new collections (each swap is atomic) and drop the old collections;
 5. compare the new collections with Postgres and enqueue any difference (changes that workers applied to the
    old collections while the rebuild ran), for the workers to apply.
+
+Each step works in the caller's transaction; the ``nearrec reindex`` command (:mod:`nearrec.cli.reindex_cmd`)
+runs one transaction per step and per chunk of :data:`CHUNK` entities.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from nearrec.config import Settings
 from nearrec.embedding.base import Embedder
 from nearrec.filters import FieldType
 from nearrec.model.user_vector import UserVectorParams
-from nearrec.postgres.engine import transaction
 from nearrec.postgres.models import Item, User
 from nearrec.sync.check import check_stores, repair
-from nearrec.sync.collections import (
-    ACTIVE,
-    EXTERNAL_ID,
-    META_DIM,
-    META_MODEL,
-    TEXT_VECTOR,
-    ItemSchema,
-    item_vectors,
-    physical_name,
-    user_vectors,
-)
+from nearrec.sync.collections import ItemSchema, item_vectors, physical_name, user_vectors
 from nearrec.sync.items import ItemSyncResult, sync_items
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
+from nearrec.vectors.payload import ACTIVE, EXTERNAL_ID, META_DIM, META_MODEL, TEXT_VECTOR
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int], None]
-"""Called with (phase, entities done in this step): phase is "items" or "users"."""
+CHUNK = 1024
+"""Items or users per transaction of a rebuild."""
 
 
 @dataclass
@@ -60,72 +52,125 @@ class ReindexReport:
     requeued: int = 0
 
 
-def reindex(
-    sessions: sessionmaker[Session],
-    store: VectorStore,
-    embedder: Embedder,
-    settings: Settings,
-    *,
-    chunk: int = 1024,
-    keep_old: bool = False,
-    progress: Progress | None = None,
-) -> ReindexReport:
-    """Rebuild the items and users collections with ``embedder`` and swap them in (see the module doc)."""
+@dataclass
+class Rebuild:
+    """A rebuild in progress: the new collections being filled and the ones they replace."""
+
+    items_alias: str
+    users_alias: str
+    old_items: str | None
+    old_users: str | None
+    other_vectors: list[str]  # named vectors of the old items collection copied over (e.g. "cf")
+    schema: ItemSchema
+    params: UserVectorParams
+    report: ReindexReport
+
+    @property
+    def new_items(self) -> str:
+        return self.report.items_collection
+
+    @property
+    def new_users(self) -> str:
+        return self.report.users_collection
+
+
+def start(session: Session, store: VectorStore, embedder: Embedder, settings: Settings) -> Rebuild:
+    """Step 1: create the new collections (model id in their metadata, payload indexes)."""
     items_alias, users_alias = settings.items_collection, settings.users_collection
     stamp = _stamp(store, items_alias, users_alias)
-    new_items, new_users = physical_name(items_alias, stamp), physical_name(users_alias, stamp)
-    report = ReindexReport(new_items, new_users)
+    report = ReindexReport(physical_name(items_alias, stamp), physical_name(users_alias, stamp))
     old_items = _current(store, items_alias)
-    old_users = _current(store, users_alias)
-
     other: dict[str, int] = {}
     if old_items is not None:
         other = {k: v for k, v in store.vector_sizes(old_items).items() if k != TEXT_VECTOR}
     meta = {META_MODEL: embedder.model_id, META_DIM: embedder.dim}
-    store.ensure_collection(new_items, {**item_vectors(embedder.dim), **other})
-    store.ensure_collection(new_users, user_vectors(embedder.dim))
-    for name in (new_items, new_users):
-        store.set_metadata(name, meta)
-        store.ensure_index(name, EXTERNAL_ID, FieldType.KEYWORD)
-    store.ensure_index(new_items, ACTIVE, FieldType.BOOL)
-
+    store.ensure_collection(report.items_collection, {**item_vectors(embedder.dim), **other})
+    store.ensure_collection(report.users_collection, user_vectors(embedder.dim))
+    rebuild = Rebuild(
+        items_alias,
+        users_alias,
+        old_items,
+        _current(store, users_alias),
+        list(other),
+        ItemSchema(),
+        UserVectorParams.from_settings(settings),
+        report,
+    )
     try:
-        with transaction(sessions) as session:
-            schema = ItemSchema.load(session)
-        schema.ensure_indexes(store, new_items)
-        for ids in _chunks(sessions, select(Item.id).order_by(Item.id), chunk):
-            with transaction(sessions) as session:
-                result = sync_items(session, store, embedder, new_items, schema, ids, force_embed=True)
-                if other and old_items is not None:
-                    _copy_vectors(store, old_items, new_items, ids, list(other))
-            report.items.add(result)
-            if progress:
-                progress("items", len(ids))
-        params = UserVectorParams.from_settings(settings)
-        for ids in _chunks(sessions, select(User.id).order_by(User.id), chunk):
-            with transaction(sessions) as session:
-                uresult = sync_users(session, store, embedder, new_items, new_users, params, ids, force=True)
-            report.users.add(uresult)
-            if progress:
-                progress("users", len(ids))
+        for name in (rebuild.new_items, rebuild.new_users):
+            store.set_metadata(name, meta)
+            store.ensure_index(name, EXTERNAL_ID, FieldType.KEYWORD)
+        store.ensure_index(rebuild.new_items, ACTIVE, FieldType.BOOL)
+        rebuild.schema = ItemSchema.load(session)
+        rebuild.schema.ensure_indexes(store, rebuild.new_items)
     except BaseException:
-        store.delete_collection(new_items)
-        store.delete_collection(new_users)
+        abandon(store, rebuild)
         raise
+    return rebuild
 
-    for alias, old, new in ((items_alias, old_items, new_items), (users_alias, old_users, new_users)):
+
+def item_ids(session: Session) -> list[int]:
+    return [int(i) for i in session.scalars(select(Item.id).order_by(Item.id))]
+
+
+def user_ids(session: Session) -> list[int]:
+    return [int(i) for i in session.scalars(select(User.id).order_by(User.id))]
+
+
+def rebuild_items(
+    session: Session, store: VectorStore, embedder: Embedder, rebuild: Rebuild, ids: Sequence[int]
+) -> None:
+    """Step 2, for one chunk: embed the items into the new collection, with their other named vectors."""
+    result = sync_items(session, store, embedder, rebuild.new_items, rebuild.schema, ids, force_embed=True)
+    if rebuild.other_vectors and rebuild.old_items is not None:
+        _copy_vectors(store, rebuild.old_items, rebuild.new_items, ids, rebuild.other_vectors)
+    rebuild.report.items.add(result)
+
+
+def rebuild_users(
+    session: Session, store: VectorStore, embedder: Embedder, rebuild: Rebuild, ids: Sequence[int]
+) -> None:
+    """Step 3, for one chunk: compute the user vectors from the new item vectors."""
+    result = sync_users(
+        session, store, embedder, rebuild.new_items, rebuild.new_users, rebuild.params, ids, force=True
+    )
+    rebuild.report.users.add(result)
+
+
+def abandon(store: VectorStore, rebuild: Rebuild) -> None:
+    """Drop the new collections (the rebuild failed); the aliases still point at the old ones."""
+    store.delete_collection(rebuild.new_items)
+    store.delete_collection(rebuild.new_users)
+
+
+def swap(store: VectorStore, rebuild: Rebuild, *, keep_old: bool) -> None:
+    """Step 4: point the aliases at the new collections (each swap is atomic), drop the old ones."""
+    for alias, old, new in (
+        (rebuild.items_alias, rebuild.old_items, rebuild.new_items),
+        (rebuild.users_alias, rebuild.old_users, rebuild.new_users),
+    ):
         if old == alias:  # a plain collection named like the alias (never made by nearrec): replace it
             store.delete_collection(old)
         store.set_alias(alias, new)
         if old is not None and old != alias and not keep_old:
             store.delete_collection(old)
-            report.dropped.append(old)
+            rebuild.report.dropped.append(old)
         log.info("alias %s -> %s", alias, new)
 
-    check = check_stores(sessions, store, settings, embedder.model_id)
+
+def finish(
+    session: Session, store: VectorStore, embedder: Embedder, settings: Settings, rebuild: Rebuild
+) -> None:
+    """Step 5, after the swap: compare the new collections with Postgres and enqueue any difference
+    (changes that workers applied to the old collections while the rebuild ran)."""
+    check = check_stores(session, store, settings, embedder.model_id)
     if not check.ok:
-        report.requeued = repair(sessions, check)
-    return report
+        rebuild.report.requeued = repair(session, check)
+
+
+def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
+    for begin in range(0, len(ids), size):
+        yield ids[begin : begin + size]
 
 
 def _current(store: VectorStore, alias: str) -> str | None:
@@ -145,13 +190,6 @@ def _stamp(store: VectorStore, *aliases: str) -> str:
         if not any(physical_name(a, stamp) in existing for a in aliases):
             return stamp
         now += 1
-
-
-def _chunks(sessions: sessionmaker[Session], ids_query: Select[Any], size: int) -> Iterator[list[int]]:
-    with transaction(sessions) as session:
-        ids = [int(i) for i in session.scalars(ids_query)]
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
 
 
 def _copy_vectors(store: VectorStore, old: str, new: str, ids: Sequence[int], names: Sequence[str]) -> None:

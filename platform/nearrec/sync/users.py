@@ -20,13 +20,18 @@ from sqlalchemy.orm import Session
 
 from nearrec.embedding.base import Embedder
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
-from nearrec.postgres import sync_repo
+from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.sync_repo import UserState
-from nearrec.sync.collections import CONTENT_HASH, EXTERNAL_ID, PROFILE_VECTOR, TEXT_VECTOR
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+from nearrec.vectors.payload import (
+    CONTENT_HASH,
+    EXTERNAL_ID,
+    INTERACTIONS,
+    PROFILE_HASH,
+    PROFILE_VECTOR,
+    TEXT_VECTOR,
+)
 
-PROFILE_HASH = "profile_hash"
-INTERACTIONS = "interactions"
 INCOMPLETE = "incomplete"
 """``content_hash`` of a user vector built while some of its history items had no vector yet."""
 RETRY_INCOMPLETE_SECONDS = 1.0
@@ -72,6 +77,10 @@ def state_hash(user: UserState, fingerprint: str) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
+History = dict[int, list[tuple[int, str, float | None]]]
+"""User id -> its recent interactions as (item id, type, value), newest first."""
+
+
 def sync_users(
     session: Session,
     store: VectorStore,
@@ -98,46 +107,19 @@ def sync_users(
     history = sync_repo.recent_interactions(
         session, [u.id for u in todo if u.interactions], params.history_limit
     )
-    wanted = sorted({item_id for events in history.values() for item_id, _, _ in events})
-    item_vecs = {
-        h.id: np.asarray(h.vector[TEXT_VECTOR], dtype=np.float32)
-        for h in store.retrieve(items_collection, wanted, with_vectors=True)
-        if h.vector and TEXT_VECTOR in h.vector
-    }
+    item_vecs = _item_vectors(store, items_collection, history)
     profiles = _profile_vectors(store, embedder, users_collection, todo, existing, result, force)
-    # History items still waiting for their first vector: write what we have now, mark the point as
-    # incomplete (its hash will not match) and come back once they are synced.
-    waiting = sync_repo.pending_entities(session, "item", [i for i in wanted if i not in item_vecs])
-    incomplete = {uid for uid, events in history.items() if any(i in waiting for i, _, _ in events)}
-    if incomplete:
-        sync_repo.requeue(session, "user", sorted(incomplete), RETRY_INCOMPLETE_SECONDS)
-        result.incomplete = len(incomplete)
-
+    incomplete = _requeue_incomplete(session, history, item_vecs, result)
     points: list[PointRecord] = []
     for user in todo:
-        events = history.get(user.id, [])
-        weights = history_weights([(kind, value) for _, kind, value in events], params)
-        keep = [i for i, (item_id, _, _) in enumerate(events) if item_id in item_vecs]
-        vecs = (
-            np.stack([item_vecs[events[i][0]] for i in keep])
-            if keep
-            else np.zeros((0, embedder.dim), dtype=np.float32)
+        vector = _user_vector(
+            user, history.get(user.id, []), item_vecs, profiles.get(user.id), params, embedder.dim
         )
-        profile = profiles.get(user.id)
-        vector = build_user_vector(profile, vecs, weights[keep], params.profile_weight)
         if vector is None:
             gone.append(user.id)
             continue
-        named: dict[str, VectorLike] = {TEXT_VECTOR: vector}
-        if profile is not None:
-            named[PROFILE_VECTOR] = profile
-        payload = {
-            EXTERNAL_ID: user.external_id,
-            CONTENT_HASH: INCOMPLETE if user.id in incomplete else hashes[user.id],
-            PROFILE_HASH: profile_hash(profile_text(user)),
-            INTERACTIONS: user.interactions,
-        }
-        points.append(PointRecord(user.id, named, payload))
+        content_hash = INCOMPLETE if user.id in incomplete else hashes[user.id]
+        points.append(_user_point(user, vector, profiles.get(user.id), content_hash))
     if points:
         store.upsert(users_collection, points)
         result.computed = len(points)
@@ -145,6 +127,66 @@ def sync_users(
         store.delete(users_collection, gone)
         result.deleted = len(gone)
     return result
+
+
+def _item_vectors(
+    store: VectorStore, items_collection: str, history: History
+) -> dict[int, npt.NDArray[np.float32]]:
+    """The text vectors of every item in ``history`` that has one (one call for the whole batch)."""
+    wanted = sorted({item_id for events in history.values() for item_id, _, _ in events})
+    return {
+        h.id: np.asarray(h.vector[TEXT_VECTOR], dtype=np.float32)
+        for h in store.retrieve(items_collection, wanted, with_vectors=True)
+        if h.vector and TEXT_VECTOR in h.vector
+    }
+
+
+def _requeue_incomplete(
+    session: Session, history: History, item_vecs: dict[int, npt.NDArray[np.float32]], result: UserSyncResult
+) -> set[int]:
+    """Users whose history holds items still waiting for their first vector: their vector is written with
+    what there is now, marked incomplete (its hash will not match) and re-enqueued to come back once the
+    items are synced. Returns them."""
+    missing = sorted({i for events in history.values() for i, _, _ in events if i not in item_vecs})
+    waiting = sync_repo.pending_entities(session, "item", missing)
+    incomplete = {uid for uid, events in history.items() if any(i in waiting for i, _, _ in events)}
+    if incomplete:
+        outbox.enqueue(session, "user", sorted(incomplete), delay_seconds=RETRY_INCOMPLETE_SECONDS)
+        result.incomplete = len(incomplete)
+    return incomplete
+
+
+def _user_vector(
+    user: UserState,
+    events: Sequence[tuple[int, str, float | None]],
+    item_vecs: dict[int, npt.NDArray[np.float32]],
+    profile: npt.NDArray[np.float32] | None,
+    params: UserVectorParams,
+    dim: int,
+) -> npt.NDArray[np.float32] | None:
+    """The blended vector of one user (None: nothing to build it from)."""
+    weights = history_weights([(kind, value) for _, kind, value in events], params)
+    keep = [i for i, (item_id, _, _) in enumerate(events) if item_id in item_vecs]
+    vecs = np.stack([item_vecs[events[i][0]] for i in keep]) if keep else np.zeros((0, dim), dtype=np.float32)
+    return build_user_vector(profile, vecs, weights[keep], params.profile_weight)
+
+
+def _user_point(
+    user: UserState,
+    vector: npt.NDArray[np.float32],
+    profile: npt.NDArray[np.float32] | None,
+    content_hash: str,
+) -> PointRecord:
+    named: dict[str, VectorLike] = {TEXT_VECTOR: vector}
+    if profile is not None:
+        named[PROFILE_VECTOR] = profile
+    payload = {
+        EXTERNAL_ID: user.external_id,
+        CONTENT_HASH: content_hash,
+        PROFILE_HASH: profile_hash(profile_text(user)),
+        INTERACTIONS: user.interactions,
+    }
+    return PointRecord(user.id, named, payload)
 
 
 def _profile_vectors(

@@ -102,14 +102,15 @@ class SyncWorker:
 
     def prepare(self) -> None:
         """Create the collections if needed, check their model, learn the attribute types and index them."""
-        ensure_collections(
-            self.store,
-            self.sessions,
-            self.items_collection,
-            self.users_collection,
-            self.embedder.model_id,
-            self.embedder.dim,
-        )
+        with transaction(self.sessions) as session:
+            ensure_collections(
+                session,
+                self.store,
+                self.items_collection,
+                self.users_collection,
+                self.embedder.model_id,
+                self.embedder.dim,
+            )
         with transaction(self.sessions) as session:
             schema = ItemSchema.load(session)
         schema.ensure_indexes(self.store, self.items_collection)

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 from nearrec.vectors.base import (
     CollectionNotFoundError,
-    FusedQuery,
-    FusionMethod,
     Hit,
     PointRecord,
     VectorLike,
@@ -19,8 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CollectionNotFoundError",
-    "FusedQuery",
-    "FusionMethod",
     "Hit",
     "PointRecord",
     "VectorLike",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,10 +28,6 @@ from nearrec.errors import NotFoundError, ValidationError
 from nearrec.filters import FieldType, FilterExpr
 
 VectorLike: TypeAlias = npt.NDArray[np.floating[Any]] | Sequence[float]
-FusionMethod: TypeAlias = Literal["rrf", "dbsf"]
-RRF_K = 60
-"""The k of reciprocal rank fusion: score = sum over queries of 1 / ((rank + 1) / weight + k - 1), rank from 0
-(Qdrant's weighted RRF; with weight 1 it is the usual 1 / (k + rank))."""
 UPSERT_CHUNK = 512
 """Points per engine write call."""
 
@@ -55,10 +51,6 @@ class Hit:
     score: float
     payload: dict[str, Any]
     vector: dict[str, list[float]] | None = None
-
-
-FusedQuery: TypeAlias = tuple[VectorLike, str, float]
-"""(vector, vector name, weight) of one branch of a fused query."""
 
 
 @runtime_checkable
@@ -149,20 +141,6 @@ class VectorStore(Protocol):
         """Nearest points by cosine similarity, best first; ``exclude_ids`` are never returned."""
         ...
 
-    def query_fused(
-        self,
-        name: str,
-        queries: Sequence[FusedQuery],
-        limit: int,
-        filter: FilterExpr | None = None,
-        exclude_ids: Collection[int] = (),
-        prefetch_limit: int = 100,
-        method: FusionMethod = "rrf",
-    ) -> list[Hit]:
-        """Fuse the nearest ``prefetch_limit`` points of each query (filter and exclusions apply to each).
-        RRF honours the weights (see :data:`RRF_K`); DBSF only accepts equal weights."""
-        ...
-
     def query_mmr(
         self,
         name: str,
@@ -190,22 +168,6 @@ def as_list(vector: VectorLike) -> list[float]:
         out: list[float] = vector.astype(np.float32, copy=False).ravel().tolist()
         return out
     return list(vector)
-
-
-def check_fusion(queries: Sequence[FusedQuery], method: FusionMethod) -> list[float] | None:
-    """Validate fused queries; return the RRF weights to pass to the engine (None when all equal 1)."""
-    if not queries:
-        raise ValidationError("a fused query needs at least one query", path="queries")
-    if method not in ("rrf", "dbsf"):
-        raise ValidationError(f"unknown fusion method {method!r} (rrf or dbsf)", path="method")
-    weights = [float(w) for _, _, w in queries]
-    if any(w <= 0 for w in weights):
-        raise ValidationError("fusion weights must be positive", path="queries")
-    if all(w == 1.0 for w in weights):
-        return None
-    if method == "dbsf":
-        raise ValidationError("dbsf fusion does not support weights; use rrf", path="method")
-    return weights
 
 
 def check_mmr(diversity: float, limit: int, candidates_limit: int) -> int:

@@ -34,11 +34,9 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
-    Fusion,
     Mmr,
     Point,
     PointVectors,
-    Prefetch,
     Query,
     QueryRequest,
     ScrollRequest,
@@ -55,16 +53,12 @@ from nearrec.errors import (
 )
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
-    RRF_K,
     UPSERT_CHUNK,
     CollectionNotFoundError,
-    FusedQuery,
-    FusionMethod,
     Hit,
     PointRecord,
     VectorLike,
     as_list,
-    check_fusion,
     check_limit,
     check_mmr,
     order_like,
@@ -296,33 +290,6 @@ class EdgeVectorStore:
             with_vector=with_vectors,
         )
         return self._run(name, request, with_vectors)
-
-    def query_fused(
-        self,
-        name: str,
-        queries: Sequence[FusedQuery],
-        limit: int,
-        filter: FilterExpr | None = None,
-        exclude_ids: Collection[int] = (),
-        prefetch_limit: int = 100,
-        method: FusionMethod = "rrf",
-    ) -> list[Hit]:
-        check_limit(limit)
-        weights = check_fusion(queries, method)
-        edge_filter = to_edge_filter(filter, exclude_ids)
-        prefetches = [
-            Prefetch(
-                limit=max(prefetch_limit, limit),
-                query=Query.Nearest(as_list(vector), using=using),
-                filter=edge_filter,
-            )
-            for vector, using, _ in queries
-        ]
-        fusion: Any = Fusion.Rrf(k=RRF_K, weights=weights) if method == "rrf" else Fusion.Dbsf()
-        request = QueryRequest(
-            limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=True
-        )
-        return self._run(name, request, False)
 
     def query_mmr(
         self,

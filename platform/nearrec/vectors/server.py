@@ -20,16 +20,12 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
-    RRF_K,
     UPSERT_CHUNK,
     CollectionNotFoundError,
-    FusedQuery,
-    FusionMethod,
     Hit,
     PointRecord,
     VectorLike,
     as_list,
-    check_fusion,
     check_limit,
     check_mmr,
     order_like,
@@ -275,34 +271,6 @@ class ServerVectorStore:
                 with_vectors=with_vectors,
             ).points
         return [_hit(p, p.score, with_vectors) for p in points]
-
-    def query_fused(
-        self,
-        name: str,
-        queries: Sequence[FusedQuery],
-        limit: int,
-        filter: FilterExpr | None = None,
-        exclude_ids: Collection[int] = (),
-        prefetch_limit: int = 100,
-        method: FusionMethod = "rrf",
-    ) -> list[Hit]:
-        check_limit(limit)
-        weights = check_fusion(queries, method)
-        qfilter = to_qdrant_filter(filter, exclude_ids)
-        prefetch = [
-            models.Prefetch(query=as_list(v), using=using, limit=max(prefetch_limit, limit), filter=qfilter)
-            for v, using, _ in queries
-        ]
-        fusion: models.Query = (
-            models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
-            if method == "rrf"
-            else models.FusionQuery(fusion=models.Fusion.DBSF)
-        )
-        with self._errors(name):
-            points = self.client.query_points(
-                name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
-            ).points
-        return [_hit(p, p.score, False) for p in points]
 
     def query_mmr(
         self,

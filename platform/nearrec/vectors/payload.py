@@ -1,0 +1,29 @@
+"""The names nearrec gives to vectors, payload keys and collection metadata: defined here once, read by the
+sync (which writes points), the query service (which filters on them) and ``nearrec sync`` (which checks them).
+"""
+
+from __future__ import annotations
+
+TEXT_VECTOR = "text"
+"""Named vector of an item's text embedding, and of a user's blended vector (comparable with it)."""
+PROFILE_VECTOR = "profile"
+"""Named vector of a user's profile embedding (reused while the profile is unchanged)."""
+
+EXTERNAL_ID = "external_id"
+CONTENT_HASH = "content_hash"
+"""Hash of what the point was computed from; compared with Postgres to skip unchanged work."""
+ACTIVE = "active"
+"""Item points: 1 for an active item, 0 for a deactivated one (queries keep ``active == 1``)."""
+SYSTEM_KEYS = frozenset({EXTERNAL_ID, CONTENT_HASH, ACTIVE})
+"""Payload keys written by nearrec; an item attribute with one of these names is not copied."""
+
+PROFILE_HASH = "profile_hash"
+"""User points: hash of the profile text the ``profile`` vector was embedded from."""
+INTERACTIONS = "interactions"
+"""User points: number of interactions the vector was built from."""
+
+META_MODEL = "embedding_model"
+"""Collection metadata: id of the embedding model whose vectors the collection holds."""
+META_DIM = "dim"
+META_ATTRIBUTES = "attributes"
+"""Collection metadata: the filterable item attributes and their field types."""
