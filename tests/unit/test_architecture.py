@@ -170,6 +170,8 @@ def oversized(root: Path = PACKAGE_ROOT) -> list[str]:
     """Modules over MAX_MODULE_LINES and functions (methods, nested functions) over MAX_FUNCTION_LINES."""
     offenders: list[str] = []
     for path in source_files(root):
+        if "migrations" in path.parts:
+            continue  # a migration is a frozen record of one schema change, not code that grows
         source = path.read_text(encoding="utf-8")
         rel = path.relative_to(root.parent)
         n_lines = len(source.splitlines())

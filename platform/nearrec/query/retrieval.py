@@ -17,11 +17,12 @@ from nearrec.config import Settings
 from nearrec.filters import And, Eq, FilterExpr
 from nearrec.model.cf import CF_VECTOR
 from nearrec.model.fusion import fuse_dbsf, mmr_rerank
+from nearrec.vectors import payload
 from nearrec.vectors.base import Hit, VectorStore
 
 TEXT = "text"
 """Name of the text vector of items and users."""
-ACTIVE = Eq("active", 1)
+ACTIVE = Eq(payload.ACTIVE, 1)
 MAX_PAGES = 12
 
 FloatVector = np.ndarray[Any, np.dtype[np.float32]]
