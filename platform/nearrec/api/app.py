@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nearrec import __version__
+from nearrec.api.dashboard import mount as mount_dashboard
 from nearrec.api.deps import State
 from nearrec.api.errors import install_error_handlers
 from nearrec.api.metrics import Metrics
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     )
     app.state.metrics = Metrics()
     app.include_router(router)
+    mount_dashboard(app)
     install_error_handlers(app)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app

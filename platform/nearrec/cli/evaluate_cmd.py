@@ -9,6 +9,7 @@ import click
 
 from nearrec.cli.train_cmd import stage_progress
 from nearrec.config import Settings
+from nearrec.evaluation.last import save_last
 from nearrec.evaluation.pipeline import DEFAULT_METHODS, EvalOptions, run_evaluation
 from nearrec.model.cf import CFConfig
 from nearrec.query.methods import METHODS, Method, is_method
@@ -83,6 +84,7 @@ def evaluate(
     Console().print(present.table(result))
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
     click.echo(f"timings: {timings}")
+    click.echo(f"saved for the dashboard: {save_last(result.to_dict(), settings.data_dir)}")
     if out is not None:
         present.write_json(result, out)
         click.echo(f"wrote {out}")

@@ -17,6 +17,7 @@ from nearrec.filters import Eq
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
+from nearrec.sync import last_check
 from nearrec.sync.check import CheckReport, check_stores, repair
 from nearrec.vectors.payload import ACTIVE, META_MODEL
 
@@ -139,9 +140,11 @@ def check(do_repair: bool, as_json: bool) -> None:
 
     Exit status 0 only when the stores agree."""
     settings = Settings()
-    with Runtime(settings) as rt, transaction(rt.sessions) as session:
-        report = check_stores(session, rt.vector_store, settings, configured_model_id(settings))
-        added = repair(session, report) if do_repair and not report.ok else 0
+    with Runtime(settings) as rt:
+        with transaction(rt.sessions) as session:
+            report = check_stores(session, rt.vector_store, settings, configured_model_id(settings))
+            added = repair(session, report) if do_repair and not report.ok else 0
+        last_check.record(rt.vector_store, settings.items_collection, report, added)  # for the dashboard
     if as_json:
         doc = {
             "ok": report.ok,

@@ -1,0 +1,169 @@
+"""The Overview and Evaluation pages' data: counts, activity, sync state, collections, model, latency, the
+last evaluation report."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+from sqlalchemy.orm import Session, sessionmaker
+
+from nearrec.api.dashboard import charts
+from nearrec.api.dashboard.latency import LatencyRow, histogram_rows
+from nearrec.errors import NearrecError
+from nearrec.evaluation.last import last_report_path, load_last
+from nearrec.filters import Eq
+from nearrec.jobs.train import META_CF
+from nearrec.postgres import dashboard_repo as repo
+from nearrec.query.cache import Refreshing
+from nearrec.sync import last_check
+from nearrec.vectors.base import VectorStore
+from nearrec.vectors.payload import ACTIVE, META_MODEL
+
+if TYPE_CHECKING:
+    from nearrec.api.deps import State
+
+STATS_TTL = 30.0
+"""Seconds the table counts and the activity chart may be old (they scan the interactions table)."""
+ACTIVITY_DAYS = 60
+DEFAULT_FAMILY = "low-rank ridge item-item (cf), served through the 'cf' named vectors"
+
+
+@dataclass(frozen=True)
+class Stats:
+    counts: repo.Counts
+    per_day: list[tuple[date, int]]
+
+
+class StatsCache:
+    """One per app: the counts and the activity, refreshed in the background (see :class:`Refreshing`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: Refreshing[Stats] | None = None
+
+    def get(self, sessions: sessionmaker[Session]) -> Stats:
+        with self._lock:
+            if self._cache is None:
+                self._cache = Refreshing(lambda: load_stats(sessions), STATS_TTL)
+            cache = self._cache
+        return cache.get()
+
+
+def load_stats(sessions: sessionmaker[Session]) -> Stats:
+    with sessions() as session:
+        return Stats(repo.counts(session), repo.interactions_per_day(session, ACTIVITY_DAYS))
+
+
+@dataclass
+class CollectionInfo:
+    alias: str
+    exists: bool
+    physical: str | None = None
+    points: int = 0
+    active: int | None = None
+    model: str | None = None
+    vectors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Overview:
+    stats: Stats
+    activity: Markup
+    backlog: repo.Backlog
+    collections: list[CollectionInfo]
+    vectors_error: str | None
+    last_check: dict[str, Any] | None
+    model: dict[str, Any] | None
+    family: str
+    tuning: list[dict[str, Any]]
+    queries: list[LatencyRow]
+    routes: list[LatencyRow]
+
+
+def collections(store: VectorStore, aliases: tuple[str, str]) -> list[CollectionInfo]:
+    out = []
+    for n, alias in enumerate(aliases):
+        if not store.collection_exists(alias):
+            out.append(CollectionInfo(alias, exists=False))
+            continue
+        out.append(
+            CollectionInfo(
+                alias,
+                exists=True,
+                physical=store.resolve_alias(alias) or alias,
+                points=store.count(alias),
+                active=store.count(alias, Eq(ACTIVE, 1)) if n == 0 else None,
+                model=store.get_metadata(alias).get(META_MODEL),
+                vectors=store.vector_sizes(alias),
+            )
+        )
+    return out
+
+
+def overview(s: State, cache: StatsCache) -> Overview:
+    stats = cache.get(s.runtime.read_sessions)
+    with s.runtime.read_sessions() as session:
+        backlog = repo.backlog(session)
+    store, items = s.runtime.vector_store, s.settings.items_collection
+    try:
+        infos = collections(store, (items, s.settings.users_collection))
+        metadata = store.get_metadata(items) if infos[0].exists else {}
+        error = None
+    except NearrecError as exc:
+        infos, metadata, error = [], {}, str(exc)
+    model = metadata.get(META_CF) if isinstance(metadata.get(META_CF), dict) else None
+    tuning = model.get("tuning") if model else None
+    points = [(d.isoformat(), float(n)) for d, n in stats.per_day]
+    title = f"interactions per day, the last {ACTIVITY_DAYS} days of activity"
+    return Overview(
+        stats=stats,
+        activity=charts.bar_chart(points, title=title),
+        backlog=backlog,
+        collections=infos,
+        vectors_error=error,
+        last_check=last_check.last(metadata),
+        model=model,
+        family=str(model.get("family", DEFAULT_FAMILY)) if model else DEFAULT_FAMILY,
+        tuning=[row for row in tuning if isinstance(row, dict)] if isinstance(tuning, list) else [],
+        queries=histogram_rows(s.metrics.query_seconds, "operation"),
+        routes=histogram_rows(s.metrics.request_seconds, "route", skip=("/dashboard", "unmatched")),
+    )
+
+
+MODEL_FIELDS = (
+    "rank", "dim", "regularization", "half_life", "non_positive_weight", "scale",
+    "interactions", "items", "users",
+)  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    path: str
+    report: dict[str, Any] | None
+    metrics: list[str]
+    chart: Markup | None
+
+
+def metric_order(methods: dict[str, dict[str, float]]) -> list[str]:
+    """The metric columns of a report (as the CLI table shows them): ms_per_query last."""
+    first = next(iter(methods.values()), {})
+    names = [n for n in first if n != "ms_per_query"]
+    return names + (["ms_per_query"] if "ms_per_query" in first else [])
+
+
+def evaluation(s: State) -> Evaluation:
+    report = load_last(s.settings.data_dir)
+    path = str(last_report_path(s.settings.data_dir))
+    if report is None:
+        return Evaluation(path, None, [], None)
+    methods: dict[str, dict[str, float]] = report["methods"]
+    names = metric_order(methods)
+    shown = [n for n in names if n != "ms_per_query"]
+    series = [(m, [float(v.get(n, 0.0)) for n in shown]) for m, v in methods.items()]
+    dataset = report.get("dataset", {})
+    title = f"nearrec evaluate: {dataset.get('test_users', '?')} test users, k={dataset.get('k', '?')}"
+    return Evaluation(path, report, names, charts.grouped_bars(shown, series, title=title))

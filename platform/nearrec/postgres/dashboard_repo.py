@@ -1,0 +1,235 @@
+"""Reads of the dashboard (``/dashboard``). All of its SQL lives here; every function only reads."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Date, cast, func, or_, select
+from sqlalchemy.orm import Session
+
+from nearrec.postgres.models import Interaction, Item, OutboxRow, User
+
+SEARCH_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    items: int
+    active_items: int
+    users: int
+    interactions: int
+
+
+def counts(session: Session) -> Counts:
+    """Exact row counts (a scan of each table: callers cache the result)."""
+    items = session.execute(select(func.count(), func.count().filter(Item.active)).select_from(Item)).one()
+    users = session.execute(select(func.count()).select_from(User)).scalar_one()
+    interactions = session.execute(select(func.count()).select_from(Interaction)).scalar_one()
+    return Counts(int(items[0]), int(items[1]), int(users), int(interactions))
+
+
+def interactions_per_day(session: Session, days: int) -> list[tuple[date, int]]:
+    """Interactions per UTC day over the ``days`` days that end with the most recent interaction, every day
+    present (zero when none). Empty when there are no interactions."""
+    last = session.execute(select(func.max(Interaction.occurred_at))).scalar_one()
+    if last is None:
+        return []
+    end = last.astimezone(UTC).date()
+    start = end - timedelta(days=days - 1)
+    day = cast(func.timezone("UTC", Interaction.occurred_at), Date).label("day")
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    rows = session.execute(
+        select(day, func.count()).where(Interaction.occurred_at >= since).group_by(day).order_by(day)
+    )
+    found = {r[0]: int(r[1]) for r in rows}
+    return [(start + timedelta(days=n), found.get(start + timedelta(days=n), 0)) for n in range(days)]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    parked: int
+    retrying: int
+    oldest_pending_seconds: float | None
+
+
+def backlog(session: Session) -> Backlog:
+    pending = OutboxRow.failed_at.is_(None)
+    row = session.execute(
+        select(
+            func.count().filter(pending),
+            func.count().filter(OutboxRow.failed_at.is_not(None)),
+            func.count().filter(pending, OutboxRow.attempts > 0),
+            func.extract("epoch", func.now() - func.min(OutboxRow.created_at).filter(pending)),
+        )
+    ).one()
+    oldest = None if row[3] is None else float(row[3])
+    return Backlog(int(row[0]), int(row[1]), int(row[2]), oldest)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDetail:
+    id: int
+    external_id: str
+    title: str | None
+    text: str | None
+    attributes: dict[str, Any]
+    active: bool
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+    interactions: int
+    pending_sync: int
+
+
+def item_detail(session: Session, external_id: str) -> ItemDetail | None:
+    """The item row, its interaction count and the outbox rows still waiting for it."""
+    n_interactions = (
+        select(func.count()).where(Interaction.item_id == Item.id).correlate(Item).scalar_subquery()
+    )
+    pending = (
+        select(func.count())
+        .where(OutboxRow.entity == "item", OutboxRow.entity_id == Item.id, OutboxRow.failed_at.is_(None))
+        .correlate(Item)
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(
+            Item.id, Item.external_id, Item.title, Item.text, Item.attributes, Item.active,
+            Item.content_hash, Item.created_at, Item.updated_at, n_interactions, pending,
+        ).where(Item.external_id == external_id)
+    ).first()  # fmt: skip
+    return None if row is None else ItemDetail(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemHit:
+    external_id: str
+    title: str | None
+    active: bool
+
+
+def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[ItemHit]:
+    """Items whose id is ``query``, then those whose id or title contains it (case-insensitive)."""
+    q = query.strip()
+    exact = Item.external_id == q
+    stmt = (
+        select(Item.external_id, Item.title, Item.active)
+        .where(
+            or_(
+                exact,
+                Item.external_id.icontains(q, autoescape=True),
+                Item.title.icontains(q, autoescape=True),
+            )
+        )
+        .order_by(exact.desc(), Item.external_id)
+        .limit(limit)
+    )
+    return [ItemHit(*r) for r in session.execute(stmt)]
+
+
+def newest_items(session: Session, limit: int = 20) -> list[ItemHit]:
+    stmt = select(Item.external_id, Item.title, Item.active).order_by(Item.id.desc()).limit(limit)
+    return [ItemHit(*r) for r in session.execute(stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    id: int
+    external_id: str
+    profile: str | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    interactions: int
+
+
+def user_detail(session: Session, external_id: str) -> UserDetail | None:
+    n = select(func.count()).where(Interaction.user_id == User.id).correlate(User).scalar_subquery()
+    row = session.execute(
+        select(User.id, User.external_id, User.profile, User.attributes, User.created_at, n).where(
+            User.external_id == external_id
+        )
+    ).first()
+    return None if row is None else UserDetail(*row)
+
+
+def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[str]:
+    """User ids equal to ``query`` first, then those containing it."""
+    q = query.strip()
+    exact = User.external_id == q
+    stmt = (
+        select(User.external_id)
+        .where(or_(exact, User.external_id.icontains(q, autoescape=True)))
+        .order_by(exact.desc(), User.external_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def recently_active_users(session: Session, limit: int = 20) -> list[str]:
+    """The users of the most recent interactions (newest first)."""
+    recent = (
+        select(Interaction.user_id, Interaction.occurred_at)
+        .order_by(Interaction.occurred_at.desc())
+        .limit(limit * 20)
+        .subquery()
+    )
+    last = func.max(recent.c.occurred_at)
+    stmt = (
+        select(User.external_id)
+        .join(recent, recent.c.user_id == User.id)
+        .group_by(User.external_id)
+        .order_by(last.desc(), User.external_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    occurred_at: datetime
+    item_id: str
+    title: str | None
+    type: str
+    value: float | None
+
+
+def history(session: Session, user_id: int, limit: int, offset: int) -> list[HistoryRow]:
+    """One page of the user's interactions, newest first."""
+    stmt = (
+        select(Interaction.occurred_at, Item.external_id, Item.title, Interaction.type, Interaction.value)
+        .join(Item, Item.id == Interaction.item_id)
+        .where(Interaction.user_id == user_id)
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [HistoryRow(*r) for r in session.execute(stmt)]
+
+
+def seen_among(
+    session: Session, user_id: int, external_ids: Sequence[str], types: Collection[str] | None
+) -> set[str]:
+    """Which of ``external_ids`` the user has an interaction with (of ``types``; any type when None)."""
+    if not external_ids:
+        return set()
+    stmt = (
+        select(Item.external_id)
+        .join(Interaction, Interaction.item_id == Item.id)
+        .where(Interaction.user_id == user_id, Item.external_id.in_(list(external_ids)))
+        .distinct()
+    )
+    if types is not None:
+        stmt = stmt.where(Interaction.type.in_(list(types)))
+    return set(session.scalars(stmt))
+
+
+def seen_count(session: Session, user_id: int, types: Collection[str] | None) -> int:
+    """Distinct items the user has seen (interactions of ``types``; any type when None)."""
+    stmt = select(func.count(func.distinct(Interaction.item_id))).where(Interaction.user_id == user_id)
+    if types is not None:
+        stmt = stmt.where(Interaction.type.in_(list(types)))
+    return int(session.execute(stmt).scalar_one())
