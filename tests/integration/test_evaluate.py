@@ -74,6 +74,8 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
     assert ndcg["cf"] > ndcg["popular"] and ndcg["hybrid"] > ndcg["popular"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    last = json.loads((tmp_path / "data" / "reports" / "last-evaluate.json").read_text())  # for the dashboard
+    assert last["methods"] == report["methods"] and "saved_at" in last
     with engine.connect() as conn:  # this run's scratch database is gone (other processes may have their own)
         scratch = f"nearrec_eval_{os.getpid()}"  # the command ran in this process
         left = conn.execute(text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": scratch})

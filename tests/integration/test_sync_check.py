@@ -17,6 +17,7 @@ from nearrec.cli.main import cli
 from nearrec.cli.reindex_cmd import run_reindex
 from nearrec.config import Settings
 from nearrec.errors import ModelMismatchError
+from nearrec.sync import last_check
 from nearrec.sync.check import check_stores, repair
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import PointRecord
@@ -144,6 +145,9 @@ def test_cli_check_repair_and_reindex(
     assert doc["items"]["missing"] == {"count": 1, "ids": [items[0]]} and not doc["ok"]
     result = runner.invoke(cli, ["sync", "check", "--repair"])
     assert result.exit_code == 1 and "enqueued 1 outbox rows" in result.output
+    with EdgeVectorStore(settings.data_dir / "vectors") as recorded:  # the dashboard reads it there
+        last = last_check.last(recorded.get_metadata(ITEMS))
+    assert last is not None and not last["ok"] and last["enqueued"] == 1 and last["items"]["missing"] == 1
     assert runner.invoke(cli, ["worker", "--once"]).exit_code == 0
     result = runner.invoke(cli, ["sync", "check"])
     assert result.exit_code == 0, result.output

@@ -106,4 +106,5 @@ def quickstart(serve: bool, host: str | None, port: int | None) -> None:
     host = host or settings.host
     port = settings.port if port is None else port
     click.echo(f"try: curl 'http://{host}:{port}/v1/users/{DEMO_USERS[0]}/recommendations?k=5&explain=true'")
+    click.echo(f"dashboard: http://{host}:{port}/dashboard/users/{DEMO_USERS[0]}")
     serve_app(settings, host, port, run_worker=None)
