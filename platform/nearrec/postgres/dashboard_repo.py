@@ -112,23 +112,28 @@ class ItemHit:
     active: bool
 
 
+def _contains(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere (its own wildcards escaped with ``/``)."""
+    return "%" + text.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
 def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[ItemHit]:
-    """Items whose id is ``query``, then those whose id or title contains it (case-insensitive)."""
+    """The item whose id is ``query`` (if any), then items whose id or title contains it (ILIKE: one pass
+    over the table, no per-row lower())."""
     q = query.strip()
-    exact = Item.external_id == q
+    columns = (Item.external_id, Item.title, Item.active)
+    exact = [ItemHit(*r) for r in session.execute(select(*columns).where(Item.external_id == q))]
+    pattern = _contains(q)
     stmt = (
-        select(Item.external_id, Item.title, Item.active)
+        select(*columns)
         .where(
-            or_(
-                exact,
-                Item.external_id.icontains(q, autoescape=True),
-                Item.title.icontains(q, autoescape=True),
-            )
+            or_(Item.external_id.ilike(pattern, escape="/"), Item.title.ilike(pattern, escape="/")),
+            Item.external_id != q,
         )
-        .order_by(exact.desc(), Item.external_id)
-        .limit(limit)
+        .order_by(Item.external_id)
+        .limit(limit - len(exact))
     )
-    return [ItemHit(*r) for r in session.execute(stmt)]
+    return exact + [ItemHit(*r) for r in session.execute(stmt)]
 
 
 def newest_items(session: Session, limit: int = 20) -> list[ItemHit]:
@@ -157,16 +162,16 @@ def user_detail(session: Session, external_id: str) -> UserDetail | None:
 
 
 def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[str]:
-    """User ids equal to ``query`` first, then those containing it."""
+    """The user whose id is ``query`` (if any), then user ids containing it."""
     q = query.strip()
-    exact = User.external_id == q
+    exact = list(session.scalars(select(User.external_id).where(User.external_id == q)))
     stmt = (
         select(User.external_id)
-        .where(or_(exact, User.external_id.icontains(q, autoescape=True)))
-        .order_by(exact.desc(), User.external_id)
-        .limit(limit)
+        .where(User.external_id.ilike(_contains(q), escape="/"), User.external_id != q)
+        .order_by(User.external_id)
+        .limit(limit - len(exact))
     )
-    return list(session.scalars(stmt))
+    return exact + list(session.scalars(stmt))
 
 
 def recently_active_users(session: Session, limit: int = 20) -> list[str]:

@@ -9,7 +9,6 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
-from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.api.dashboard import charts
 from nearrec.api.dashboard.latency import LatencyRow, histogram_rows
@@ -27,35 +26,9 @@ if TYPE_CHECKING:
     from nearrec.api.deps import State
 
 STATS_TTL = 30.0
-"""Seconds the table counts and the activity chart may be old (they scan the interactions table)."""
+"""Seconds the :class:`Stats` may be old (counting scans the interactions table and the collections)."""
 ACTIVITY_DAYS = 60
 DEFAULT_FAMILY = "low-rank ridge item-item (cf), served through the 'cf' named vectors"
-
-
-@dataclass(frozen=True)
-class Stats:
-    counts: repo.Counts
-    per_day: list[tuple[date, int]]
-
-
-class StatsCache:
-    """One per app: the counts and the activity, refreshed in the background (see :class:`Refreshing`)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cache: Refreshing[Stats] | None = None
-
-    def get(self, sessions: sessionmaker[Session]) -> Stats:
-        with self._lock:
-            if self._cache is None:
-                self._cache = Refreshing(lambda: load_stats(sessions), STATS_TTL)
-            cache = self._cache
-        return cache.get()
-
-
-def load_stats(sessions: sessionmaker[Session]) -> Stats:
-    with sessions() as session:
-        return Stats(repo.counts(session), repo.interactions_per_day(session, ACTIVITY_DAYS))
 
 
 @dataclass
@@ -69,13 +42,50 @@ class CollectionInfo:
     vectors: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Stats:
+    """What takes scans to find: table counts, activity, the collections' sizes, the items metadata."""
+
+    counts: repo.Counts
+    per_day: list[tuple[date, int]]
+    collections: list[CollectionInfo]
+    metadata: dict[str, Any]
+    vectors_error: str | None
+
+
+class StatsCache:
+    """One per app: :class:`Stats`, refreshed in the background (see :class:`Refreshing`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: Refreshing[Stats] | None = None
+
+    def get(self, s: State) -> Stats:
+        with self._lock:
+            if self._cache is None:
+                self._cache = Refreshing(lambda: load_stats(s), STATS_TTL)
+            cache = self._cache
+        return cache.get()
+
+
+def load_stats(s: State) -> Stats:
+    with s.runtime.read_sessions() as session:
+        counts = repo.counts(session)
+        per_day = repo.interactions_per_day(session, ACTIVITY_DAYS)
+    store, items = s.runtime.vector_store, s.settings.items_collection
+    try:
+        infos = collections(store, (items, s.settings.users_collection))
+        metadata = store.get_metadata(items) if infos[0].exists else {}
+    except NearrecError as exc:
+        return Stats(counts, per_day, [], {}, str(exc))
+    return Stats(counts, per_day, infos, metadata, None)
+
+
 @dataclass
 class Overview:
     stats: Stats
     activity: Markup
     backlog: repo.Backlog
-    collections: list[CollectionInfo]
-    vectors_error: str | None
     last_check: dict[str, Any] | None
     model: dict[str, Any] | None
     family: str
@@ -105,16 +115,10 @@ def collections(store: VectorStore, aliases: tuple[str, str]) -> list[Collection
 
 
 def overview(s: State, cache: StatsCache) -> Overview:
-    stats = cache.get(s.runtime.read_sessions)
+    stats = cache.get(s)
     with s.runtime.read_sessions() as session:
         backlog = repo.backlog(session)
-    store, items = s.runtime.vector_store, s.settings.items_collection
-    try:
-        infos = collections(store, (items, s.settings.users_collection))
-        metadata = store.get_metadata(items) if infos[0].exists else {}
-        error = None
-    except NearrecError as exc:
-        infos, metadata, error = [], {}, str(exc)
+    metadata = stats.metadata
     model = metadata.get(META_CF) if isinstance(metadata.get(META_CF), dict) else None
     tuning = model.get("tuning") if model else None
     points = [(d.isoformat(), float(n)) for d, n in stats.per_day]
@@ -123,8 +127,6 @@ def overview(s: State, cache: StatsCache) -> Overview:
         stats=stats,
         activity=charts.bar_chart(points, title=title),
         backlog=backlog,
-        collections=infos,
-        vectors_error=error,
         last_check=last_check.last(metadata),
         model=model,
         family=str(model.get("family", DEFAULT_FAMILY)) if model else DEFAULT_FAMILY,
