@@ -15,7 +15,7 @@ from nearrec.api.dashboard.latency import LatencyRow, histogram_rows
 from nearrec.errors import NearrecError
 from nearrec.evaluation.last import last_report_path, load_last
 from nearrec.filters import Eq
-from nearrec.jobs.train import META_CF
+from nearrec.model.cf import META_CF
 from nearrec.postgres import dashboard_repo as repo
 from nearrec.query.cache import Refreshing
 from nearrec.sync import last_check

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from nearrec.errors import NearrecError, NotFoundError, ValidationError
 from nearrec.postgres import dashboard_repo as repo
-from nearrec.query.service import METHODS, Recommendation
+from nearrec.query.methods import METHODS
+from nearrec.query.service import Recommendation
 from nearrec.vectors.payload import ACTIVE, CONTENT_HASH
 
 if TYPE_CHECKING:
