@@ -91,6 +91,9 @@ def test_the_key_comes_from_a_header_a_cookie_or_once_from_the_url(
         form = anon.post("/dashboard/login", data={"key": READ_KEY, "next": "https://elsewhere.example/"})
         assert form.status_code == 303 and form.headers["location"] == "/dashboard"  # never off-site
         assert anon.get("/dashboard/evaluation").status_code == 200
+        assert anon.get("/dashboard/login").status_code == 200
+        assert anon.get("/dashboard/logout").status_code == 303
+        assert anon.get("/dashboard/evaluation").status_code == 401  # the cookie is gone
     assert httpx.get(f"{server.url}/dashboard", headers={"X-API-Key": WRITE_KEY}).status_code == 200
     server_side = [r for r in caplog.records if r.name.split(".")[0] in ("nearrec", "uvicorn", "fastapi")]
     assert any(r.name == "nearrec.access" for r in server_side)
@@ -181,3 +184,20 @@ def test_evaluation_page_shows_the_last_saved_report(web: httpx.Client, settings
     page = web.get("/dashboard/evaluation").text
     assert 'id="eval-table"' in page and "0.3000" in page and "<svg" in page
     path.unlink()
+
+
+def test_every_dashboard_route_was_requested(server: Server) -> None:
+    """Runs last: the tests above requested every page route (as the app's latency histogram recorded it),
+    and none answered with a server error."""
+    from test_http import served_routes
+
+    routes = {(m, p) for m, p in served_routes(server.app) if p.startswith("/dashboard")}
+    assert len(routes) >= 9
+    seen: set[tuple[str, str]] = set()
+    for metric in server.app.state.metrics.request_seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.value > 0:
+                labels = sample.labels
+                assert not labels["status"].startswith("5"), labels
+                seen.add((labels["method"], labels["route"]))
+    assert not routes - seen, f"dashboard routes no test requested: {sorted(routes - seen)}"
