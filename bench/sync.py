@@ -18,7 +18,8 @@ model is the physical limit), >= 2 with a faster backend (issue 16). With anothe
 process holds both models, so its peak RSS says little: bench/embedding.py measures each backend alone.
 
 Texts: N (default 5,000) descriptions of ~40 words built from the MovieLens titles, years and genres in
-../shared/datasets plus plain English words (generated, seeded).
+../shared/datasets plus plain English words (generated, seeded); or, with ``--texts movielens|demo``, the
+MovieLens-100k items file or the bundled demo catalog as they are.
 
     .venv/bin/python bench/sync.py [--items 5000] [--batch-size N] [--backend torch|onnx|onnx-int8]
         [--texts generated|movielens|demo]
