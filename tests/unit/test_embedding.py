@@ -10,8 +10,8 @@ from nearrec.embedding import Embedder, HashingEmbedder, configured_model_id, l2
 from nearrec.errors import ConfigError
 
 
-def settings(model: str) -> Settings:
-    return Settings(embedding_model=model, _env_file=None)  # type: ignore[call-arg,unused-ignore]
+def settings(model: str, backend: str = "torch") -> Settings:
+    return Settings(embedding_model=model, embedding_backend=backend, _env_file=None)  # type: ignore[call-arg,unused-ignore,arg-type]
 
 
 def test_hashing_embedder_is_deterministic_unit_length_float32() -> None:
@@ -45,6 +45,8 @@ def test_configured_model_id_of_the_default_model_needs_no_loading() -> None:
     model_id = configured_model_id(settings(""))
     assert model_id.startswith("all-MiniLM-L6-v2@") and len(model_id.split("@")[1]) == 12
     assert configured_model_id(settings("some-org/some-model")) == "some-org/some-model"
+    assert configured_model_id(settings("", "onnx-int8")) == f"{model_id}+onnx-int8"
+    assert configured_model_id(settings("hashing:8", "onnx")) == "hashing:8"  # no backend for hashing
 
 
 def test_l2_normalise_keeps_zero_rows() -> None:

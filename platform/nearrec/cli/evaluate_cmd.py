@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import get_args
 
 import click
 
@@ -52,16 +53,22 @@ def _methods(value: str) -> tuple[Method, ...]:
 @click.option("--cf-rank", default=CFConfig.rank, show_default=True)
 @click.option("--cf-regularization", default=CFConfig.regularization, show_default=True)
 @click.option("--cf-half-life", default=CFConfig.half_life, show_default=True, type=float)
+@click.option(
+    "--backends",
+    help="Comma-separated embedding backends to compare (e.g. torch,onnx,onnx-int8): one evaluation each.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     items_file: Path, interactions_file: Path, users_file: Path | None, split: str, k: int, methods: str,
     out: Path | None, plot: Path | None, seed: int, list_columns: str, default_type: str, cf_rank: int,
-    cf_regularization: float, cf_half_life: float, quiet: bool,
+    cf_regularization: float, cf_half_life: float, backends: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Hold out each user's last positive interaction, load the rest through ingest + sync + train into a
     scratch database and scratch collections, and score every method's top-k through the query service.
 
-    Positives are ratings >= NEARREC_RATING_THRESHOLD (or interaction types with a positive weight)."""
+    Positives are ratings >= NEARREC_RATING_THRESHOLD (or interaction types with a positive weight).
+    With --backends, the whole evaluation runs once per embedding backend and a last table compares their
+    NDCG; --out and --plot then write one file per backend (``report-onnx.json``...)."""
     from rich.console import Console
 
     from nearrec.evaluation import report as present
@@ -79,15 +86,38 @@ def evaluate(
         default_type=default_type,
         cf=CFConfig(rank=cf_rank, regularization=cf_regularization, half_life=cf_half_life),
     )
-    with stage_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
-        result = run_evaluation(settings, options, progress=progress)
-    Console().print(present.table(result))
-    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
-    click.echo(f"timings: {timings}")
-    click.echo(f"saved for the dashboard: {save_last(result.to_dict(), settings.data_dir)}")
-    if out is not None:
-        present.write_json(result, out)
-        click.echo(f"wrote {out}")
-    if plot is not None:
-        present.write_plot(result, plot)
-        click.echo(f"wrote {plot}")
+    names = _backends(backends) if backends else (settings.embedding_backend,)
+    results = {}
+    for name in names:
+        if len(names) > 1:
+            click.echo(f"embedding backend {name}")
+        with stage_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
+            result = run_evaluation(
+                settings.model_copy(update={"embedding_backend": name}), options, progress=progress
+            )
+        results[name] = result
+        Console().print(present.table(result))
+        timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
+        click.echo(f"timings: {timings}")
+        click.echo(f"saved for the dashboard: {save_last(result.to_dict(), settings.data_dir)}")
+        suffix = f"-{name}" if len(names) > 1 else ""
+        if out is not None:
+            present.write_json(result, out.with_stem(out.stem + suffix))
+            click.echo(f"wrote {out.with_stem(out.stem + suffix)}")
+        if plot is not None:
+            present.write_plot(result, plot.with_stem(plot.stem + suffix))
+            click.echo(f"wrote {plot.with_stem(plot.stem + suffix)}")
+    if len(results) > 1:
+        Console().print(present.backends_table(results))
+
+
+def _backends(value: str) -> tuple[str, ...]:
+    known = get_args(Settings.model_fields["embedding_backend"].annotation)
+    names = tuple(dict.fromkeys(b.strip() for b in value.split(",") if b.strip()))
+    bad = [b for b in names if b not in known]
+    if bad or not names:
+        raise click.BadParameter(
+            f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(known)}",
+            param_hint="--backends",
+        )
+    return names

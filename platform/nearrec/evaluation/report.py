@@ -34,6 +34,27 @@ def table(report: EvalReport) -> Table:
     return out
 
 
+def backends_table(reports: dict[str, EvalReport]) -> Table:
+    """NDCG@k of every method under each embedding backend, and its change against the first backend."""
+    from rich.table import Table
+
+    first_name, first = next(iter(reports.items()))
+    metric = f"ndcg@{first.dataset['k']}"
+    out = Table(title=f"{metric} by embedding backend (change against {first_name})")
+    out.add_column("method")
+    for name in reports:
+        out.add_column(name, justify="right")
+    for method, values in first.methods.items():
+        base = values[metric]
+        cells = []
+        for report in reports.values():
+            value = report.methods[method][metric]
+            change = f" ({(value - base) / base:+.1%})" if report is not first and base > 0 else ""
+            cells.append(f"{value:.4f}{change}")
+        out.add_row(method, *cells)
+    return out
+
+
 def write_json(report: EvalReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
 

@@ -1,0 +1,128 @@
+"""The onnxruntime embedders (``NEARREC_EMBEDDING_BACKEND=onnx`` or ``onnx-int8``).
+
+The ONNX file is built once from the local sentence-transformers model (:mod:`nearrec.embedding.onnx_build`,
+in a child process: this process never imports torch) and cached under ``<data_dir>/models/``, keyed by the
+model fingerprint, the backend and the onnxruntime version. Builders race safely: each writes a private
+temporary file and renames it into place.
+
+Texts are tokenised with the model's own ``tokenizer.json`` (truncated at the model's ``max_seq_length``),
+sorted by length and padded per batch to the longest text of the batch only, as sentence-transformers does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nearrec.embedding.base import Vectors, l2_normalise
+from nearrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+DEFAULT_MAX_SEQ_LENGTH = 256
+
+
+def onnx_model_file(cache_dir: Path, fingerprint: str, backend: str) -> Path:
+    """Where the ONNX file of ``fingerprint`` for ``backend`` is cached."""
+    import onnxruntime
+
+    safe = fingerprint.replace("/", "_")
+    return cache_dir / f"{safe}.{backend}.ort-{onnxruntime.__version__}.onnx"
+
+
+def ensure_onnx_model(model_dir: Path, fingerprint: str, backend: str, cache_dir: Path) -> Path:
+    """The cached ONNX file, built first (a few seconds to a minute) when it is missing."""
+    path = onnx_model_file(cache_dir, fingerprint, backend)
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    log.warning("building the %s model of %s in %s (once)", backend, fingerprint, cache_dir)
+    command = [sys.executable, "-m", "nearrec.embedding.onnx_build", str(model_dir), backend, str(partial)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"cannot build the {backend} model of {model_dir}: {detail}")
+    partial.replace(path)
+    return path
+
+
+class OnnxEmbedder:
+    """Embeds with onnxruntime on the CPU; ``threads`` is onnxruntime's intra-op thread count."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        onnx_file: Path,
+        model_id: str,
+        *,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        # Idle threads sleep instead of spinning: the worker shares the CPU with Postgres and Qdrant.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session: Any = ort.InferenceSession(
+                str(onnx_file), options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        except Exception as exc:
+            raise ConfigError(f"cannot load the onnx embedding model {onnx_file}: {exc}") from exc
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_seq_length(model_dir))
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._dim = int(self._session.get_outputs()[0].shape[-1])
+        self._id = model_id
+        self.batch_size = batch_size
+
+    @property
+    def model_id(self) -> str:
+        return self._id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch([t.strip() for t in texts])
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(-lengths, kind="stable")  # longest first: a too-long text fails at once
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                ids[r, : lengths[i]] = encodings[i].ids
+                mask[r, : lengths[i]] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            out[rows] = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return l2_normalise(out)
+
+
+def max_seq_length(model_dir: Path) -> int:
+    """The model's ``max_seq_length`` (sentence_bert_config.json), as sentence-transformers truncates."""
+    try:
+        config = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return int(config.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH)
+    except (OSError, ValueError, TypeError):
+        return DEFAULT_MAX_SEQ_LENGTH
