@@ -65,7 +65,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def torch_vectors() -> np.ndarray:
-    return SentenceTransformerEmbedder(default_model_path()).embed(TEXTS)
+    return SentenceTransformerEmbedder(default_model_path(), batch_size=64).embed(TEXTS)
 
 
 def overlap_at(ref: np.ndarray, got: np.ndarray, k: int) -> float:
