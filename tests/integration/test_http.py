@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +332,32 @@ def test_updates_single_events_and_errors_of_each_route(server: Server) -> None:
     with pytest.raises(InvalidRequest) as empty_search:
         api.search("")
     assert empty_search.value.path == "text"
+
+
+@pytest.mark.route("GET", "/v1/items/{item_id}")
+@pytest.mark.route("GET", "/v1/users/{user_id}")
+@pytest.mark.route("GET", "/v1/users/{user_id}/interactions")
+def test_items_users_and_history_read_back(server: Server) -> None:
+    api = Client(server.url, READ_KEY)
+    item = api.get_item("tea-2")
+    assert item["title"] == "tea 2" and item["attributes"] == {"topic": "tea", "rank": 2} and item["active"]
+    user = api.get_user("u1")
+    assert user["id"] == "u1" and user["interactions"] == 1
+    now = datetime.now(UTC)
+    writer = Client(server.url, WRITE_KEY)
+    writer.add_interactions(
+        [Event("u5", f"bike-{i}", "view", timestamp=now - timedelta(minutes=10 - i)) for i in range(5)]
+    )
+    first = api.user_interactions("u5", limit=2)
+    assert [e["item_id"] for e in first["items"]] == ["bike-4", "bike-3"] and first["next_offset"] == 2
+    last = api.user_interactions("u5", limit=2, offset=4)
+    assert [e["item_id"] for e in last["items"]] == ["bike-0"] and last["next_offset"] is None
+    with pytest.raises(NotFound):
+        api.get_item("nope")
+    with pytest.raises(NotFound):
+        api.user_interactions("nope")
+    head = httpx.head(f"{server.url}/v1/items/tea-2", headers={"X-API-Key": READ_KEY})
+    assert head.status_code == 200 and head.content == b""  # HEAD where GET is
 
 
 def write(server: Server, method: str, path: str, body: Any) -> httpx.Response:

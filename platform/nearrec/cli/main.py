@@ -21,6 +21,7 @@ from nearrec.cli import (
     quickstart_cmd,
     reindex_cmd,
     serve_cmd,
+    show_cmd,
     sync_cmd,
     train_cmd,
     worker_cmd,
@@ -40,6 +41,7 @@ COMMANDS: list[click.Command] = [
     query_cmd.recommend,
     query_cmd.similar,
     query_cmd.search,
+    show_cmd.show,
     serve_cmd.serve,
     evaluate_cmd.evaluate,
 ]
