@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any, NoReturn, TypeAlias
 
 from nearrec.errors import ValidationError
+from nearrec.filter_limits import check_shape
 
 __all__ = [
     "And",
@@ -160,34 +161,10 @@ def read_filter(
             raise ValidationError(
                 f"{path}: invalid JSON: {exc.msg} at position {exc.pos}", path=path
             ) from None
-        except RecursionError:
-            raise ValidationError(f"{path}: nested deeper than {MAX_DEPTH} levels", path=path) from None
     if isinstance(obj, Mapping) and not obj:
         return None
-    check_shape(obj, path)
+    check_shape(obj, path)  # depth and integer range, before any recursion
     return parse_filter(obj, schema() if callable(schema) else schema, path)
-
-
-MAX_DEPTH = 32
-"""Deepest nesting of objects and lists a filter may have."""
-INT64 = (-(2**63), 2**63 - 1)
-
-
-def check_shape(obj: Any, path: str = "filter") -> None:
-    """Refuse, before any recursion, a filter nested deeper than :data:`MAX_DEPTH` or holding an integer
-    outside the 64-bit range the stores keep."""
-    stack: list[tuple[Any, str, int]] = [(obj, path, 1)]
-    while stack:
-        value, where, depth = stack.pop()
-        if isinstance(value, Mapping | list):
-            if depth > MAX_DEPTH:
-                _fail(where, f"nested deeper than {MAX_DEPTH} levels")
-            entries = value.items() if isinstance(value, Mapping) else enumerate(value)
-            for key, child in entries:
-                sub = f"{where}[{key}]" if isinstance(value, list) else f"{where}.{key}"
-                stack.append((child, sub, depth + 1))
-        elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
-            _fail(where, "integer out of range (a 64-bit signed integer)")
 
 
 def parse_filter(obj: Any, schema: Mapping[str, FieldType] | None = None, path: str = "filter") -> FilterExpr:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_http import READ_KEY, Server, server  # noqa: F401 - the fixture
+from test_http import WRITE_KEY, Server, server  # noqa: F401 - the fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -41,7 +41,7 @@ def test_live_api_conforms_to_its_openapi(server: Server) -> None:
     run = subprocess.run(
         [str(cli), "run", f"{server.url}/openapi.json", "--max-examples", "6", "--phases", "examples,fuzzing",
          "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance",
-         "-H", f"X-API-Key: {READ_KEY}", "--request-timeout", "30", "--no-color"],
+         "-H", f"X-API-Key: {WRITE_KEY}", "--request-timeout", "30", "--no-color"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -131,6 +131,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: a body it could not decode; one status for every bad body
+            return JSONResponse(error_body(422, "the body is not valid JSON (UTF-8)"), status_code=422)
         return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(DBAPIDataError)
