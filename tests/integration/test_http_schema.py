@@ -35,13 +35,13 @@ def test_docs_render_offline_in_headless_chromium(server: Server) -> None:
     assert {"/docs", "/openapi.json", "/docs/assets/swagger-ui-bundle.js"} <= fetched
 
 
-def test_live_api_conforms_to_its_openapi(server: Server) -> None:
+def test_live_api_conforms_to_its_openapi(server: Server, tmp_path: Path) -> None:
     """schemathesis (its command line, in a subprocess) against the running server, a few examples per route."""
     cli = Path(sys.executable).with_name("schemathesis")
     run = subprocess.run(
         [str(cli), "run", f"{server.url}/openapi.json", "--max-examples", "6", "--phases", "examples,fuzzing",
          "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance",
          "-H", f"X-API-Key: {WRITE_KEY}", "--request-timeout", "30", "--no-color"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache goes there
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
