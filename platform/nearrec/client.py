@@ -178,6 +178,24 @@ class Client:
         }
         return _recs(self._call("POST", "/v1/recommendations", json=body))
 
+    # --- reading back ------------------------------------------------------------------------------------
+
+    def get_item(self, item_id: str) -> dict[str, Any]:
+        """The stored item: id, title, text, attributes, active, created_at, updated_at, interactions."""
+        out: dict[str, Any] = self._call("GET", f"/v1/items/{_seg(item_id)}")
+        return out
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        """The stored user: id, profile, attributes, created_at, updated_at, interactions."""
+        out: dict[str, Any] = self._call("GET", f"/v1/users/{_seg(user_id)}")
+        return out
+
+    def user_interactions(self, user_id: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """One page of a user's interactions, newest first: ``{"items": [...], "next_offset": n | None}``."""
+        params = {"limit": limit, "offset": offset}
+        out: dict[str, Any] = self._call("GET", f"/v1/users/{_seg(user_id)}/interactions", params=params)
+        return out
+
     # --- writes ---------------------------------------------------------------------------------------------
 
     def add_interactions(self, events: Sequence[Event]) -> dict[str, int]:

@@ -91,7 +91,18 @@ class Settings(BaseSettings):
 
     # --- API ---
     api_keys: SecretStr | None = Field(
-        default=None, description="Comma-separated KEY:SCOPE pairs, SCOPE read or write (write implies read)."
+        default=None,
+        description="Comma-separated API keys: KEY has full access, KEY:read may only read (KEY:write = KEY).",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted HTTP request body (bytes); larger: 413.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers before it is cut off.",
     )
     host: str = Field(default="127.0.0.1", description="Bind address of `nearrec serve`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of `nearrec serve`.")
@@ -99,6 +110,12 @@ class Settings(BaseSettings):
     log_level: str = Field(
         default="WARNING", description="Log level; INFO adds one line per HTTP request and per worker batch."
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
+        parse_api_keys(v.get_secret_value() if v is not None else None)  # a ValueError names the entry
+        return v
 
     @field_validator("data_dir")
     @classmethod
@@ -140,6 +157,30 @@ def setting_default(name: str) -> Any:
     """The default of setting ``name``: what a library parameter falls back to when a caller passes no value,
     so every default is written once, in :class:`Settings`."""
     return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
+Scope = Literal["read", "write"]
+
+
+def parse_api_keys(spec: str | None) -> list[tuple[str, Scope]]:
+    """``KEY,KEY2:read`` -> [(KEY, write), (KEY2, read)]. A ``ValueError`` names a bad entry by its position,
+    never by its text (it is a secret)."""
+    keys: list[tuple[str, Scope]] = []
+    usage = "use KEY (full access), KEY:read or KEY:write"
+    for n, part in enumerate((spec or "").split(","), start=1):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, scope = part.rpartition(":")
+        if not sep:
+            key, scope = part, "write"
+        elif scope not in ("read", "write"):
+            raise ValueError(f"entry {n} ends in an unknown scope: {usage}")
+        key = key.strip()
+        if not key:
+            raise ValueError(f"entry {n} has an empty key: {usage}")
+        keys.append((key, "read" if scope == "read" else "write"))
+    return keys
 
 
 def mask_url(url: str) -> str:

@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any, NoReturn, TypeAlias
 
 from nearrec.errors import ValidationError
+from nearrec.filter_limits import check_shape
 
 __all__ = [
     "And",
@@ -162,6 +163,7 @@ def read_filter(
             ) from None
     if isinstance(obj, Mapping) and not obj:
         return None
+    check_shape(obj, path)  # depth and integer range, before any recursion
     return parse_filter(obj, schema() if callable(schema) else schema, path)
 
 

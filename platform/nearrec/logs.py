@@ -35,7 +35,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def escape_control(text: str) -> str:
+    """Control characters (NUL, newline, ESC...) as ``\\xNN``: a log line stays one line and cannot forge
+    another or drive the terminal, whatever a request put in a path or an id."""
+    return text.translate(_CONTROL)
+
+
 class TextFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         rid = request_id.get()

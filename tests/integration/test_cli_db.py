@@ -56,7 +56,7 @@ def test_embedded_default_upgrade_and_status(pg_tmp: Path) -> None:
 
 def test_serve_refuses_a_public_bind_without_api_keys() -> None:
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"], env={"NEARREC_API_KEYS": ""})
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration problem
     assert "refusing to bind 0.0.0.0 without API keys" in result.output
 
 

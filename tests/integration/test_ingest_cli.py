@@ -180,5 +180,5 @@ def test_missing_schema_is_explained(tmp_path: Path, database_url: str) -> None:
         path = tmp_path / "items.csv"
         path.write_text("id,title\n1,x\n", encoding="utf-8")
         result = run(url, "ingest", "items", str(path))
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a configuration problem
         assert "nearrec db upgrade" in result.stderr

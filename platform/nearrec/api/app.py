@@ -19,9 +19,11 @@ from fastapi import FastAPI
 from nearrec import __version__
 from nearrec.api.dashboard import mount as mount_dashboard
 from nearrec.api.deps import State
+from nearrec.api.docs import install_docs
 from nearrec.api.errors import install_error_handlers
+from nearrec.api.guard import BodyGuard
 from nearrec.api.metrics import Metrics
-from nearrec.api.middleware import RequestContext
+from nearrec.api.middleware import HeadAsGet, RequestContext
 from nearrec.api.routes import router
 from nearrec.config import Settings
 from nearrec.runtime import Runtime
@@ -74,15 +76,33 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
     app = FastAPI(
         title="nearrec",
         version=__version__,
-        description="Recommendations, similar items and semantic search over your catalog.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local files by install_docs
+        redoc_url=None,  # ReDoc ships no offline bundle; /docs has the same content
     )
     app.state.metrics = Metrics()
     app.include_router(router)
     mount_dashboard(app)
+    install_docs(app)
     install_error_handlers(app)
-    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    limit = settings.max_body_bytes if settings is not None else None
+    app.add_middleware(BodyGuard, max_bytes=lambda: limit or app.state.nearrec.settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)  # outermost: every answer has a request id
     return app
+
+
+DESCRIPTION = """Recommendations, similar items and semantic search over your catalog.
+
+**Keys.** With `NEARREC_API_KEYS` set, send a key as `Authorization: Bearer KEY` or `X-API-Key: KEY`. A bare
+key may read and write; `KEY:read` may only read.
+
+**Errors** always have the shape `{"error": {"status", "code", "message", "path", "request_id"}}`; the request
+id is also in the `X-Request-ID` header and in the server's log line.
+
+**Scores** are on the scale of the method that produced them (see `RecommendationOut.score`).
+"""
 
 
 def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:

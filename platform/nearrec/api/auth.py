@@ -1,4 +1,5 @@
-"""API keys: ``NEARREC_API_KEYS="key1:read,key2:write"``. Write implies read. Keys are compared in constant
+"""API keys: ``NEARREC_API_KEYS="key1,key2:read"``: a bare key has full access, ``KEY:read`` may only read and
+``KEY:write`` is the same as a bare key (write implies read). Keys are compared in constant
 time and never logged; with no keys configured every request is allowed (and `nearrec serve` only binds to
 localhost)."""
 
@@ -6,12 +7,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Literal
 
+from nearrec.config import Scope, parse_api_keys
 from nearrec.errors import ConfigError, NearrecError
 
-Scope = Literal["read", "write"]
 _RANK = {"read": 1, "write": 2}
+
+__all__ = ["ApiKeys", "AuthError", "ForbiddenError", "Scope", "presented_key"]
 
 
 class AuthError(NearrecError):
@@ -34,17 +36,12 @@ class ApiKeys:
 
     @classmethod
     def parse(cls, spec: str | None) -> ApiKeys:
-        keys: list[tuple[bytes, Scope]] = []
-        for n, part in enumerate((spec or "").split(","), start=1):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, scope = part.rpartition(":")
-            if not sep or not key or scope not in _RANK:
-                # Say which entry, never echo it: it is a secret.
-                raise ConfigError(f"NEARREC_API_KEYS entry {n} must look like KEY:read or KEY:write")
-            keys.append((key.encode(), scope))  # type: ignore[arg-type]
-        return cls(tuple(keys))
+        """Parse the setting (see :func:`nearrec.config.parse_api_keys`)."""
+        try:
+            pairs = parse_api_keys(spec)
+        except ValueError as exc:
+            raise ConfigError(f"NEARREC_API_KEYS: {exc}") from None
+        return cls(tuple((key.encode(), scope) for key, scope in pairs))
 
     def check(self, presented: str | None, needed: Scope) -> None:
         """Raise AuthError / ForbiddenError unless ``presented`` grants ``needed``."""
@@ -64,8 +61,9 @@ class ApiKeys:
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key
+    """The key of a request: ``X-API-Key`` or ``Authorization: Bearer``, surrounding spaces trimmed in both."""
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None

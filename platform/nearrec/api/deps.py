@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from nearrec.api.auth import ApiKeys, Scope, presented_key
 from nearrec.api.metrics import Metrics
+from nearrec.errors import ValidationError
 from nearrec.query.service import QueryService
 from nearrec.runtime import Runtime
 
@@ -38,13 +40,22 @@ def state(request: Request) -> State:
     return s
 
 
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="`Authorization: Bearer KEY` (NEARREC_API_KEYS)"
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: KEY` (the same keys)"
+)
+
+
 def _require(scope: Scope) -> Any:
     def check(
         request: Request,
-        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+        x_api_key: Annotated[str | None, Security(api_key_scheme)] = None,
     ) -> State:
         s = state(request)
+        authorization = f"Bearer {bearer.credentials}" if bearer is not None else None
         s.keys.check(presented_key(authorization, x_api_key), scope)
         return s
 
@@ -57,6 +68,39 @@ Writer = Annotated[State, _require("write")]
 """The app state, once the request's API key was checked for the write scope."""
 
 
-def csv_param(raw: str | None) -> list[str]:
-    """A comma-separated query parameter as a list (empty parts dropped)."""
-    return [p for p in (raw or "").split(",") if p]
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""An id: 1 to 1024 characters, no control characters (a NUL byte could never be stored)."""
+ID_MAX = 1024
+
+
+def _id_path(what: str, example: str) -> Any:
+    return Path(
+        description=f"The {what}'s id, as ingested (no control characters)",
+        min_length=1,
+        max_length=ID_MAX,
+        pattern=ID_PATTERN,
+        examples=[example],
+    )
+
+
+ItemId = Annotated[str, _id_path("item", "tea-0")]
+UserId = Annotated[str, _id_path("user", "u1")]
+K = Annotated[int, Query(ge=1, le=1000, description="How many results (1-1000)", examples=[10])]
+Fields = Annotated[
+    str | None, Query(description="Comma-separated item attributes to return", examples=["topic,rank"])
+]
+FilterParam = Annotated[
+    str | None,
+    Query(
+        description='JSON filter over item attributes, e.g. {"topic": "tea"}', examples=['{"topic": "tea"}']
+    ),
+]
+
+
+def csv_param(raw: str | None, name: str = "fields") -> list[str]:
+    """A comma-separated query parameter as a list (empty parts dropped; control characters refused)."""
+    parts = [p for p in (raw or "").split(",") if p]
+    for part in parts:
+        if len(part) > ID_MAX or any(ord(c) < 0x20 or ord(c) == 0x7F for c in part):
+            raise ValidationError(f"{name}: an entry has control characters or is too long", path=name)
+    return parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -12,6 +13,7 @@ from nearrec.api.metrics import Metrics
 from nearrec.logs import request_id
 
 access_log = logging.getLogger("nearrec.access")
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,15 +43,24 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
 
+        started_response = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Logged once, here, with the request id; the caller gets the error shape and the same id.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started_response:
+                raise
+            await _internal_error(send_wrapper)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             request_id.reset(token)
@@ -74,9 +85,42 @@ class RequestContext:
             )
 
 
+async def _internal_error(send: Callable[[Message], Awaitable[None]]) -> None:
+    from nearrec.api.errors import error_body
+
+    payload = json.dumps(error_body(500, "internal error; see the server log")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")[:64]
             return text if text.replace("-", "").replace("_", "").isalnum() else None
     return None
+
+
+class HeadAsGet:
+    """HEAD is answered like GET without the body (FastAPI routes declare GET only, so HEAD would be 405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def no_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, no_body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from nearrec.config import Settings, mask_url
+from nearrec.errors import ConfigError
 from nearrec.postgres import migrate
 from nearrec.postgres.engine import make_engine, resolve_database_url, server_version
 
@@ -69,3 +70,19 @@ def status() -> None:
         click.echo(f"schema:   {current or '(empty)'} ({state})")
     finally:
         engine.dispose()
+
+
+@db.command()
+@click.option("--force", is_flag=True, help="Stop it even while nearrec processes still use it.")
+def stop(force: bool) -> None:
+    """Stop the embedded Postgres of the data dir (one a crashed or killed process left running)."""
+    from nearrec.postgres.embedded_server import stop_embedded_postgres
+
+    settings = Settings()
+    if not settings.embedded_database:
+        raise ConfigError("NEARREC_DATABASE_URL is set: there is no embedded Postgres to stop")
+    found = stop_embedded_postgres(settings.data_dir, force=force)
+    if found.server_pid is None:
+        click.echo(f"embedded Postgres in {found.pgdata} is not running")
+    else:
+        click.echo(f"stopped the embedded Postgres in {found.pgdata} (pid {found.server_pid})")

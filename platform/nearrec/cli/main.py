@@ -3,10 +3,12 @@ their heavy dependencies (torch, the model, FastAPI) inside the commands, so `ne
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
 import click
+from pydantic import ValidationError as PydanticValidationError
 
 from nearrec import __version__
 from nearrec.cli import (
@@ -19,11 +21,12 @@ from nearrec.cli import (
     quickstart_cmd,
     reindex_cmd,
     serve_cmd,
+    show_cmd,
     sync_cmd,
     train_cmd,
     worker_cmd,
 )
-from nearrec.errors import NearrecError
+from nearrec.errors import ConfigError, NearrecError
 
 COMMANDS: list[click.Command] = [
     quickstart_cmd.quickstart,
@@ -38,6 +41,7 @@ COMMANDS: list[click.Command] = [
     query_cmd.recommend,
     query_cmd.similar,
     query_cmd.search,
+    show_cmd.show,
     serve_cmd.serve,
     evaluate_cmd.evaluate,
 ]
@@ -47,6 +51,12 @@ class NearrecGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except PydanticValidationError as exc:  # a bad NEARREC_* setting: one line, exit 2
+            click.secho(f"error: {settings_error(exc)}", fg="red", err=True)
+            sys.exit(2)
+        except ConfigError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
         except NearrecError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
@@ -72,5 +82,22 @@ for _cmd in COMMANDS:
     cli.add_command(_cmd)
 
 
+def settings_error(exc: PydanticValidationError) -> str:
+    """``NEARREC_X: message`` for each bad setting, on one line. Never the value: it may be a secret."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        name = str(err["loc"][0]) if err.get("loc") else "settings"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"NEARREC_{name.upper()}: {message}")
+    return "; ".join(parts) if parts else "invalid settings"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C does: through ``finally`` blocks and exit handlers, so the embedded
+    Postgres this process joined is released (and stopped when it was the last user)."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="nearrec")

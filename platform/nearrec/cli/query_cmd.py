@@ -1,4 +1,8 @@
-"""`nearrec recommend | similar | search`: the query service from the shell."""
+"""`nearrec recommend | similar | search`: the query service from the shell.
+
+While `nearrec serve` owns this data dir's embedded vector store, the query goes to that server over HTTP
+(see :mod:`nearrec.cli.running`); the answer is the same.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,12 @@ from typing import Any
 
 import click
 
+from nearrec.cli.running import first_api_key, running_server
+from nearrec.client import Client
+from nearrec.config import Settings
+from nearrec.errors import NearrecError, ValidationError
 from nearrec.query.methods import METHODS
-from nearrec.query.results import Recommendation, recommendation_dict
+from nearrec.query.results import Reason, Recommendation, recommendation_dict
 from nearrec.query.service import QueryService
 from nearrec.runtime import Runtime
 
@@ -19,16 +27,60 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 fields_option = click.option("--fields", default="", help="Comma-separated item attributes to show.")
 
 
-def _run(call: Callable[[QueryService], list[Recommendation]], as_json: bool, fields: list[str]) -> None:
-    with Runtime() as runtime:
-        service = QueryService(
-            runtime.read_sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
-        )
-        recs = call(service)
+def _run(
+    call: Callable[[QueryService], list[Recommendation]],
+    as_json: bool,
+    fields: list[str],
+    remote: Callable[[Client], list[Any]] | None = None,
+) -> None:
+    settings = Settings()
+    server = running_server(settings) if remote is not None else None
+    if server is not None and remote is not None:
+        recs = _remote(server.url, first_api_key(settings), remote)
+    else:
+        with Runtime(settings) as runtime:
+            service = QueryService(
+                runtime.read_sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
+            )
+            recs = call(service)
     if as_json:
         click.echo(json.dumps([recommendation_dict(r) for r in recs], indent=2, default=str))
         return
     print_table(recs, fields)
+
+
+def _remote(url: str, key: str | None, call: Callable[[Client], list[Any]]) -> list[Recommendation]:
+    from nearrec.client import ApiError
+
+    with Client(url, key) as api:
+        try:
+            got = call(api)
+        except ApiError as exc:
+            raise NearrecError(f"{exc.message} (from the running server at {url})") from None
+    return [
+        Recommendation(
+            r.item_id,
+            r.score,
+            r.title,
+            r.fields,
+            Reason(r.reason.kind, r.reason.similarity, r.reason.item_id, r.reason.title)
+            if r.reason
+            else None,
+        )
+        for r in got
+    ]
+
+
+def _filter(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"filter: invalid JSON: {exc.msg} at position {exc.pos}", path="filter"
+        ) from None
+    return value if isinstance(value, dict) else {"": value}
 
 
 def print_table(recs: list[Recommendation], fields: list[str], title: str | None = None) -> None:
@@ -40,7 +92,7 @@ def print_table(recs: list[Recommendation], fields: list[str], title: str | None
         table.add_column(col)
     explained = any(r.reason for r in recs)
     if explained:
-        table.add_column("because you liked")
+        table.add_column("why")
     for n, rec in enumerate(recs, start=1):
         row: list[Any] = [str(n), rec.item_id, rec.title or "", f"{rec.score:.3f}"]
         row += [str(rec.fields.get(f, "")) for f in fields]
@@ -56,12 +108,19 @@ def _reason(rec: Recommendation) -> str:
     r = rec.reason
     if r is None:
         return ""
+    name = r.title or r.item_id
     if r.kind == "history":
-        return f"{r.title or r.item_id} ({r.similarity:.2f})"
+        return f"you liked {name} (cosine {r.similarity:.2f})"
+    if r.kind == "session":
+        return f"liked in this session: {name} (cosine {r.similarity:.2f})"
+    if r.kind == "item":
+        return f"similar to {name}" if name else "similar item"
     if r.kind == "popular":
         return f"popular ({int(r.similarity)} recent interactions)"
     if r.kind == "profile":
-        return "matches your profile"
+        return "matches the profile"
+    if r.kind == "query":
+        return "matches the query"
     return r.kind
 
 
@@ -113,6 +172,17 @@ def recommend(
         ),
         as_json,
         cols,
+        lambda api: api.recommend(
+            user_id,
+            k=k,
+            filter=_filter(filter_json),
+            exclude_ids=_fields(exclude),
+            diversity=diversity,
+            explain=explain,
+            offset=offset,
+            fields=cols,
+            method=method,
+        ),
     )
 
 
@@ -125,7 +195,12 @@ def recommend(
 def similar(item_id: str, k: int, filter_json: str | None, fields: str, as_json: bool) -> None:
     """Items most similar to ITEM_ID."""
     cols = _fields(fields)
-    _run(lambda s: s.similar_items(item_id, k=k, filter=filter_json, fields=cols), as_json, cols)
+    _run(
+        lambda s: s.similar_items(item_id, k=k, filter=filter_json, fields=cols),
+        as_json,
+        cols,
+        lambda api: api.similar_items(item_id, k=k, filter=_filter(filter_json), fields=cols),
+    )
 
 
 @click.command()
@@ -137,4 +212,9 @@ def similar(item_id: str, k: int, filter_json: str | None, fields: str, as_json:
 def search(text: str, k: int, filter_json: str | None, fields: str, as_json: bool) -> None:
     """Semantic search: items whose text is closest to TEXT."""
     cols = _fields(fields)
-    _run(lambda s: s.search(text, k=k, filter=filter_json, fields=cols), as_json, cols)
+    _run(
+        lambda s: s.search(text, k=k, filter=filter_json, fields=cols),
+        as_json,
+        cols,
+        lambda api: api.search(text, k=k, filter=_filter(filter_json), fields=cols),
+    )

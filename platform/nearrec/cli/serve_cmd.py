@@ -1,4 +1,9 @@
-"""`nearrec serve`: the HTTP API (and, with embedded vectors, the sync worker in the same process)."""
+"""`nearrec serve`: the HTTP API (and, with embedded vectors, the sync worker in the same process).
+
+While it runs on an embedded data dir it owns the vector store there, so it publishes its address in
+``<data_dir>/serve.json`` (host, port, pid; removed when it stops): other CLI commands that need the store send
+their query to this server instead (see :mod:`nearrec.cli.running`).
+"""
 
 from __future__ import annotations
 
@@ -14,31 +19,61 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 @click.option("--host", default=None, help="Bind address (default NEARREC_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default NEARREC_PORT, 8000).")
 @click.option(
-    "--workers/--no-worker",
+    "--worker/--no-worker",
     "run_worker",
     default=None,
-    help="Run the sync worker in-process (default: when vectors are embedded).",
+    help="Run the sync worker in this process (default: when vectors are embedded).",
 )
 def serve(host: str | None, port: int | None, run_worker: bool | None) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    """Serve the HTTP API (OpenAPI docs at /docs). SIGTERM or Ctrl-C stops it cleanly."""
     settings = Settings()
     host = host or settings.host
     port = settings.port if port is None else port
     if not settings.api_keys and host not in LOCAL_HOSTS:
         raise ConfigError(
-            f"refusing to bind {host} without API keys: set NEARREC_API_KEYS (KEY:read,KEY2:write) "
+            f"refusing to bind {host} without API keys: set NEARREC_API_KEYS (KEY or KEY:read, comma-separated) "
             "or bind to 127.0.0.1"
         )
     if not settings.api_keys:
         click.echo("no NEARREC_API_KEYS set: the API is open, so it only listens on localhost", err=True)
+    require_schema(settings)
     serve_app(settings, host, port, run_worker)
+
+
+def require_schema(settings: Settings) -> None:
+    """One line instead of a traceback when the database has no schema yet."""
+    from nearrec.postgres import migrate
+    from nearrec.postgres.engine import make_engine, resolve_database_url
+
+    url = resolve_database_url(settings)
+    engine = make_engine(url, pool_size=1)
+    try:
+        current = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    if current is None:
+        raise ConfigError("the database has no schema yet: run `nearrec db upgrade` first")
 
 
 def serve_app(settings: Settings, host: str, port: int, run_worker: bool | None) -> None:
     import uvicorn
 
     from nearrec.api.app import create_app
+    from nearrec.api.protocol import guarded_protocol
+    from nearrec.cli.running import published
 
     app = create_app(settings, run_worker=run_worker)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=guarded_protocol(settings.header_timeout),
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=20,
+    )
+    server = uvicorn.Server(config)
     click.echo(f"nearrec API on http://{host}:{port} (docs: http://{host}:{port}/docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    with published(settings, host, port, owns_vectors=settings.embedded_vectors):
+        server.run()

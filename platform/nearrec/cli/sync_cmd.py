@@ -10,6 +10,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from nearrec.cli.running import first_api_key, running_server
 from nearrec.config import Settings
 from nearrec.embedding import configured_model_id
 from nearrec.errors import NearrecError
@@ -32,14 +33,33 @@ def sync() -> None:
 def status(as_json: bool) -> None:
     """Backlog (pending rows, oldest pending age, retrying and parked rows) and counts in both stores."""
     settings = Settings()
+    server = running_server(settings)
     with Runtime(settings) as rt:
         with transaction(rt.sessions) as session:
             doc = _postgres_status(session)
-        doc["vectors"] = _vector_status(rt, settings)
+        doc["vectors"] = (
+            _served_vector_status(server.url, settings) if server else _vector_status(rt, settings)
+        )
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))
     else:
         _print_status(doc)
+    if "error" in doc["vectors"]:
+        sys.exit(1)  # a store that cannot be reached is not a healthy status
+
+
+def _served_vector_status(url: str, settings: Settings) -> dict[str, Any]:
+    """The store is owned by a running `nearrec serve`: ask its readiness probe instead of opening it."""
+    from nearrec.client import ApiError, Client
+
+    try:
+        with Client(url, first_api_key(settings), timeout=10) as api:
+            api.readyz()
+    except ApiError as exc:
+        return {"error": f"the running server at {url} reports: {exc.message}"}
+    except Exception as exc:
+        return {"error": f"the running server at {url} does not answer: {type(exc).__name__}"}
+    return {"served_by": url}
 
 
 def _postgres_status(session: Session) -> dict[str, Any]:
@@ -92,6 +112,10 @@ def _print_status(doc: dict[str, Any]) -> None:
     vec = doc["vectors"]
     if "error" in vec:
         click.echo(f"vectors:  unavailable: {vec['error']}")
+    elif "served_by" in vec:
+        click.echo(
+            f"vectors:  owned by the running server at {vec['served_by']}: ready (counts: /metrics there)"
+        )
     else:
         for kind in ("items", "users"):
             c = vec[kind]

