@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
-from nearrec.api.deps import Reader, Writer, csv_param
+from nearrec.api.deps import Reader, Writer, csv_param, recommendations_response
 from nearrec.api.errors import error_responses
 from nearrec.api.schemas import ItemIn, RecommendationsOut, UpsertOut, upsert_status
 from nearrec.errors import NotFoundError
@@ -23,17 +24,19 @@ router = APIRouter()
     tags=["query"],
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
-def similar(
+async def similar(
     s: Reader,
     item_id: str,
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: str | None = None,
     fields: str | None = None,
-) -> RecommendationsOut:
+) -> Response:
     """Items most similar to an item."""
     with s.metrics.query_seconds.labels("similar").time():
-        recs = s.query.similar_items(item_id, k=k, filter=filter, fields=csv_param(fields))
-    return RecommendationsOut.of(recs)
+        recs = await run_in_threadpool(
+            s.query.similar_items, item_id, k=k, filter=filter, fields=csv_param(fields)
+        )
+    return recommendations_response(recs)
 
 
 @router.put(
