@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     qdrant_replication_factor: int = Field(
         default=1, ge=1, description="Replicas per shard (Qdrant cluster)."
     )
+    qdrant_write_consistency_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of a shard that must acknowledge a write before it succeeds (Qdrant cluster; "
+        "at most the replication factor).",
+    )
+    qdrant_read_consistency: str | None = Field(
+        default=None,
+        pattern=r"^([1-9][0-9]*|majority|quorum|all)$",
+        description="Replicas of each shard a query reads and reconciles: a number, majority, quorum or all "
+        "(Qdrant cluster; unset: one replica, the fastest).",
+    )
     data_dir: Path = Field(default=Path(".nearrec"), description="Embedded Postgres and vector data.")
     collection_prefix: str = Field(default="nearrec_", description="Prefix of the Qdrant collection names.")
 
