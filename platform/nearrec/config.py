@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20000, ge=1, description="Longer item/profile texts are rejected.")
     worker_batch_size: int = Field(default=512, ge=1, description="Outbox rows claimed per worker batch.")
     worker_poll_seconds: float = Field(default=0.5, gt=0, description="Idle worker poll interval.")
+    index_build_min_points: int = Field(
+        default=50_000,
+        ge=0,
+        description="Embedded store: vectors outside the HNSW graph that make an idle worker build the index "
+        "in the background (0: never).",
+    )
     worker_max_attempts: int = Field(default=5, ge=1, description="Failures before an outbox row is parked.")
 
     # --- user vectors and queries ---

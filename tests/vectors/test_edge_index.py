@@ -78,5 +78,25 @@ def test_queries_and_writes_go_on_during_a_background_index_build(tmp_path: Path
 
     reopened = EdgeVectorStore(tmp_path / "v")
     assert reopened.count(COL) == len(vecs)
-    assert [h.id for h in reopened.query(COL, query, "text", 10, filter=flt, exclude_ids=sorted(banned))] == after
+    assert [
+        h.id for h in reopened.query(COL, query, "text", 10, filter=flt, exclude_ids=sorted(banned))
+    ] == after
     reopened.close()
+
+
+def test_the_worker_index_builder_starts_one_build_when_enough_is_unindexed(tmp_path: Path) -> None:
+    from nearrec.sync.index import IndexBuilder
+
+    rng = np.random.default_rng(5)
+    store = EdgeVectorStore(tmp_path / "v", indexing_threshold_kb=40)
+    store.ensure_collection(COL, {"text": DIM})
+    builder = IndexBuilder(store, [COL, "absent"], min_points=2000)
+    store.upsert(COL, [_point(i, rng.standard_normal(DIM)) for i in range(1, 1500)])
+    assert builder.maybe_start() is None  # 1,499 unindexed: below the threshold
+    store.upsert(COL, [_point(i, rng.standard_normal(DIM)) for i in range(1500, 3001)])
+    assert builder.maybe_start() == COL
+    builder.join(120)
+    assert store.unindexed_points(COL) < 3000
+    assert builder.maybe_start() is None  # built: nothing due until 2,000 more arrive
+    assert store.count(COL) == 3000
+    store.close()
