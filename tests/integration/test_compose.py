@@ -241,12 +241,11 @@ def test_container_environment_is_valid_settings(
             assert settings.log_format == "json", name
 
 
-def test_cluster_profile_is_three_qdrant_nodes_the_api_can_point_at(tmp_path: Path) -> None:
+def test_cluster_profile_is_three_qdrant_nodes(tmp_path: Path) -> None:
     env_file = write_env(
         tmp_path / "cluster.env",
         {
             **SECRETS,
-            "NEARREC_QDRANT_URL": "http://qdrant-node1:6333",
             "NEARREC_QDRANT_SHARD_NUMBER": "3",
             "NEARREC_QDRANT_REPLICATION_FACTOR": "2",
             "NEARREC_QDRANT_READ_CONSISTENCY": "majority",
@@ -260,7 +259,7 @@ def test_cluster_profile_is_three_qdrant_nodes_the_api_can_point_at(tmp_path: Pa
     assert all(n["environment"]["QDRANT__CLUSTER__ENABLED"] == "true" for n in nodes)
     assert all("--bootstrap" in n["command"] for n in nodes[1:]) and "--bootstrap" not in nodes[0]["command"]
     api = services["api"]["environment"]
-    assert api["NEARREC_QDRANT_URL"] == "http://qdrant-node1:6333"
+    assert api["NEARREC_QDRANT_REPLICATION_FACTOR"] == "2"
     assert api["NEARREC_QDRANT_READ_CONSISTENCY"] == "majority"
     default = run_compose(write_env(tmp_path / "plain.env", SECRETS), "config", "--services")
     assert "qdrant-node1" not in default.stdout.split()  # the cluster only runs with its profile
