@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     qdrant_replication_factor: int = Field(
         default=1, ge=1, description="Replicas per shard (Qdrant cluster)."
     )
+    qdrant_write_consistency_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of a shard that must acknowledge a write before it succeeds (Qdrant cluster; "
+        "at most the replication factor).",
+    )
+    qdrant_read_consistency: str | None = Field(
+        default=None,
+        pattern=r"^([1-9][0-9]*|majority|quorum|all)$",
+        description="Replicas of each shard a query reads and reconciles: a number, majority, quorum or all "
+        "(Qdrant cluster; unset: one replica, the fastest).",
+    )
     data_dir: Path = Field(default=Path(".nearrec"), description="Embedded Postgres and vector data.")
     collection_prefix: str = Field(default="nearrec_", description="Prefix of the Qdrant collection names.")
 
@@ -59,6 +71,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20000, ge=1, description="Longer item/profile texts are rejected.")
     worker_batch_size: int = Field(default=512, ge=1, description="Outbox rows claimed per worker batch.")
     worker_poll_seconds: float = Field(default=0.5, gt=0, description="Idle worker poll interval.")
+    index_build_min_points: int = Field(
+        default=50_000,
+        ge=0,
+        description="Embedded store: vectors outside the HNSW graph that make an idle worker build the index "
+        "in the background (0: never).",
+    )
     worker_max_attempts: int = Field(default=5, ge=1, description="Failures before an outbox row is parked.")
 
     # --- user vectors and queries ---

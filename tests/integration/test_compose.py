@@ -239,3 +239,27 @@ def test_container_environment_is_valid_settings(
             settings = Settings(_env_file=None)  # type: ignore[call-arg]
             assert not settings.embedded_database and not settings.embedded_vectors, name
             assert settings.log_format == "json", name
+
+
+def test_cluster_profile_is_three_qdrant_nodes(tmp_path: Path) -> None:
+    env_file = write_env(
+        tmp_path / "cluster.env",
+        {
+            **SECRETS,
+            "NEARREC_QDRANT_SHARD_NUMBER": "3",
+            "NEARREC_QDRANT_REPLICATION_FACTOR": "2",
+            "NEARREC_QDRANT_READ_CONSISTENCY": "majority",
+        },
+    )
+    assert run_compose(env_file, "--profile", "cluster", "config", "-q").returncode == 0
+    result = run_compose(env_file, "--profile", "cluster", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    nodes = [services[f"qdrant-node{i}"] for i in (1, 2, 3)]
+    assert all(n["environment"]["QDRANT__CLUSTER__ENABLED"] == "true" for n in nodes)
+    assert all("--bootstrap" in n["command"] for n in nodes[1:]) and "--bootstrap" not in nodes[0]["command"]
+    api = services["api"]["environment"]
+    assert api["NEARREC_QDRANT_REPLICATION_FACTOR"] == "2"
+    assert api["NEARREC_QDRANT_READ_CONSISTENCY"] == "majority"
+    default = run_compose(write_env(tmp_path / "plain.env", SECRETS), "config", "--services")
+    assert "qdrant-node1" not in default.stdout.split()  # the cluster only runs with its profile

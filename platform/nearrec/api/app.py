@@ -26,6 +26,7 @@ from nearrec.api.metrics import Metrics
 from nearrec.api.middleware import HeadAsGet, RequestContext
 from nearrec.api.routes import router
 from nearrec.config import Settings
+from nearrec.errors import StoreUnavailableError
 from nearrec.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         metrics: Metrics = app.state.metrics
         state = State(runtime, metrics)
         metrics.watch_outbox(lambda: outbox_stats(runtime))
-        state.query.attribute_schema()  # warm: the first filtered request should not pay for it
+        try:
+            state.query.attribute_schema()  # warm: the first filtered request should not pay for it
+        except StoreUnavailableError as exc:  # the store may come up after the API; /readyz reports it
+            log.warning("vector store not reachable at startup: %s", exc)
         want_worker = runtime.settings.embedded_vectors if run_worker is None else run_worker
         if want_worker:
             _start_worker(state)
@@ -103,6 +107,12 @@ id is also in the `X-Request-ID` header and in the server's log line.
 
 **Scores** are on the scale of the method that produced them (see `RecommendationOut.score`).
 """
+
+
+def app_factory() -> FastAPI:
+    """The app with its settings from the environment: the import string of ``serve --workers N``
+    (``nearrec.api.app:app_factory``, uvicorn's ``factory=True``). Never runs the sync worker."""
+    return create_app(None, run_worker=False)
 
 
 def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:

@@ -3,17 +3,21 @@ helpers. Routes import this module, never ``app.py``, so the package has no impo
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request, Security
+import orjson
+from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from nearrec.api.auth import ApiKeys, Scope, presented_key
 from nearrec.api.metrics import Metrics
 from nearrec.errors import ValidationError
-from nearrec.query.service import QueryService
+from nearrec.query.service import QueryService, Recommendation
 from nearrec.runtime import Runtime
+
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class State:
@@ -49,7 +53,7 @@ api_key_scheme = APIKeyHeader(
 
 
 def _require(scope: Scope) -> Any:
-    def check(
+    async def check(  # async: no I/O, so no thread hop (a sync dependency runs in the threadpool)
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
         x_api_key: Annotated[str | None, Security(api_key_scheme)] = None,
@@ -104,3 +108,19 @@ def csv_param(raw: str | None, name: str = "fields") -> list[str]:
         if len(part) > ID_MAX or any(ord(c) < 0x20 or ord(c) == 0x7F for c in part):
             raise ValidationError(f"{name}: an entry has control characters or is too long", path=name)
     return parts
+
+
+def recommendations_response(recs: list[Recommendation]) -> Response:
+    """The ``RecommendationsOut`` body, serialised once with orjson: no response-model validation pass (the
+    shapes come from typed dataclasses; the route still declares ``response_model`` for the OpenAPI schema)."""
+    items = [
+        {
+            "item_id": r.item_id,
+            "score": r.score,
+            "title": r.title,
+            "fields": r.fields,
+            "reason": None if r.reason is None else dataclasses.asdict(r.reason),
+        }
+        for r in recs
+    ]
+    return Response(orjson.dumps({"items": items}, option=_ORJSON), media_type="application/json")

@@ -19,12 +19,21 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 @click.option("--host", default=None, help="Bind address (default NEARREC_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default NEARREC_PORT, 8000).")
 @click.option(
-    "--worker/--no-worker",
+    "--sync-worker/--no-sync-worker",
     "run_worker",
     default=None,
     help="Run the sync worker in this process (default: when vectors are embedded).",
 )
-def serve(host: str | None, port: int | None, run_worker: bool | None) -> None:
+@click.option(
+    "--workers",
+    "processes",
+    default=1,
+    type=click.IntRange(1, 64),
+    show_default=True,
+    help="API server processes. More than one needs a Qdrant server (NEARREC_QDRANT_URL): the embedded "
+    "vector store belongs to one process. Run sync workers apart (`nearrec worker`).",
+)
+def serve(host: str | None, port: int | None, run_worker: bool | None, processes: int) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs). SIGTERM or Ctrl-C stops it cleanly."""
     settings = Settings()
     host = host or settings.host
@@ -37,7 +46,10 @@ def serve(host: str | None, port: int | None, run_worker: bool | None) -> None:
     if not settings.api_keys:
         click.echo("no NEARREC_API_KEYS set: the API is open, so it only listens on localhost", err=True)
     require_schema(settings)
-    serve_app(settings, host, port, run_worker)
+    if processes > 1:
+        serve_processes(settings, host, port, processes, run_worker)
+    else:
+        serve_app(settings, host, port, run_worker)
 
 
 def require_schema(settings: Settings) -> None:
@@ -77,3 +89,31 @@ def serve_app(settings: Settings, host: str, port: int, run_worker: bool | None)
     click.echo(f"nearrec API on http://{host}:{port} (docs: http://{host}:{port}/docs)", err=True)
     with published(settings, host, port, owns_vectors=settings.embedded_vectors):
         server.run()
+
+
+def serve_processes(
+    settings: Settings, host: str, port: int, processes: int, run_worker: bool | None
+) -> None:
+    """``processes`` uvicorn worker processes on one socket, each building its app from the environment
+    (:func:`nearrec.api.app.app_factory`): every process is stateless, so they scale across cores."""
+    import uvicorn
+
+    if settings.embedded_vectors:
+        raise ConfigError(
+            f"--workers {processes} needs a Qdrant server (set NEARREC_QDRANT_URL): the embedded vector store "
+            "belongs to one process; run one process, or move to servers (docs/sizing.md)"
+        )
+    if run_worker:
+        raise ConfigError(
+            "--sync-worker runs in one process only; with --workers N run `nearrec worker` apart"
+        )
+    click.echo(f"nearrec API on http://{host}:{port}, {processes} processes", err=True)
+    uvicorn.run(
+        "nearrec.api.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_level="warning",
+        access_log=False,
+    )

@@ -38,6 +38,7 @@ from nearrec.postgres.engine import transaction
 from nearrec.postgres.notify import OutboxListener
 from nearrec.postgres.sync_repo import Claim
 from nearrec.sync.collections import ItemSchema, check_model, ensure_collections
+from nearrec.sync.index import IndexBuilder
 from nearrec.sync.items import ItemSyncResult, sync_items
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
@@ -97,6 +98,9 @@ class SyncWorker:
         self.users_collection = settings.users_collection
         self.params = UserVectorParams.from_settings(settings)
         self._schema: ItemSchema | None = None
+        self.index_builder = IndexBuilder(
+            store, [self.items_collection, self.users_collection], settings.index_build_min_points
+        )
 
     # --- setup -------------------------------------------------------------------------------------------
 
@@ -295,6 +299,7 @@ class SyncWorker:
                         if on_batch is not None:
                             on_batch(batch)
                         continue
+                    self.index_builder.maybe_start()  # idle: the backlog is synced
                     self._idle(stop, listener, poll)
                 except ModelMismatchError:
                     raise

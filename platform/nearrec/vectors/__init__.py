@@ -22,6 +22,7 @@ __all__ = [
     "VectorLike",
     "VectorStore",
     "open_vector_store",
+    "read_consistency",
 ]
 
 
@@ -37,7 +38,14 @@ def open_vector_store(settings: Settings) -> VectorStore:
             api_key or None,
             shard_number=settings.qdrant_shard_number,
             replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
+            read_consistency=read_consistency(settings.qdrant_read_consistency),
         )
     from nearrec.vectors.edge import EdgeVectorStore
 
     return EdgeVectorStore(settings.data_dir / "vectors")
+
+
+def read_consistency(value: str | None) -> str | int | None:
+    """The ``NEARREC_QDRANT_READ_CONSISTENCY`` setting as qdrant-client wants it (a number is an int)."""
+    return int(value) if value is not None and value.isdigit() else value

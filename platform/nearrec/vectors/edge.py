@@ -23,8 +23,9 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from qdrant_edge import (
     CountRequest,
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     Mmr,
@@ -52,6 +54,7 @@ from nearrec.errors import (
     VectorStoreLockedError,
 )
 from nearrec.filters import FieldType, FilterExpr, payload_value
+from nearrec.vectors import edge_index
 from nearrec.vectors.base import (
     UPSERT_CHUNK,
     CollectionNotFoundError,
@@ -80,13 +83,28 @@ class _Collection:
     shard: EdgeShard
     vectors: dict[str, int]
     metadata: dict[str, Any]
+    shard_dir: str = "shard"
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    journal: set[int] | None = None  # ids written while an index build runs (see edge_index)
+    schema_ops: list[UpdateOperation] = field(default_factory=list)  # index / vector changes meanwhile
+    building: bool = False
 
 
 class EdgeVectorStore:
     """VectorStore on qdrant-edge shards persisted under ``root``."""
 
-    def __init__(self, root: Path | str, *, max_search_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        max_search_threads: int | None = None,
+        indexing_threshold_kb: int | None = None,
+    ) -> None:
+        """``indexing_threshold_kb``: vectors per segment (in KB) above which :meth:`build_index` builds an
+        HNSW graph, for collections created from now on (None: Qdrant's default, 10 MB, ~6,500 vectors of
+        384 floats; below it a segment is searched exactly)."""
         self.root = Path(root)
+        self._indexing_threshold_kb = indexing_threshold_kb
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _acquire_lock(self.root)
         self._guard = threading.RLock()
@@ -115,8 +133,8 @@ class EdgeVectorStore:
             for vname, size in vectors.items():
                 have = col.vectors.get(vname)
                 if have is None:
-                    with _edge_errors(name):
-                        col.shard.update(UpdateOperation.create_dense_vector(vname, size, Distance.Cosine))
+                    op = UpdateOperation.create_dense_vector(vname, size, Distance.Cosine)
+                    self._write(col, name, op, (), schema=True)
                     col.vectors[vname] = size
                     self._write_config(name, col)
                 elif have != size:
@@ -132,7 +150,8 @@ class EdgeVectorStore:
         col = self._col(name)
         with self._guard, _edge_errors(name):
             if field not in col.shard.info().payload_schema:
-                col.shard.update(UpdateOperation.create_field_index(field, _INDEX_TYPES[type]))
+                op = UpdateOperation.create_field_index(field, _INDEX_TYPES[type])
+                self._write(col, name, op, (), schema=True)
 
     def collection_exists(self, name: str) -> bool:
         return self._get(self._aliases.get(name, name), missing_ok=True) is not None
@@ -206,8 +225,7 @@ class EdgeVectorStore:
                 )
                 for p in points[start : start + UPSERT_CHUNK]
             ]
-            with _edge_errors(name):
-                col.shard.update(UpdateOperation.upsert_points(chunk))
+            self._write(col, name, UpdateOperation.upsert_points(chunk), [int(p.id) for p in chunk])
 
     def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
         col = self._col(name)
@@ -217,22 +235,23 @@ class EdgeVectorStore:
                 PointVectors(pid, {k: as_list(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
-            with _edge_errors(name):
-                col.shard.update(UpdateOperation.update_vectors(chunk))
+            self._write(
+                col,
+                name,
+                UpdateOperation.update_vectors(chunk),
+                [pid for pid, _ in items[start : start + UPSERT_CHUNK]],
+            )
 
     def set_payload(self, name: str, ids: Sequence[int], payload: Mapping[str, Any]) -> None:
         col = self._col(name)
         if ids:
-            with _edge_errors(name):
-                col.shard.update(
-                    UpdateOperation.set_payload(list(ids), {k: payload_value(v) for k, v in payload.items()})
-                )
+            values = {k: payload_value(v) for k, v in payload.items()}
+            self._write(col, name, UpdateOperation.set_payload(list(ids), values), ids)
 
     def delete(self, name: str, ids: Sequence[int]) -> None:
         col = self._col(name)
         if ids:
-            with _edge_errors(name):
-                col.shard.update(UpdateOperation.delete_points(list(ids)))
+            self._write(col, name, UpdateOperation.delete_points(list(ids)), ids)
 
     def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
         col = self._col(name)
@@ -309,6 +328,55 @@ class EdgeVectorStore:
         )
         return self._run(name, request, False)
 
+    # --- index build (see nearrec.vectors.edge_index) ----------------------------------------------------
+
+    def unindexed_points(self, name: str) -> int:
+        """Vectors of ``name`` not yet in an HNSW graph (searched exactly until :meth:`build_index`)."""
+        col = self._col(name)
+        with _edge_errors(name):
+            info = col.shard.info()
+        return max(0, info.points_count * len(col.vectors) - info.indexed_vectors_count)
+
+    def build_index(self, name: str) -> edge_index.BuildReport:
+        """Build the HNSW index of ``name`` in a child process on a copy of its shard, then switch to it;
+        queries go on meanwhile, writes wait only while the shard is copied and while the switch replays the
+        writes made during the build. One build per collection at a time."""
+        real = self._aliases.get(name, name)
+        col = self._col(real)
+        with self._guard:
+            if col.building:
+                raise ValidationError(f"collection {name!r}: an index build is already running")
+            col.building = True
+        target_dir = "shard-b" if col.shard_dir != "shard-b" else "shard"
+        base = self.root / real
+        try:
+            with col.write_lock, _edge_errors(real):
+                points = col.shard.info().points_count
+                copy = edge_index.timed(
+                    lambda: edge_index.copy_shard(col.shard, base / col.shard_dir, base / target_dir)
+                )
+                col.journal, col.schema_ops = set(), []
+            build = edge_index.timed(lambda: edge_index.optimize_copy(base / target_dir))
+            with _edge_errors(real):
+                built = EdgeShard.load(str(base / target_dir), self._load_config())
+            started = time.perf_counter()
+            with col.write_lock, _edge_errors(real):
+                for op in col.schema_ops:
+                    built.update(op)
+                replayed = edge_index.replay(col.shard, built, col.journal or set())
+                old, old_dir = col.shard, col.shard_dir
+                col.shard, col.shard_dir = built, target_dir
+                with self._guard:
+                    self._write_config(real, col)
+                col.journal, col.schema_ops = None, []
+            switch = time.perf_counter() - started
+            with contextlib.suppress(Exception):
+                old.close()
+            shutil.rmtree(base / old_dir, ignore_errors=True)
+            return edge_index.BuildReport(points, copy, build, switch, replayed)
+        finally:
+            col.journal, col.building = None, False
+
     def close(self) -> None:
         with self._guard:
             if self._closed:
@@ -338,6 +406,22 @@ class EdgeVectorStore:
             for p in points
         ]
 
+    def _write(
+        self,
+        col: _Collection,
+        name: str,
+        op: UpdateOperation,
+        ids: Collection[int],
+        schema: bool = False,
+    ) -> None:
+        """Apply a write to the live shard; during an index build, journal it for the switch."""
+        with col.write_lock, _edge_errors(name):
+            col.shard.update(op)
+            if col.journal is not None:
+                col.journal.update(int(i) for i in ids)
+                if schema:
+                    col.schema_ops.append(op)
+
     def _col(self, name: str) -> _Collection:
         """The open collection behind ``name`` (alias or collection); hot path: two dict lookups."""
         col = self._open.get(self._aliases.get(name, name))
@@ -364,8 +448,11 @@ class EdgeVectorStore:
                 raise CollectionNotFoundError(f"collection {name!r} does not exist")
             data = _read_json(config, {})
             with _edge_errors(name):
-                shard = EdgeShard.load(str(self.root / name / "shard"), self._load_config())
-            col = _Collection(shard, dict(data.get("vectors", {})), dict(data.get("metadata", {})))
+                shard_dir = str(data.get("shard", "shard"))
+                shard = EdgeShard.load(str(self.root / name / shard_dir), self._load_config())
+            col = _Collection(
+                shard, dict(data.get("vectors", {})), dict(data.get("metadata", {})), shard_dir=shard_dir
+            )
             self._open[name] = col
             return col
 
@@ -375,7 +462,14 @@ class EdgeVectorStore:
         base.mkdir(parents=True)
         with _edge_errors(name):
             params = {n: EdgeVectorParams(size=s, distance=Distance.Cosine) for n, s in vectors.items()}
-            config = EdgeConfig(vectors=params, max_search_threads=self._max_search_threads)
+            optimizers = (
+                None
+                if self._indexing_threshold_kb is None
+                else EdgeOptimizersConfig(indexing_threshold=self._indexing_threshold_kb)
+            )
+            config = EdgeConfig(
+                vectors=params, max_search_threads=self._max_search_threads, optimizers=optimizers
+            )
             shard = EdgeShard.create(str(base / "shard"), config)
         col = _Collection(shard, vectors, {})
         self._write_config(name, col)
@@ -387,7 +481,8 @@ class EdgeVectorStore:
         return EdgeConfig(max_search_threads=self._max_search_threads)
 
     def _write_config(self, name: str, col: _Collection) -> None:
-        _write_json(self.root / name / "collection.json", {"vectors": col.vectors, "metadata": col.metadata})
+        data = {"vectors": col.vectors, "metadata": col.metadata, "shard": col.shard_dir}
+        _write_json(self.root / name / "collection.json", data)
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
         _write_json(self.root / "aliases.json", aliases)

@@ -41,8 +41,10 @@ _INDEX_TYPES = {
 
 
 class ServerVectorStore:
-    """VectorStore on a ``QdrantClient``. ``shard_number`` / ``replication_factor`` apply to collections
-    this store creates (a Qdrant cluster; ignored by local mode)."""
+    """VectorStore on a ``QdrantClient``. ``shard_number`` / ``replication_factor`` /
+    ``write_consistency_factor`` apply to collections this store creates (a Qdrant cluster; ignored by local
+    mode). ``read_consistency`` (None: Qdrant's default, one replica; an int, ``majority``, ``quorum`` or
+    ``all``) is how many replicas of each shard a query or retrieve waits for."""
 
     def __init__(
         self,
@@ -50,12 +52,16 @@ class ServerVectorStore:
         *,
         shard_number: int = 1,
         replication_factor: int = 1,
+        write_consistency_factor: int = 1,
+        read_consistency: str | int | None = None,
         owns_client: bool = True,
         where: str = "Qdrant",
     ) -> None:
         self.client = client
         self.shard_number = shard_number
         self.replication_factor = replication_factor
+        self.write_consistency_factor = write_consistency_factor
+        self._read: dict[str, Any] = {} if read_consistency is None else {"consistency": read_consistency}
         self._owns_client = owns_client
         self._where = where
         self._local = getattr(client, "_client", None).__class__.__name__ == "QdrantLocal"
@@ -68,11 +74,20 @@ class ServerVectorStore:
         *,
         shard_number: int = 1,
         replication_factor: int = 1,
+        write_consistency_factor: int = 1,
+        read_consistency: str | int | None = None,
         timeout: int = 30,
     ) -> ServerVectorStore:
         """A store on the Qdrant server at ``url`` (no request is made until first use)."""
         client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
-        return cls(client, shard_number=shard_number, replication_factor=replication_factor, where=url)
+        return cls(
+            client,
+            shard_number=shard_number,
+            replication_factor=replication_factor,
+            write_consistency_factor=write_consistency_factor,
+            read_consistency=read_consistency,
+            where=url,
+        )
 
     # --- collections -------------------------------------------------------------------------------------
 
@@ -93,6 +108,7 @@ class ServerVectorStore:
                         vectors_config=config,
                         shard_number=self.shard_number,
                         replication_factor=self.replication_factor,
+                        write_consistency_factor=self.write_consistency_factor,
                     )
                     return
                 except UnexpectedResponse as exc:  # created concurrently by another process
@@ -223,7 +239,9 @@ class ServerVectorStore:
         if not ids:
             return []
         with self._errors(name):
-            records = self.client.retrieve(name, list(ids), with_payload=True, with_vectors=with_vectors)
+            records = self.client.retrieve(
+                name, list(ids), with_payload=True, with_vectors=with_vectors, **self._read
+            )
         return order_like(ids, [_hit(r, 0.0, with_vectors) for r in records])
 
     def scroll(
@@ -262,6 +280,7 @@ class ServerVectorStore:
         with self._errors(name):
             points = self.client.query_points(
                 name,
+                **self._read,
                 query=as_list(vector),
                 using=using,
                 limit=limit,
@@ -290,6 +309,7 @@ class ServerVectorStore:
         with self._errors(name):
             points = self.client.query_points(
                 name,
+                **self._read,
                 query=query,
                 using=using,
                 limit=limit,

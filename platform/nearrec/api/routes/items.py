@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
-from nearrec.api.deps import Fields, FilterParam, ItemId, K, Reader, Writer, csv_param
+from nearrec.api.deps import (
+    Fields,
+    FilterParam,
+    ItemId,
+    K,
+    Reader,
+    Writer,
+    csv_param,
+    recommendations_response,
+)
 from nearrec.api.errors import error_responses
 from nearrec.api.schemas import ItemIn, ItemOut, RecommendationsOut, UpsertOut, upsert_status
 from nearrec.errors import NotFoundError
@@ -24,13 +34,15 @@ router = APIRouter()
     tags=["query"],
     responses=error_responses(401, 403, 404, 409, 422, 503),
 )
-def similar(
+async def similar(
     s: Reader, item_id: ItemId, k: K = 10, filter: FilterParam = None, fields: Fields = None
-) -> RecommendationsOut:
+) -> Response:
     """Items most similar to an item (score: cosine similarity of the text vectors)."""
     with s.metrics.query_seconds.labels("similar").time():
-        recs = s.query.similar_items(item_id, k=k, filter=filter, fields=csv_param(fields))
-    return RecommendationsOut.of(recs)
+        recs = await run_in_threadpool(
+            s.query.similar_items, item_id, k=k, filter=filter, fields=csv_param(fields)
+        )
+    return recommendations_response(recs)
 
 
 @router.get(

@@ -1,12 +1,18 @@
-"""Recommendations for a user and for an anonymous session, and semantic search."""
+"""Recommendations for a user and for an anonymous session, and semantic search.
+
+The hot path: async routes (the dependencies are async too, so a request makes ONE thread hop), the query
+service runs in the threadpool (the store query releases the GIL), and the answer is serialised once with
+orjson (:func:`~nearrec.api.deps.recommendations_response`) instead of being validated against the response
+model; ``response_model`` stays for the OpenAPI schema."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
-from nearrec.api.deps import Fields, FilterParam, K, Reader, UserId, csv_param
+from nearrec.api.deps import Fields, FilterParam, K, Reader, UserId, csv_param, recommendations_response
 from nearrec.api.errors import error_responses
 from nearrec.api.schemas import AnonymousIn, RecommendationsOut, SearchIn
 from nearrec.query.methods import Method
@@ -16,7 +22,7 @@ MAX_OFFSET = 10_000
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut)
-def recommend(
+async def recommend(
     s: Reader,
     user_id: UserId,
     k: K = 10,
@@ -36,10 +42,11 @@ def recommend(
         Method | None,
         Query(description="Retrieval method; default hybrid once `nearrec train` has run, else text"),
     ] = None,
-) -> RecommendationsOut:
+) -> Response:
     """Top-k items for a user, never one they have already seen."""
     with s.metrics.query_seconds.labels("recommend").time():
-        recs = s.query.recommend(
+        recs = await run_in_threadpool(
+            s.query.recommend,
             user_id,
             k=k,
             filter=filter,
@@ -50,22 +57,25 @@ def recommend(
             fields=csv_param(fields),
             method=method,
         )
-    return RecommendationsOut.of(recs)
+    return recommendations_response(recs)
 
 
 @router.post("/v1/search", response_model=RecommendationsOut, responses=error_responses(413, 415))
-def search(s: Reader, body: SearchIn) -> RecommendationsOut:
+async def search(s: Reader, body: SearchIn) -> Response:
     """Semantic search over the catalog."""
     with s.metrics.query_seconds.labels("search").time():
-        recs = s.query.search(body.text, k=body.k, filter=body.filter, fields=body.fields)
-    return RecommendationsOut.of(recs)
+        recs = await run_in_threadpool(
+            s.query.search, body.text, k=body.k, filter=body.filter, fields=body.fields
+        )
+    return recommendations_response(recs)
 
 
 @router.post("/v1/recommendations", response_model=RecommendationsOut, responses=error_responses(413, 415))
-def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
+async def recommend_anonymous(s: Reader, body: AnonymousIn) -> Response:
     """Recommendations for an anonymous session (items liked / disliked so far, optional text)."""
     with s.metrics.query_seconds.labels("anonymous").time():
-        recs = s.query.recommend_anonymous(
+        recs = await run_in_threadpool(
+            s.query.recommend_anonymous,
             liked=body.liked,
             disliked=body.disliked,
             text=body.text,
@@ -76,4 +86,4 @@ def recommend_anonymous(s: Reader, body: AnonymousIn) -> RecommendationsOut:
             explain=body.explain,
             method=body.method,
         )
-    return RecommendationsOut.of(recs)
+    return recommendations_response(recs)
