@@ -64,3 +64,14 @@ def test_help_summaries_match_the_commands() -> None:
         first = inspect.cleandoc(command.help or "").split("\n\n")[0]
         assert " ".join(first.split()) == spec.summary, spec.name
     assert cli.list_commands(None) == [s.name for s in COMMANDS]  # type: ignore[arg-type]
+
+
+def test_db_status_needs_no_alembic_and_reads_the_same_head() -> None:
+    assert _heavy_modules("import nearrec.cli.db_cmd") == []
+    from alembic.script import ScriptDirectory
+
+    from nearrec.postgres import migrate
+
+    url = "postgresql+psycopg://nobody@localhost/none"
+    alembic_head = ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
+    assert migrate.head_revision(url) == alembic_head is not None
