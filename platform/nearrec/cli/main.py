@@ -1,54 +1,127 @@
-"""The `nearrec` command. Each group lives in its own module and stays thin over the services; modules import
-their heavy dependencies (torch, the model, FastAPI) inside the commands, so `nearrec --help` stays fast."""
+"""The `nearrec` command. Each group lives in its own module and stays thin over the services.
+
+Start-up stays fast because nothing heavy is imported before it is used: a command's module is imported only
+when that command runs (``nearrec --help`` lists the summaries below without importing any), and the modules
+import their heavy dependencies (torch, the model, FastAPI, numpy) inside the commands.
+"""
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError as PydanticValidationError
 
 from nearrec import __version__
-from nearrec.cli import (
-    config_cmd,
-    db_cmd,
-    delete_cmd,
-    evaluate_cmd,
-    ingest_cmd,
-    query_cmd,
-    quickstart_cmd,
-    reindex_cmd,
-    serve_cmd,
-    show_cmd,
-    sync_cmd,
-    train_cmd,
-    worker_cmd,
-)
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 from nearrec.errors import ConfigError, NearrecError
 
-COMMANDS: list[click.Command] = [
-    quickstart_cmd.quickstart,
-    db_cmd.db,
-    config_cmd.config,
-    ingest_cmd.ingest,
-    delete_cmd.delete,
-    worker_cmd.worker,
-    sync_cmd.sync,
-    reindex_cmd.reindex,
-    train_cmd.train,
-    query_cmd.recommend,
-    query_cmd.similar,
-    query_cmd.search,
-    show_cmd.show,
-    serve_cmd.serve,
-    evaluate_cmd.evaluate,
-]
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """Where a command lives, and the first paragraph of its help (tests/unit/test_cli_startup.py keeps it
+    equal to the command's docstring)."""
+
+    name: str
+    module: str
+    attr: str
+    summary: str
+
+
+COMMANDS: tuple[CommandSpec, ...] = (  # in the order `nearrec --help` lists them
+    CommandSpec(
+        "quickstart",
+        "nearrec.cli.quickstart_cmd",
+        "quickstart",
+        "Demo catalog, vectors and recommendations in one command (embedded default, nothing to install).",
+    ),
+    CommandSpec("db", "nearrec.cli.db_cmd", "db", "Database schema (Alembic) and status."),
+    CommandSpec("config", "nearrec.cli.config_cmd", "config", "Inspect the effective settings."),
+    CommandSpec(
+        "ingest",
+        "nearrec.cli.ingest_cmd",
+        "ingest",
+        "Load items, users or interactions from CSV/TSV, JSON Lines or Parquet files (each may be .gz).",
+    ),
+    CommandSpec(
+        "delete",
+        "nearrec.cli.delete_cmd",
+        "delete",
+        "Delete items or users (and their interactions); their vectors are removed through the outbox.",
+    ),
+    CommandSpec(
+        "worker",
+        "nearrec.cli.worker_cmd",
+        "worker",
+        "Embed changed items and users and write them to the vector store (runs until stopped).",
+    ),
+    CommandSpec(
+        "sync",
+        "nearrec.cli.sync_cmd",
+        "sync",
+        "Backlog, drift and repair between Postgres and the vector store.",
+    ),
+    CommandSpec(
+        "reindex",
+        "nearrec.cli.reindex_cmd",
+        "reindex",
+        "Re-embed every item and user into new collections, then point the aliases at them.",
+    ),
+    CommandSpec(
+        "train",
+        "nearrec.cli.train_cmd",
+        "train",
+        'Train the collaborative model on every interaction and store the items\' "cf" vectors.',
+    ),
+    CommandSpec(
+        "recommend",
+        "nearrec.cli.query_cmd",
+        "recommend",
+        "Recommend items for USER_ID (never one they have seen).",
+    ),
+    CommandSpec("similar", "nearrec.cli.query_cmd", "similar", "Items most similar to ITEM_ID."),
+    CommandSpec(
+        "search", "nearrec.cli.query_cmd", "search", "Semantic search: items whose text is closest to TEXT."
+    ),
+    CommandSpec(
+        "show",
+        "nearrec.cli.show_cmd",
+        "show",
+        "Show an item or a user as stored (with --history: a user's latest interactions).",
+    ),
+    CommandSpec(
+        "serve",
+        "nearrec.cli.serve_cmd",
+        "serve",
+        "Serve the HTTP API (OpenAPI docs at /docs). SIGTERM or Ctrl-C stops it cleanly.",
+    ),
+    CommandSpec(
+        "evaluate",
+        "nearrec.cli.evaluate_cmd",
+        "evaluate",
+        "Hold out each user's last positive interaction, load the rest through ingest + sync + train into a "
+        "scratch database and scratch collections, and score every method's top-k through the query service.",
+    ),
+)
+SPECS = {spec.name: spec for spec in COMMANDS}
+
+
+def load_command(spec: CommandSpec) -> click.Command:
+    """Import the command's module (only now) and return the command."""
+    command = getattr(importlib.import_module(spec.module), spec.attr)
+    assert isinstance(command, click.Command)
+    return command
 
 
 class NearrecGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError as PydanticValidationError  # not needed by `--help`
+
         try:
             return super().invoke(ctx)
         except PydanticValidationError as exc:  # a bad NEARREC_* setting: one line, exit 2
@@ -62,7 +135,18 @@ class NearrecGroup(click.Group):
             sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [c.name for c in COMMANDS if c.name]  # in the order above, not alphabetical
+        return [spec.name for spec in COMMANDS]  # in the order above, not alphabetical
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = SPECS.get(cmd_name)
+        return load_command(spec) if spec else super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from the summaries, without importing the commands."""
+        limit = formatter.width - 6 - max(len(spec.name) for spec in COMMANDS)
+        rows = [(s.name, click.Command(s.name, help=s.summary).get_short_help_str(limit)) for s in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=NearrecGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,11 +162,7 @@ def cli() -> None:
     configure_logging(Settings())
 
 
-for _cmd in COMMANDS:
-    cli.add_command(_cmd)
-
-
-def settings_error(exc: PydanticValidationError) -> str:
+def settings_error(exc: ValidationError) -> str:
     """``NEARREC_X: message`` for each bad setting, on one line. Never the value: it may be a secret."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
