@@ -65,7 +65,7 @@ def serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     }
     env.pop("NEARREC_API_KEYS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nearrec", "serve", "--port", str(port), "--no-worker"], env=env
+        [sys.executable, "-m", "nearrec", "serve", "--port", str(port), "--no-sync-worker"], env=env
     )
     deadline = time.monotonic() + 60
     while True:

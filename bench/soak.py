@@ -162,7 +162,7 @@ class Cluster:
         )
 
     def _spawn(self, name: str) -> None:
-        args = ["serve", "--worker"] if name == "api" else ["worker", "--quiet"]
+        args = ["serve", "--sync-worker"] if name == "api" else ["worker", "--quiet"]
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "nearrec", *args], cwd=self.root, env=self.env, stdout=log, stderr=log
