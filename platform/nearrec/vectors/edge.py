@@ -5,7 +5,7 @@ Layout under ``root`` (``<data_dir>/vectors``)::
     .lock                      flock'ed by the owning process, holds its pid
     aliases.json               {"alias": "collection", ...}
     <collection>/shard/        one EdgeShard per collection
-    <collection>/collection.json   {"vectors": {"text": 384}, "metadata": {...}}
+    <collection>/collection.json   {"vectors": {"text": 384}, "sparse": ["ease"], "metadata": {...}}
 
 A collection exists once its ``collection.json`` is written (last step of creation), so a crash half-way
 leaves a directory that the next ``ensure_collection`` replaces. The directory belongs to one process: the
@@ -33,13 +33,17 @@ from qdrant_edge import (
     Distance,
     EdgeConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
+    Fusion,
     Mmr,
     Point,
     PointVectors,
+    Prefetch,
     Query,
     QueryRequest,
     ScrollRequest,
+    SparseVector,
     UpdateOperation,
 )
 from qdrant_edge import PayloadSchemaType as EdgeSchema
@@ -53,14 +57,20 @@ from nearrec.errors import (
 )
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
+    RRF_K,
     UPSERT_CHUNK,
+    AnyVector,
     CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
     Hit,
     PointRecord,
-    VectorLike,
+    Sparse,
     as_list,
+    check_fusion,
     check_limit,
     check_mmr,
+    check_names,
     order_like,
 )
 from nearrec.vectors.filters_edge import to_edge_filter
@@ -80,6 +90,7 @@ class _Collection:
     shard: EdgeShard
     vectors: dict[str, int]
     metadata: dict[str, Any]
+    sparse: set[str]
 
 
 class EdgeVectorStore:
@@ -97,20 +108,21 @@ class EdgeVectorStore:
 
     # --- collections -------------------------------------------------------------------------------------
 
-    def ensure_collection(self, name: str, vectors: Mapping[str, int]) -> None:
+    def ensure_collection(self, name: str, vectors: Mapping[str, int], sparse: Collection[str] = ()) -> None:
         _check_name(name)
-        if not vectors:
-            raise ValidationError("a collection needs at least one named vector", path="vectors")
+        check_names(vectors, sparse)
         for vname, size in vectors.items():
             _check_name(vname)
             if size < 1:
                 raise ValidationError(f"vector {vname!r}: size must be positive, got {size}", path="vectors")
+        for vname in sparse:
+            _check_name(vname)
         with self._guard:
             if name in self._aliases:
                 raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
             col = self._get(name, missing_ok=True)
             if col is None:
-                self._create(name, dict(vectors))
+                self._create(name, dict(vectors), set(sparse))
                 return
             for vname, size in vectors.items():
                 have = col.vectors.get(vname)
@@ -124,9 +136,32 @@ class EdgeVectorStore:
                         f"collection {name!r}: vector {vname!r} has {have} dimensions, {size} were asked; "
                         "run `nearrec reindex`"
                     )
+            for vname in sparse:
+                if vname in col.vectors:
+                    raise ModelMismatchError(f"collection {name!r}: vector {vname!r} is dense, not sparse")
+                if vname not in col.sparse:
+                    with _edge_errors(name):
+                        col.shard.update(UpdateOperation.create_sparse_vector(vname))
+                    col.sparse.add(vname)
+                    self._write_config(name, col)
 
     def vector_sizes(self, name: str) -> dict[str, int]:
         return dict(self._col(name).vectors)
+
+    def sparse_vectors(self, name: str) -> list[str]:
+        return sorted(self._col(name).sparse)
+
+    def delete_vector(self, name: str, vector: str) -> None:
+        real = self._aliases.get(name, name)
+        with self._guard:
+            col = self._col(real)
+            if vector not in col.vectors and vector not in col.sparse:
+                return
+            with _edge_errors(name):
+                col.shard.update(UpdateOperation.delete_vector_name(vector))
+            col.vectors.pop(vector, None)
+            col.sparse.discard(vector)
+            self._write_config(real, col)
 
     def ensure_index(self, name: str, field: str, type: FieldType) -> None:
         col = self._col(name)
@@ -201,7 +236,7 @@ class EdgeVectorStore:
             chunk = [
                 Point(
                     p.id,
-                    {k: as_list(v) for k, v in p.vectors.items()},
+                    {k: _vector(v) for k, v in p.vectors.items()},
                     {k: payload_value(v) for k, v in p.payload.items()},
                 )
                 for p in points[start : start + UPSERT_CHUNK]
@@ -209,12 +244,12 @@ class EdgeVectorStore:
             with _edge_errors(name):
                 col.shard.update(UpdateOperation.upsert_points(chunk))
 
-    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
+    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
         col = self._col(name)
         items = list(vectors.items())
         for start in range(0, len(items), UPSERT_CHUNK):
             chunk = [
-                PointVectors(pid, {k: as_list(v) for k, v in named.items()})
+                PointVectors(pid, {k: _vector(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
             with _edge_errors(name):
@@ -272,7 +307,7 @@ class EdgeVectorStore:
     def query(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         filter: FilterExpr | None = None,
@@ -284,17 +319,44 @@ class EdgeVectorStore:
         request = QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=Query.Nearest(as_list(vector), using=using),
+            query=Query.Nearest(_vector(vector), using=using),
             filter=to_edge_filter(filter, exclude_ids),
             with_payload=True,
             with_vector=with_vectors,
         )
         return self._run(name, request, with_vectors)
 
+    def query_fused(
+        self,
+        name: str,
+        queries: Sequence[FusedQuery],
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        prefetch_limit: int = 100,
+        method: FusionMethod = "rrf",
+    ) -> list[Hit]:
+        check_limit(limit)
+        weights = check_fusion(queries, method)
+        edge_filter = to_edge_filter(filter, exclude_ids)
+        prefetches = [
+            Prefetch(
+                limit=max(prefetch_limit, limit),
+                query=Query.Nearest(_vector(vector), using=using),
+                filter=edge_filter,
+            )
+            for vector, using, _ in queries
+        ]
+        fusion: Any = Fusion.Rrf(k=RRF_K, weights=weights) if method == "rrf" else Fusion.Dbsf()
+        request = QueryRequest(
+            limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=True
+        )
+        return self._run(name, request, False)
+
     def query_mmr(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         diversity: float = 0.5,
@@ -303,6 +365,8 @@ class EdgeVectorStore:
         exclude_ids: Collection[int] = (),
     ) -> list[Hit]:
         candidates = check_mmr(diversity, limit, candidates_limit)
+        if isinstance(vector, Sparse):
+            raise ValidationError("diversity (MMR) needs a dense vector", path="diversity")
         mmr = Mmr(as_list(vector), lambda_=1.0 - diversity, candidates_limit=candidates, using=using)
         request = QueryRequest(
             limit=limit, query=mmr, filter=to_edge_filter(filter, exclude_ids), with_payload=True
@@ -365,19 +429,29 @@ class EdgeVectorStore:
             data = _read_json(config, {})
             with _edge_errors(name):
                 shard = EdgeShard.load(str(self.root / name / "shard"), self._load_config())
-            col = _Collection(shard, dict(data.get("vectors", {})), dict(data.get("metadata", {})))
+            col = _Collection(
+                shard,
+                dict(data.get("vectors", {})),
+                dict(data.get("metadata", {})),
+                set(data.get("sparse", [])),
+            )
             self._open[name] = col
             return col
 
-    def _create(self, name: str, vectors: dict[str, int]) -> None:
+    def _create(self, name: str, vectors: dict[str, int], sparse: set[str]) -> None:
         base = self.root / name
         shutil.rmtree(base, ignore_errors=True)  # leftovers of an interrupted creation
         base.mkdir(parents=True)
         with _edge_errors(name):
             params = {n: EdgeVectorParams(size=s, distance=Distance.Cosine) for n, s in vectors.items()}
-            config = EdgeConfig(vectors=params, max_search_threads=self._max_search_threads)
+            sparse_params = {n: EdgeSparseVectorParams() for n in sorted(sparse)} or None
+            config = EdgeConfig(
+                vectors=params or None,
+                sparse_vectors=sparse_params,
+                max_search_threads=self._max_search_threads,
+            )
             shard = EdgeShard.create(str(base / "shard"), config)
-        col = _Collection(shard, vectors, {})
+        col = _Collection(shard, vectors, {}, sparse)
         self._write_config(name, col)
         self._open[name] = col
 
@@ -387,7 +461,10 @@ class EdgeVectorStore:
         return EdgeConfig(max_search_threads=self._max_search_threads)
 
     def _write_config(self, name: str, col: _Collection) -> None:
-        _write_json(self.root / name / "collection.json", {"vectors": col.vectors, "metadata": col.metadata})
+        _write_json(
+            self.root / name / "collection.json",
+            {"vectors": col.vectors, "sparse": sorted(col.sparse), "metadata": col.metadata},
+        )
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
         _write_json(self.root / "aliases.json", aliases)
@@ -395,8 +472,17 @@ class EdgeVectorStore:
 
 
 def _named(vector: Any) -> dict[str, list[float]] | None:
-    """Named vectors as returned by the shard (always a dict: collections only have named vectors)."""
-    return dict(vector) if isinstance(vector, dict) else None
+    """Dense named vectors as returned by the shard (always a dict: collections only have named vectors);
+    sparse ones are left out."""
+    if not isinstance(vector, dict):
+        return None
+    return {k: v for k, v in vector.items() if not isinstance(v, SparseVector)}
+
+
+def _vector(vector: AnyVector) -> Any:
+    if isinstance(vector, Sparse):
+        return SparseVector([int(i) for i in vector.indices], [float(v) for v in vector.values])
+    return as_list(vector)
 
 
 def _check_name(name: str) -> None:

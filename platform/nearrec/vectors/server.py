@@ -20,14 +20,20 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
+    RRF_K,
     UPSERT_CHUNK,
+    AnyVector,
     CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
     Hit,
     PointRecord,
-    VectorLike,
+    Sparse,
     as_list,
+    check_fusion,
     check_limit,
     check_mmr,
+    check_names,
     order_like,
 )
 from nearrec.vectors.filters_qdrant import to_qdrant_filter
@@ -76,9 +82,8 @@ class ServerVectorStore:
 
     # --- collections -------------------------------------------------------------------------------------
 
-    def ensure_collection(self, name: str, vectors: Mapping[str, int]) -> None:
-        if not vectors:
-            raise ValidationError("a collection needs at least one named vector", path="vectors")
+    def ensure_collection(self, name: str, vectors: Mapping[str, int], sparse: Collection[str] = ()) -> None:
+        check_names(vectors, sparse)
         if self.resolve_alias(name) is not None:
             raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
         with self._errors(name):
@@ -91,6 +96,7 @@ class ServerVectorStore:
                     self.client.create_collection(
                         name,
                         vectors_config=config,
+                        sparse_vectors_config={n: models.SparseVectorParams() for n in sparse} or None,
                         shard_number=self.shard_number,
                         replication_factor=self.replication_factor,
                     )
@@ -108,6 +114,24 @@ class ServerVectorStore:
                         f"collection {name!r}: vector {vname!r} has {have[vname]} dimensions, {size} were "
                         "asked; run `nearrec reindex`"
                     )
+            have_sparse = set(self.sparse_vectors(name))
+            for vname in sparse:
+                if vname in have:
+                    raise ModelMismatchError(f"collection {name!r}: vector {vname!r} is dense, not sparse")
+                if vname not in have_sparse:
+                    config_sparse = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig())
+                    self.client.create_vector_name(name, vname, config_sparse)
+
+    def sparse_vectors(self, name: str) -> list[str]:
+        with self._errors(name):
+            params = self.client.get_collection(name).config.params.sparse_vectors
+        return sorted(params or {})
+
+    def delete_vector(self, name: str, vector: str) -> None:
+        if vector not in self.vector_sizes(name) and vector not in self.sparse_vectors(name):
+            return
+        with self._errors(name):
+            self.client.delete_vector_name(self.resolve_alias(name) or name, vector)
 
     def vector_sizes(self, name: str) -> dict[str, int]:
         with self._errors(name):
@@ -190,7 +214,7 @@ class ServerVectorStore:
             chunk = [
                 models.PointStruct(
                     id=p.id,
-                    vector={k: as_list(v) for k, v in p.vectors.items()},
+                    vector={k: _vector(v) for k, v in p.vectors.items()},
                     payload={k: payload_value(v) for k, v in p.payload.items()},
                 )
                 for p in points[start : start + UPSERT_CHUNK]
@@ -198,11 +222,11 @@ class ServerVectorStore:
             with self._errors(name):
                 self.client.upsert(name, chunk, wait=True)
 
-    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
+    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
         items = list(vectors.items())
         for start in range(0, len(items), UPSERT_CHUNK):
             chunk = [
-                models.PointVectors(id=pid, vector={k: as_list(v) for k, v in named.items()})
+                models.PointVectors(id=pid, vector={k: _vector(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
             with self._errors(name):
@@ -250,7 +274,7 @@ class ServerVectorStore:
     def query(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         filter: FilterExpr | None = None,
@@ -262,7 +286,7 @@ class ServerVectorStore:
         with self._errors(name):
             points = self.client.query_points(
                 name,
-                query=as_list(vector),
+                query=_vector(vector),
                 using=using,
                 limit=limit,
                 offset=offset or None,
@@ -272,10 +296,38 @@ class ServerVectorStore:
             ).points
         return [_hit(p, p.score, with_vectors) for p in points]
 
+    def query_fused(
+        self,
+        name: str,
+        queries: Sequence[FusedQuery],
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        prefetch_limit: int = 100,
+        method: FusionMethod = "rrf",
+    ) -> list[Hit]:
+        check_limit(limit)
+        weights = check_fusion(queries, method)
+        qfilter = to_qdrant_filter(filter, exclude_ids)
+        prefetch = [
+            models.Prefetch(query=_vector(v), using=using, limit=max(prefetch_limit, limit), filter=qfilter)
+            for v, using, _ in queries
+        ]
+        fusion: models.Query = (
+            models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
+            if method == "rrf"
+            else models.FusionQuery(fusion=models.Fusion.DBSF)
+        )
+        with self._errors(name):
+            points = self.client.query_points(
+                name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
+            ).points
+        return [_hit(p, p.score, False) for p in points]
+
     def query_mmr(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         diversity: float = 0.5,
@@ -284,6 +336,8 @@ class ServerVectorStore:
         exclude_ids: Collection[int] = (),
     ) -> list[Hit]:
         candidates = check_mmr(diversity, limit, candidates_limit)
+        if isinstance(vector, Sparse):
+            raise ValidationError("diversity (MMR) needs a dense vector", path="diversity")
         query = models.NearestQuery(
             nearest=as_list(vector), mmr=models.Mmr(diversity=diversity, candidates_limit=candidates)
         )
@@ -333,11 +387,22 @@ class ServerVectorStore:
             raise ValidationError(f"collection {name!r}: {exc}") from exc
 
 
+def _vector(vector: AnyVector) -> Any:
+    if isinstance(vector, Sparse):
+        return models.SparseVector(
+            indices=[int(i) for i in vector.indices], values=[float(v) for v in vector.values]
+        )
+    return as_list(vector)
+
+
 def _hit(point: models.ScoredPoint | models.Record, score: float, with_vectors: bool) -> Hit:
     vector: Any = point.vector if with_vectors else None
-    return Hit(
-        int(point.id), score, dict(point.payload or {}), dict(vector) if isinstance(vector, dict) else None
+    dense = (
+        {k: v for k, v in vector.items() if not isinstance(v, models.SparseVector)}
+        if isinstance(vector, dict)
+        else None
     )
+    return Hit(int(point.id), score, dict(point.payload or {}), dense)
 
 
 def _detail(exc: UnexpectedResponse) -> str:
