@@ -52,4 +52,4 @@ def test_cf_values_follow_the_product_rule_and_meta_round_trips() -> None:
     meta = CFMeta(64, 65, 1.5, 400.0, 10.0, 0.5, "2024-01-01T00:00:00+00:00")
     assert CFMeta.from_metadata({"cf": meta.to_metadata()}) == meta
     assert CFMeta.from_metadata({}) is None
-    assert meta.config().positive_threshold == 0.5
+    assert meta.model_config().low_weight == 0.5 and meta.model_config().family == "ridge"

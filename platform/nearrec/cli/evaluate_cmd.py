@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 from nearrec.cli.train_cmd import stage_progress
 from nearrec.config import Settings
 from nearrec.evaluation.pipeline import DEFAULT_METHODS, EvalOptions, run_evaluation
-from nearrec.model.cf import CFConfig
+from nearrec.jobs.train import manual_config
 from nearrec.query.methods import METHODS, Method, is_method
 
 
@@ -48,17 +49,24 @@ def _methods(value: str) -> tuple[Method, ...]:
 @click.option(
     "--default-type", default="rating", show_default=True, help="Interaction type of rows without one."
 )
-@click.option("--cf-rank", default=CFConfig.rank, show_default=True)
-@click.option("--cf-regularization", default=CFConfig.regularization, show_default=True)
-@click.option("--cf-half-life", default=CFConfig.half_life, show_default=True, type=float)
+@click.option(
+    "--budget", default=90.0, show_default=True, type=click.FloatRange(min=0), help="Search seconds."
+)
+@click.option(
+    "--no-tune", is_flag=True, help="Train the ridge model with the --cf-* values instead of tuning."
+)
+@click.option("--cf-rank", default=64, show_default=True)
+@click.option("--cf-regularization", default=400.0, show_default=True)
+@click.option("--cf-half-life", default=10.0, show_default=True, type=float)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     items_file: Path, interactions_file: Path, users_file: Path | None, split: str, k: int, methods: str,
-    out: Path | None, plot: Path | None, seed: int, list_columns: str, default_type: str, cf_rank: int,
-    cf_regularization: float, cf_half_life: float, quiet: bool,
+    out: Path | None, plot: Path | None, seed: int, list_columns: str, default_type: str, budget: float,
+    no_tune: bool, cf_rank: int, cf_regularization: float, cf_half_life: float, quiet: bool,
 ) -> None:  # fmt: skip
     """Hold out each user's last positive interaction, load the rest through ingest + sync + train into a
-    scratch database and scratch collections, and score every method's top-k through the query service.
+    scratch database and scratch collections, train (tuning by default), and score every method's top-k
+    through the query service, beside offline EASE and popularity computed in numpy on the same split.
 
     Positives are ratings >= NEARREC_RATING_THRESHOLD (or interaction types with a positive weight)."""
     from rich.console import Console
@@ -76,11 +84,24 @@ def evaluate(
         seed=seed,
         list_columns=frozenset(c.strip() for c in list_columns.split(",") if c.strip()),
         default_type=default_type,
-        cf=CFConfig(rank=cf_rank, regularization=cf_regularization, half_life=cf_half_life),
+        cf=manual_config(settings, rank=cf_rank, regularization=cf_regularization, half_life=cf_half_life)
+        if no_tune
+        else None,
+        budget=budget,
     )
     with stage_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
         result = run_evaluation(settings, options, progress=progress)
     Console().print(present.table(result))
+    model = result.settings.get("model")
+    if model:
+        click.echo(f"served model: {json.dumps(model['config'])}")
+        if "validation_ndcg@10" in model:
+            click.echo(
+                f"  tuned in {model['search_seconds']:.1f}s over {model['configurations_tried']} configurations, "
+                f"validation NDCG@10 {model['validation_ndcg@10']:.4f}"
+            )
+    if "offline_ease" in result.settings:
+        click.echo(f"offline ease: {json.dumps(result.settings['offline_ease'])}")
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
     click.echo(f"timings: {timings}")
     if out is not None:

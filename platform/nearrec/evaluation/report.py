@@ -30,7 +30,7 @@ def table(report: EvalReport) -> Table:
     for name in names:
         out.add_column(name, justify="right")
     for method, values in report.methods.items():
-        out.add_row(method, *(_fmt(name, values[name]) for name in names))
+        out.add_row(method, *(_fmt(name, values[name]) if name in values else "-" for name in names))
     return out
 
 

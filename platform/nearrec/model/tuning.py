@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from nearrec.model.cf import _truncated_svd
+from nearrec.model.cf import CFMeta, _truncated_svd
 from nearrec.model.ease import (
     MAX_DENSE_ITEMS,
     EaseSolver,
@@ -203,6 +203,20 @@ def carve_validation(data: Interactions, seed: int = 0) -> Validation:
     train_mask = ~np.isin(pair, users * data.n_items + items)
     sort = np.argsort(users, kind="stable")
     return Validation(train_mask, users[sort], items[sort], held[sort], bool(temporal))
+
+
+def served_config(meta: CFMeta) -> ModelConfig:
+    """The history-weighting rule (and family) a served model was fitted with."""
+    family: Family = "ridge" if meta.family == "ridge" else ("knn" if meta.family == "knn" else "ease")
+    return ModelConfig(
+        family=family,
+        regularization=meta.regularization,
+        rank=meta.rank,
+        half_life=meta.half_life,
+        low_weight=meta.non_positive_weight,
+        type_weights=tuple(sorted(meta.type_weights.items())),
+        text_weight=meta.text_weight,
+    )
 
 
 def base_weights(kinds: Sequence[str], positive: ArrayLike, config: ModelConfig) -> NDArray[np.float64]:

@@ -67,12 +67,18 @@ class PointRecord:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One point of a result. ``score`` is 0 for retrieve / scroll; ``vector`` is set on request."""
+    """One point of a result. ``score`` is 0 for retrieve / scroll; ``vector`` (dense named vectors) and
+    ``sparse`` (sparse named vectors) are set on request."""
 
     id: int
     score: float
     payload: dict[str, Any]
     vector: dict[str, list[float]] | None = None
+    sparse: dict[str, Sparse] | None = None
+
+    def all_vectors(self) -> dict[str, AnyVector]:
+        """Every named vector of the point (dense and sparse), e.g. to rewrite it whole."""
+        return {**(self.vector or {}), **(self.sparse or {})}
 
 
 FusedQuery: TypeAlias = tuple[AnyVector, str, float]

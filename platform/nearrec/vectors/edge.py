@@ -275,9 +275,7 @@ class EdgeVectorStore:
             return []
         with _edge_errors(name):
             records = col.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        hits = [
-            Hit(int(r.id), 0.0, r.payload or {}, _named(r.vector) if with_vectors else None) for r in records
-        ]
+        hits = [_edge_hit(r, 0.0, with_vectors) for r in records]
         return order_like(ids, hits)
 
     def scroll(
@@ -293,7 +291,7 @@ class EdgeVectorStore:
             with _edge_errors(name):
                 records, offset = col.shard.scroll(request)
             for r in records:
-                yield Hit(int(r.id), 0.0, r.payload or {}, _named(r.vector) if with_vectors else None)
+                yield _edge_hit(r, 0.0, with_vectors)
             if offset is None:
                 return
 
@@ -397,10 +395,7 @@ class EdgeVectorStore:
         col = self._col(name)
         with _edge_errors(name):
             points = col.shard.query(request)
-        return [
-            Hit(int(p.id), p.score, p.payload or {}, _named(p.vector) if with_vectors else None)
-            for p in points
-        ]
+        return [_edge_hit(p, p.score, with_vectors) for p in points]
 
     def _col(self, name: str) -> _Collection:
         """The open collection behind ``name`` (alias or collection); hot path: two dict lookups."""
@@ -471,12 +466,14 @@ class EdgeVectorStore:
         self._aliases = aliases  # replaced, never mutated: readers need no lock
 
 
-def _named(vector: Any) -> dict[str, list[float]] | None:
-    """Dense named vectors as returned by the shard (always a dict: collections only have named vectors);
-    sparse ones are left out."""
-    if not isinstance(vector, dict):
-        return None
-    return {k: v for k, v in vector.items() if not isinstance(v, SparseVector)}
+def _edge_hit(point: Any, score: float, with_vectors: bool) -> Hit:
+    """A Hit from a shard record / scored point (named vectors are always a dict here)."""
+    vector = point.vector if with_vectors and isinstance(point.vector, dict) else None
+    if vector is None:
+        return Hit(int(point.id), score, point.payload or {}, None)
+    dense = {k: v for k, v in vector.items() if not isinstance(v, SparseVector)}
+    sparse = {k: Sparse(v.indices, v.values) for k, v in vector.items() if isinstance(v, SparseVector)}
+    return Hit(int(point.id), score, point.payload or {}, dense, sparse)
 
 
 def _vector(vector: AnyVector) -> Any:

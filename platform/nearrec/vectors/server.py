@@ -397,12 +397,15 @@ def _vector(vector: AnyVector) -> Any:
 
 def _hit(point: models.ScoredPoint | models.Record, score: float, with_vectors: bool) -> Hit:
     vector: Any = point.vector if with_vectors else None
-    dense = (
-        {k: v for k, v in vector.items() if not isinstance(v, models.SparseVector)}
-        if isinstance(vector, dict)
-        else None
-    )
-    return Hit(int(point.id), score, dict(point.payload or {}), dense)
+    if not isinstance(vector, dict):
+        return Hit(int(point.id), score, dict(point.payload or {}), None)
+    dense = {k: v for k, v in vector.items() if not isinstance(v, models.SparseVector)}
+    sparse = {
+        k: Sparse(list(v.indices), list(v.values))
+        for k, v in vector.items()
+        if isinstance(v, models.SparseVector)
+    }
+    return Hit(int(point.id), score, dict(point.payload or {}), dense, sparse)
 
 
 def _detail(exc: UnexpectedResponse) -> str:
