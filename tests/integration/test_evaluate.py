@@ -65,12 +65,15 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     assert result.exit_code == 0, result.output
     assert "hybrid" in result.output and "ndcg@10" in result.output
     report = json.loads(out.read_text())
-    assert list(report["methods"]) == ["popular", "text", "cf", "hybrid"]
+    served = ["popular", "text", "cf", "hybrid"]
+    assert list(report["methods"]) == [*served, "offline ease", "offline popularity"]
+    assert report["settings"]["model"]["config"]["family"] in ("ease", "knn", "ridge")
+    assert "offline_ease" in report["settings"]
     assert report["dataset"]["test_users"] == 32
     assert report["dataset"]["training_interactions"] == 32 * 10 - 32
     for values in report["methods"].values():
         for name, value in values.items():
-            assert name == "ms_per_query" or 0.0 <= value <= 1.0
+            assert name in ("ms_per_query", "p50_ms") or 0.0 <= value <= 1.0
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
     assert ndcg["cf"] > ndcg["popular"] and ndcg["hybrid"] > ndcg["popular"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -91,7 +94,7 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     )
     for method, values in report["methods"].items():
         for name, value in values.items():
-            if name != "ms_per_query":
+            if name not in ("ms_per_query", "p50_ms"):
                 assert again.methods[method][name] == pytest.approx(value, abs=1e-12), (method, name)
 
 

@@ -26,7 +26,7 @@ def table(report: EvalReport) -> Table:
 
     names = metric_names(report)
     out = Table(title=f"{report.dataset['test_users']} test users, {report.dataset['split']} split")
-    out.add_column("method")
+    out.add_column("method", no_wrap=True)
     for name in names:
         out.add_column(name, justify="right")
     for method, values in report.methods.items():
@@ -46,13 +46,13 @@ def write_plot(report: EvalReport, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [n for n in metric_names(report) if n != "ms_per_query"]
+    names = [n for n in metric_names(report) if n not in ("ms_per_query", "p50_ms")]
     methods = list(report.methods)
     width = 0.8 / max(len(methods), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names)), 4.0))
     x = np.arange(len(names))
     for n, method in enumerate(methods):
-        values = [report.methods[method][name] for name in names]
+        values = [report.methods[method].get(name, 0.0) for name in names]
         ax.bar(x + n * width - 0.4 + width / 2, values, width, label=method)
     ax.set_xticks(x, names)
     ax.set_ylabel("value")

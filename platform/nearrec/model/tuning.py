@@ -366,6 +366,7 @@ class Evaluator:
         self.fitter = Fitter(self.train, seed)
         self.text = text
         self._text_scores: NDArray[np.float64] | None = None
+        self.last_se = 0.0
         if text is not None:
             w = text.history_weights[mask]
             h = decayed_history(
@@ -380,7 +381,7 @@ class Evaluator:
     def score(self, config: ModelConfig, scorer: Scorer | None = None) -> float:
         scorer = scorer or self.fitter.fit(config)
         h = history(self.train, config)[self.users]
-        total = 0.0
+        total = squares = 0.0
         chunk = max(1, 2_000_000 // max(self.train.n_items, 1))
         for start in range(0, self.users.size, chunk):
             part = slice(start, start + chunk)
@@ -391,8 +392,13 @@ class Evaluator:
                 t = self._text_scores[part].copy()
                 t[seen.nonzero()] = -np.inf
                 s = rrf_fuse(s, t, config.text_weight, self.text.depth)
-            total += float(ndcg_of_targets(s, seen, self.items[part]).sum())
-        return total / max(self.users.size, 1)
+            per_user = ndcg_of_targets(s, seen, self.items[part])
+            total += float(per_user.sum())
+            squares += float((per_user**2).sum())
+        n = max(self.users.size, 1)
+        mean = total / n
+        self.last_se = float(np.sqrt(max(squares / n - mean**2, 0.0) / n))
+        return mean
 
 
 Progress = Callable[[str, int, int], None]
@@ -405,6 +411,7 @@ class _Search:
         self.started = time.perf_counter()
         self.trials: list[Trial] = []
         self.done: dict[ModelConfig, float] = {}
+        self.se: dict[ModelConfig, float] = {}
         self.progress = progress
         self.budget_hit = False
 
@@ -422,6 +429,7 @@ class _Search:
         ndcg = self.ev.score(config)
         self.trials.append(Trial(config, ndcg, time.perf_counter() - mark, stage))
         self.done[config] = ndcg
+        self.se[config] = self.ev.last_se
         if self.progress is not None:
             self.progress(f"tuning ({stage})", len(self.trials), len(self.trials) + 1)
         return ndcg
@@ -450,7 +458,7 @@ def tune(
     leaders = [c for c in found if c is not None]
     ranked = sorted(leaders, key=lambda c: -search.done[c])[:WEIGHTED_FAMILIES]
     tuned = [_weighting_stage(search, c, data) for c in ranked]
-    best = search.best(tuned)
+    best = _prefer_sparse(search, tuned)
     if text is not None:
         for w in TEXT_WEIGHTS:
             search.run(replace(best, text_weight=w), "text")
@@ -459,6 +467,19 @@ def tune(
         best, search.trials, time.perf_counter() - started, int(ev.users.size),
         ev.validation.temporal, search.budget_hit,
     )  # fmt: skip
+
+
+def _prefer_sparse(search: _Search, configs: Sequence[ModelConfig]) -> ModelConfig:
+    """The best configuration, except that an item-item one (served by one sparse query, without fetching the
+    history's vectors) wins when it is within one standard error of the best (the one-standard-error rule:
+    the difference is not significant, so the cheaper model is taken)."""
+    best = search.best(configs)
+    sparse = [c for c in configs if c.family != "ridge" and c in search.done]
+    if best.family == "ridge" and sparse:
+        candidate = search.best(sparse)
+        if search.done[candidate] >= search.done[best] - search.se[best]:
+            return candidate
+    return best
 
 
 def _applies(family: Family, data: Interactions) -> bool:
