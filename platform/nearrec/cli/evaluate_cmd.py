@@ -92,6 +92,9 @@ def evaluate(
     with stage_progress(enabled=not quiet and sys.stderr.isatty()) as progress:
         result = run_evaluation(settings, options, progress=progress)
     Console().print(present.table(result))
+    offline = present.offline_table(result)
+    if offline is not None:
+        Console().print(offline)
     model = result.settings.get("model")
     if model:
         click.echo(f"served model: {json.dumps(model['config'])}")

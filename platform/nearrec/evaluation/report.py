@@ -11,6 +11,7 @@ from nearrec.evaluation.pipeline import EvalReport
 if TYPE_CHECKING:
     from rich.table import Table
 
+OFFLINE = "offline "
 SHOWN = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "ild")
 
 
@@ -26,11 +27,29 @@ def table(report: EvalReport) -> Table:
 
     names = metric_names(report)
     out = Table(title=f"{report.dataset['test_users']} test users, {report.dataset['split']} split")
-    out.add_column("method", no_wrap=True)
+    out.add_column("method")
     for name in names:
         out.add_column(name, justify="right")
     for method, values in report.methods.items():
-        out.add_row(method, *(_fmt(name, values[name]) if name in values else "-" for name in names))
+        if not method.startswith(OFFLINE):
+            out.add_row(method, *(_fmt(name, values[name]) for name in names))
+    return out
+
+
+def offline_table(report: EvalReport) -> Table | None:
+    """The offline baselines (numpy, same split), or None when they were not computed."""
+    from rich.table import Table
+
+    rows = {m: v for m, v in report.methods.items() if m.startswith(OFFLINE)}
+    if not rows:
+        return None
+    names = list(next(iter(rows.values())))
+    out = Table(title="offline baselines (numpy, same split)")
+    out.add_column("method")
+    for name in names:
+        out.add_column(name, justify="right")
+    for method, values in rows.items():
+        out.add_row(method, *(_fmt(name, values[name]) for name in names))
     return out
 
 
