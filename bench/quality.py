@@ -31,7 +31,7 @@ from nearrec.model import synthetic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO.parent / "shared" / "datasets" / "movielens-100k"
-METHODS = ("popularity", "text", "hybrid")
+METHODS = ("popular", "text", "hybrid")
 
 
 def write_log(log: synthetic.SyntheticLog, folder: Path) -> tuple[Path, Path]:
@@ -63,7 +63,7 @@ def line(name: str, report: EvalReport) -> str:
     chosen = model.get("config", {})
     return (
         f"{name:<22} served default {m['hybrid']['ndcg@10']:.4f} | offline EASE {m['offline ease']['ndcg@10']:.4f}"
-        f" | popularity {m['offline popularity']['ndcg@10']:.4f} (served {m['popularity']['ndcg@10']:.4f})"
+        f" | popularity {m['offline popularity']['ndcg@10']:.4f} (served {m['popular']['ndcg@10']:.4f})"
         f" | chosen {chosen.get('family')} text {chosen.get('text_weight')}"
         f" | tuning {report.timings.get('train: search', 0.0):.1f}s (train {report.timings.get('train', 0.0):.1f}s)"
         f" | p50 default/text {m['hybrid']['p50_ms']:.1f}/{m['text']['p50_ms']:.1f} ms = {ratio:.2f}x"

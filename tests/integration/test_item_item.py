@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from test_query import Stack, catalog, ids
 
+from factories import Stack, ids
+from factories import genre_catalog as catalog
 from nearrec.config import Settings
-from nearrec.jobs.train import CFMeta, train
+from nearrec.jobs.train import train
+from nearrec.model.cf import CFMeta
 from nearrec.model.ease import EaseSolver, binary_matrix, decayed_history
 from nearrec.model.tuning import ModelConfig
 from nearrec.query.service import QueryService

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from nearrec.evaluation.split import temporal_leave_one_out
-from nearrec.model import synthetic, tuning
+from nearrec.model import synthetic, tuning, validation
 from nearrec.model.ease import (
     EaseSolver,
     binary_matrix,
@@ -92,6 +92,6 @@ def test_validation_never_touches_the_evaluation_test_items() -> None:
     val_pairs = set(zip(val.users.tolist(), val.items.tolist(), strict=True))
     assert val_pairs and not test_pairs & val_pairs
     assert not set(rows[val.rows].tolist()) & set(split.test_rows.tolist())
-    evaluator = tuning.Evaluator(train)
+    evaluator = validation.Evaluator(train)
     fitted = binary_matrix(evaluator.train.user_idx, evaluator.train.item_idx, train.n_users, train.n_items)
     assert all(fitted[u, i] == 0 for u, i in val_pairs)  # held out from the fit too

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from nearrec.evaluation import metrics
 from nearrec.evaluation.split import LeaveOneOutSplit
-from nearrec.model import tuning
+from nearrec.model import tuning, weighting
 from nearrec.model.ease import binary_matrix
 
 Scores = npt.NDArray[np.float64]
@@ -42,7 +42,7 @@ def offline_baselines(
     result = tuning.tune(train, seed=seed, families=("ease",))
     config = result.best
     scorer = tuning.Fitter(train, seed).fit(config)
-    history = tuning.history(train, config)[split.test_users]
+    history = weighting.history(train, config)[split.test_users]
     out["offline ease"] = _metrics(scorer(sp.csr_matrix(history)), seen, relevant, k)
     counts = np.bincount(train.item_idx, minlength=n_items).astype(np.float64)
     popular = np.broadcast_to(counts, (split.n_test, n_items)).copy()

@@ -50,8 +50,8 @@ from nearrec.evaluation.split import LeaveOneOutSplit, random_leave_one_out, tem
 from nearrec.ingest import loader, service
 from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
 from nearrec.jobs.train import TrainReport, train
-from nearrec.model.tuning import ModelConfig, served_config
 from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import ModelConfig, served_config
 from nearrec.postgres import scratch as db_scratch
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import make_engine, resolve_database_url, session_factory, transaction

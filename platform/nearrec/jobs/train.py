@@ -232,7 +232,10 @@ def _text_side(
     matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
     raw = data.raw
     weights = np.asarray(
-        [type_weight(k, None if v != v else float(v), params) for k, v in zip(raw.type, raw.value, strict=True)],
+        [
+            type_weight(k, None if v != v else float(v), params)
+            for k, v in zip(raw.type, raw.value, strict=True)
+        ],
         dtype=np.float64,
     )
     return tuner.TextSide(matrix, weights, settings.half_life, settings.hybrid_candidates)

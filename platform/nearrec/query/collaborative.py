@@ -16,8 +16,8 @@ import numpy as np
 from nearrec.model.cf import CFMeta, cf_values
 from nearrec.model.ease import decayed_history, query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
-from nearrec.model.tuning import base_weights, served_config
 from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import base_weights, served_config
 from nearrec.postgres.query_repo import TimedEvent
 from nearrec.query.retrieval import Retriever
 from nearrec.vectors.base import AnyVector, Sparse, VectorStore

@@ -104,7 +104,12 @@ def start(session: Session, store: VectorStore, embedder: Embedder, settings: Se
     )
     try:
         for name in (rebuild.new_items, rebuild.new_users):
-            store.set_metadata(name, meta if name == rebuild.new_items else {META_MODEL: meta[META_MODEL], META_DIM: meta[META_DIM]})
+            store.set_metadata(
+                name,
+                meta
+                if name == rebuild.new_items
+                else {META_MODEL: meta[META_MODEL], META_DIM: meta[META_DIM]},
+            )
             store.ensure_index(name, EXTERNAL_ID, FieldType.KEYWORD)
         store.ensure_index(rebuild.new_items, ACTIVE, FieldType.BOOL)
         rebuild.schema = ItemSchema.load(session)

@@ -20,44 +20,27 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qdrant_edge import (
     CountRequest,
-    Distance,
-    EdgeConfig,
     EdgeShard,
-    EdgeSparseVectorParams,
-    EdgeVectorParams,
-    Fusion,
     Mmr,
     Point,
     PointVectors,
-    Prefetch,
     Query,
     QueryRequest,
     ScrollRequest,
-    SparseVector,
     UpdateOperation,
 )
-from qdrant_edge import PayloadSchemaType as EdgeSchema
 
-from nearrec.errors import (
-    ModelMismatchError,
-    NearrecError,
-    StoreUnavailableError,
-    ValidationError,
-    VectorStoreLockedError,
-)
+from nearrec.errors import StoreUnavailableError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
-    RRF_K,
     UPSERT_CHUNK,
     AnyVector,
     CollectionNotFoundError,
@@ -67,30 +50,28 @@ from nearrec.vectors.base import (
     PointRecord,
     Sparse,
     as_list,
-    check_fusion,
     check_limit,
     check_mmr,
-    check_names,
     order_like,
 )
+from nearrec.vectors.edge_support import (
+    INDEX_TYPES,
+    EdgeCollection,
+    acquire_lock,
+    add_named_vectors,
+    check_collection_args,
+    check_name,
+    edge_errors,
+    edge_hit,
+    edge_vector,
+    fused_request,
+    load_config,
+    new_shard,
+    read_json,
+    valid_name,
+    write_json,
+)
 from nearrec.vectors.filters_edge import to_edge_filter
-
-_NAME = re.compile(r"[A-Za-z0-9_\-]{1,200}")
-_INDEX_TYPES = {
-    FieldType.KEYWORD: EdgeSchema.Keyword,
-    FieldType.INTEGER: EdgeSchema.Integer,
-    FieldType.FLOAT: EdgeSchema.Float,
-    FieldType.BOOL: EdgeSchema.Integer,  # booleans are stored as 0 / 1
-}
-_BAD_INPUT = ("dimension error", "not existing vector", "wrong input", "bad input", "bad request")
-
-
-@dataclass
-class _Collection:
-    shard: EdgeShard
-    vectors: dict[str, int]
-    metadata: dict[str, Any]
-    sparse: set[str]
 
 
 class EdgeVectorStore:
@@ -99,24 +80,17 @@ class EdgeVectorStore:
     def __init__(self, root: Path | str, *, max_search_threads: int | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _acquire_lock(self.root)
+        self._lock_fd = acquire_lock(self.root)
         self._guard = threading.RLock()
         self._max_search_threads = max_search_threads
-        self._open: dict[str, _Collection] = {}
-        self._aliases: dict[str, str] = _read_json(self.root / "aliases.json", {})
+        self._open: dict[str, EdgeCollection] = {}
+        self._aliases: dict[str, str] = read_json(self.root / "aliases.json", {})
         self._closed = False
 
     # --- collections -------------------------------------------------------------------------------------
 
     def ensure_collection(self, name: str, vectors: Mapping[str, int], sparse: Collection[str] = ()) -> None:
-        _check_name(name)
-        check_names(vectors, sparse)
-        for vname, size in vectors.items():
-            _check_name(vname)
-            if size < 1:
-                raise ValidationError(f"vector {vname!r}: size must be positive, got {size}", path="vectors")
-        for vname in sparse:
-            _check_name(vname)
+        check_collection_args(name, vectors, sparse)
         with self._guard:
             if name in self._aliases:
                 raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
@@ -124,26 +98,8 @@ class EdgeVectorStore:
             if col is None:
                 self._create(name, dict(vectors), set(sparse))
                 return
-            for vname, size in vectors.items():
-                have = col.vectors.get(vname)
-                if have is None:
-                    with _edge_errors(name):
-                        col.shard.update(UpdateOperation.create_dense_vector(vname, size, Distance.Cosine))
-                    col.vectors[vname] = size
-                    self._write_config(name, col)
-                elif have != size:
-                    raise ModelMismatchError(
-                        f"collection {name!r}: vector {vname!r} has {have} dimensions, {size} were asked; "
-                        "run `nearrec reindex`"
-                    )
-            for vname in sparse:
-                if vname in col.vectors:
-                    raise ModelMismatchError(f"collection {name!r}: vector {vname!r} is dense, not sparse")
-                if vname not in col.sparse:
-                    with _edge_errors(name):
-                        col.shard.update(UpdateOperation.create_sparse_vector(vname))
-                    col.sparse.add(vname)
-                    self._write_config(name, col)
+            if add_named_vectors(name, col, vectors, sparse):
+                self._write_config(name, col)
 
     def vector_sizes(self, name: str) -> dict[str, int]:
         return dict(self._col(name).vectors)
@@ -157,7 +113,7 @@ class EdgeVectorStore:
             col = self._col(real)
             if vector not in col.vectors and vector not in col.sparse:
                 return
-            with _edge_errors(name):
+            with edge_errors(name):
                 col.shard.update(UpdateOperation.delete_vector_name(vector))
             col.vectors.pop(vector, None)
             col.sparse.discard(vector)
@@ -165,9 +121,9 @@ class EdgeVectorStore:
 
     def ensure_index(self, name: str, field: str, type: FieldType) -> None:
         col = self._col(name)
-        with self._guard, _edge_errors(name):
+        with self._guard, edge_errors(name):
             if field not in col.shard.info().payload_schema:
-                col.shard.update(UpdateOperation.create_field_index(field, _INDEX_TYPES[type]))
+                col.shard.update(UpdateOperation.create_field_index(field, INDEX_TYPES[type]))
 
     def collection_exists(self, name: str) -> bool:
         return self._get(self._aliases.get(name, name), missing_ok=True) is not None
@@ -178,7 +134,7 @@ class EdgeVectorStore:
                 raise ValidationError(
                     f"{name!r} is an alias; delete the alias or its collection", path="name"
                 )
-            _check_name(name)
+            check_name(name)
             col = self._open.pop(name, None)
             if col is not None:
                 with contextlib.suppress(Exception):
@@ -194,7 +150,7 @@ class EdgeVectorStore:
     # --- aliases -----------------------------------------------------------------------------------------
 
     def set_alias(self, alias: str, collection: str) -> None:
-        _check_name(alias)
+        check_name(alias)
         with self._guard:
             if (self.root / alias / "collection.json").exists():
                 raise ValidationError(f"alias {alias!r}: a collection has that name", path="alias")
@@ -236,12 +192,12 @@ class EdgeVectorStore:
             chunk = [
                 Point(
                     p.id,
-                    {k: _vector(v) for k, v in p.vectors.items()},
+                    {k: edge_vector(v) for k, v in p.vectors.items()},
                     {k: payload_value(v) for k, v in p.payload.items()},
                 )
                 for p in points[start : start + UPSERT_CHUNK]
             ]
-            with _edge_errors(name):
+            with edge_errors(name):
                 col.shard.update(UpdateOperation.upsert_points(chunk))
 
     def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
@@ -249,16 +205,16 @@ class EdgeVectorStore:
         items = list(vectors.items())
         for start in range(0, len(items), UPSERT_CHUNK):
             chunk = [
-                PointVectors(pid, {k: _vector(v) for k, v in named.items()})
+                PointVectors(pid, {k: edge_vector(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
-            with _edge_errors(name):
+            with edge_errors(name):
                 col.shard.update(UpdateOperation.update_vectors(chunk))
 
     def set_payload(self, name: str, ids: Sequence[int], payload: Mapping[str, Any]) -> None:
         col = self._col(name)
         if ids:
-            with _edge_errors(name):
+            with edge_errors(name):
                 col.shard.update(
                     UpdateOperation.set_payload(list(ids), {k: payload_value(v) for k, v in payload.items()})
                 )
@@ -266,16 +222,16 @@ class EdgeVectorStore:
     def delete(self, name: str, ids: Sequence[int]) -> None:
         col = self._col(name)
         if ids:
-            with _edge_errors(name):
+            with edge_errors(name):
                 col.shard.update(UpdateOperation.delete_points(list(ids)))
 
     def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
         col = self._col(name)
         if not ids:
             return []
-        with _edge_errors(name):
+        with edge_errors(name):
             records = col.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        hits = [_edge_hit(r, 0.0, with_vectors) for r in records]
+        hits = [edge_hit(r, 0.0, with_vectors) for r in records]
         return order_like(ids, hits)
 
     def scroll(
@@ -288,16 +244,16 @@ class EdgeVectorStore:
             request = ScrollRequest(
                 offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=with_vectors
             )
-            with _edge_errors(name):
+            with edge_errors(name):
                 records, offset = col.shard.scroll(request)
             for r in records:
-                yield _edge_hit(r, 0.0, with_vectors)
+                yield edge_hit(r, 0.0, with_vectors)
             if offset is None:
                 return
 
     def count(self, name: str, filter: FilterExpr | None = None) -> int:
         col = self._col(name)
-        with _edge_errors(name):
+        with edge_errors(name):
             return col.shard.count(CountRequest(exact=True, filter=to_edge_filter(filter)))
 
     # --- queries -----------------------------------------------------------------------------------------
@@ -317,7 +273,7 @@ class EdgeVectorStore:
         request = QueryRequest(
             limit=limit,
             offset=offset or None,
-            query=Query.Nearest(_vector(vector), using=using),
+            query=Query.Nearest(edge_vector(vector), using=using),
             filter=to_edge_filter(filter, exclude_ids),
             with_payload=True,
             with_vector=with_vectors,
@@ -334,21 +290,7 @@ class EdgeVectorStore:
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
     ) -> list[Hit]:
-        check_limit(limit)
-        weights = check_fusion(queries, method)
-        edge_filter = to_edge_filter(filter, exclude_ids)
-        prefetches = [
-            Prefetch(
-                limit=max(prefetch_limit, limit),
-                query=Query.Nearest(_vector(vector), using=using),
-                filter=edge_filter,
-            )
-            for vector, using, _ in queries
-        ]
-        fusion: Any = Fusion.Rrf(k=RRF_K, weights=weights) if method == "rrf" else Fusion.Dbsf()
-        request = QueryRequest(
-            limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=True
-        )
+        request = fused_request(queries, limit, filter, exclude_ids, prefetch_limit, method)
         return self._run(name, request, False)
 
     def query_mmr(
@@ -393,11 +335,11 @@ class EdgeVectorStore:
 
     def _run(self, name: str, request: QueryRequest, with_vectors: bool) -> list[Hit]:
         col = self._col(name)
-        with _edge_errors(name):
+        with edge_errors(name):
             points = col.shard.query(request)
-        return [_edge_hit(p, p.score, with_vectors) for p in points]
+        return [edge_hit(p, p.score, with_vectors) for p in points]
 
-    def _col(self, name: str) -> _Collection:
+    def _col(self, name: str) -> EdgeCollection:
         """The open collection behind ``name`` (alias or collection); hot path: two dict lookups."""
         col = self._open.get(self._aliases.get(name, name))
         if col is not None:
@@ -406,7 +348,7 @@ class EdgeVectorStore:
         assert found is not None
         return found
 
-    def _get(self, name: str, missing_ok: bool) -> _Collection | None:
+    def _get(self, name: str, missing_ok: bool) -> EdgeCollection | None:
         col = self._open.get(name)
         if col is not None:
             return col
@@ -416,15 +358,15 @@ class EdgeVectorStore:
             col = self._open.get(name)
             if col is not None:
                 return col
-            config = self.root / name / "collection.json" if _NAME.fullmatch(name) else None
+            config = self.root / name / "collection.json" if valid_name(name) else None
             if config is None or not config.exists():
                 if missing_ok:
                     return None
                 raise CollectionNotFoundError(f"collection {name!r} does not exist")
-            data = _read_json(config, {})
-            with _edge_errors(name):
-                shard = EdgeShard.load(str(self.root / name / "shard"), self._load_config())
-            col = _Collection(
+            data = read_json(config, {})
+            with edge_errors(name):
+                shard = EdgeShard.load(str(self.root / name / "shard"), load_config(self._max_search_threads))
+            col = EdgeCollection(
                 shard,
                 dict(data.get("vectors", {})),
                 dict(data.get("metadata", {})),
@@ -437,103 +379,18 @@ class EdgeVectorStore:
         base = self.root / name
         shutil.rmtree(base, ignore_errors=True)  # leftovers of an interrupted creation
         base.mkdir(parents=True)
-        with _edge_errors(name):
-            params = {n: EdgeVectorParams(size=s, distance=Distance.Cosine) for n, s in vectors.items()}
-            sparse_params = {n: EdgeSparseVectorParams() for n in sorted(sparse)} or None
-            config = EdgeConfig(
-                vectors=params or None,
-                sparse_vectors=sparse_params,
-                max_search_threads=self._max_search_threads,
-            )
-            shard = EdgeShard.create(str(base / "shard"), config)
-        col = _Collection(shard, vectors, {}, sparse)
+        with edge_errors(name):
+            shard = new_shard(base / "shard", vectors, sparse, self._max_search_threads)
+        col = EdgeCollection(shard, vectors, {}, sparse)
         self._write_config(name, col)
         self._open[name] = col
 
-    def _load_config(self) -> EdgeConfig | None:
-        if self._max_search_threads is None:
-            return None  # keep everything as persisted
-        return EdgeConfig(max_search_threads=self._max_search_threads)
-
-    def _write_config(self, name: str, col: _Collection) -> None:
-        _write_json(
+    def _write_config(self, name: str, col: EdgeCollection) -> None:
+        write_json(
             self.root / name / "collection.json",
             {"vectors": col.vectors, "sparse": sorted(col.sparse), "metadata": col.metadata},
         )
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
-        _write_json(self.root / "aliases.json", aliases)
+        write_json(self.root / "aliases.json", aliases)
         self._aliases = aliases  # replaced, never mutated: readers need no lock
-
-
-def _edge_hit(point: Any, score: float, with_vectors: bool) -> Hit:
-    """A Hit from a shard record / scored point (named vectors are always a dict here)."""
-    vector = point.vector if with_vectors and isinstance(point.vector, dict) else None
-    if vector is None:
-        return Hit(int(point.id), score, point.payload or {}, None)
-    dense = {k: v for k, v in vector.items() if not isinstance(v, SparseVector)}
-    sparse = {k: Sparse(v.indices, v.values) for k, v in vector.items() if isinstance(v, SparseVector)}
-    return Hit(int(point.id), score, point.payload or {}, dense, sparse)
-
-
-def _vector(vector: AnyVector) -> Any:
-    if isinstance(vector, Sparse):
-        return SparseVector([int(i) for i in vector.indices], [float(v) for v in vector.values])
-    return as_list(vector)
-
-
-def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
-        raise ValidationError(f"invalid name {name!r} (letters, digits, '_' and '-')", path="name")
-
-
-def _acquire_lock(root: Path) -> int:
-    path = root / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise VectorStoreLockedError(
-            f"the embedded vector store at {root} is used by process {owner}; "
-            "stop it or set NEARREC_QDRANT_URL"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-    except (OSError, ValueError) as exc:
-        raise StoreUnavailableError(f"cannot read {path}: {exc}") from exc
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write atomically: temp file, fsync, os.replace."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _edge_errors(name: str) -> Iterator[None]:
-    """Translate qdrant-edge errors (plain ``Exception``) into nearrec errors."""
-    try:
-        yield
-    except (NearrecError, AttributeError, AssertionError, NameError):
-        raise
-    except (TypeError, ValueError, OverflowError) as exc:  # arguments the bindings cannot convert
-        raise ValidationError(f"collection {name!r}: {exc}") from exc
-    except Exception as exc:
-        text = str(exc)
-        if any(marker in text.lower() for marker in _BAD_INPUT):
-            raise ValidationError(f"collection {name!r}: {text}") from exc
-        raise StoreUnavailableError(f"embedded vector store, collection {name!r}: {text}") from exc

@@ -20,7 +20,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
-    RRF_K,
     UPSERT_CHUNK,
     AnyVector,
     CollectionNotFoundError,
@@ -30,20 +29,13 @@ from nearrec.vectors.base import (
     PointRecord,
     Sparse,
     as_list,
-    check_fusion,
     check_limit,
     check_mmr,
     check_names,
     order_like,
 )
 from nearrec.vectors.filters_qdrant import to_qdrant_filter
-
-_INDEX_TYPES = {
-    FieldType.KEYWORD: models.PayloadSchemaType.KEYWORD,
-    FieldType.INTEGER: models.PayloadSchemaType.INTEGER,
-    FieldType.FLOAT: models.PayloadSchemaType.FLOAT,
-    FieldType.BOOL: models.PayloadSchemaType.INTEGER,  # booleans are stored as 0 / 1
-}
+from nearrec.vectors.server_support import INDEX_TYPES, error_detail, fused_query, server_hit, server_vector
 
 
 class ServerVectorStore:
@@ -146,7 +138,7 @@ class ServerVectorStore:
                 return
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                self.client.create_payload_index(name, field, _INDEX_TYPES[type], wait=True)
+                self.client.create_payload_index(name, field, INDEX_TYPES[type], wait=True)
 
     def collection_exists(self, name: str) -> bool:
         with self._errors(name):
@@ -214,7 +206,7 @@ class ServerVectorStore:
             chunk = [
                 models.PointStruct(
                     id=p.id,
-                    vector={k: _vector(v) for k, v in p.vectors.items()},
+                    vector={k: server_vector(v) for k, v in p.vectors.items()},
                     payload={k: payload_value(v) for k, v in p.payload.items()},
                 )
                 for p in points[start : start + UPSERT_CHUNK]
@@ -226,7 +218,7 @@ class ServerVectorStore:
         items = list(vectors.items())
         for start in range(0, len(items), UPSERT_CHUNK):
             chunk = [
-                models.PointVectors(id=pid, vector={k: _vector(v) for k, v in named.items()})
+                models.PointVectors(id=pid, vector={k: server_vector(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
             with self._errors(name):
@@ -248,7 +240,7 @@ class ServerVectorStore:
             return []
         with self._errors(name):
             records = self.client.retrieve(name, list(ids), with_payload=True, with_vectors=with_vectors)
-        return order_like(ids, [_hit(r, 0.0, with_vectors) for r in records])
+        return order_like(ids, [server_hit(r, 0.0, with_vectors) for r in records])
 
     def scroll(
         self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
@@ -261,7 +253,7 @@ class ServerVectorStore:
                     name, qfilter, limit=batch, offset=offset, with_payload=True, with_vectors=with_vectors
                 )
             for r in records:
-                yield _hit(r, 0.0, with_vectors)
+                yield server_hit(r, 0.0, with_vectors)
             if offset is None:
                 return
 
@@ -286,7 +278,7 @@ class ServerVectorStore:
         with self._errors(name):
             points = self.client.query_points(
                 name,
-                query=_vector(vector),
+                query=server_vector(vector),
                 using=using,
                 limit=limit,
                 offset=offset or None,
@@ -294,7 +286,7 @@ class ServerVectorStore:
                 with_payload=True,
                 with_vectors=with_vectors,
             ).points
-        return [_hit(p, p.score, with_vectors) for p in points]
+        return [server_hit(p, p.score, with_vectors) for p in points]
 
     def query_fused(
         self,
@@ -306,23 +298,13 @@ class ServerVectorStore:
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
     ) -> list[Hit]:
-        check_limit(limit)
-        weights = check_fusion(queries, method)
         qfilter = to_qdrant_filter(filter, exclude_ids)
-        prefetch = [
-            models.Prefetch(query=_vector(v), using=using, limit=max(prefetch_limit, limit), filter=qfilter)
-            for v, using, _ in queries
-        ]
-        fusion: models.Query = (
-            models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
-            if method == "rrf"
-            else models.FusionQuery(fusion=models.Fusion.DBSF)
-        )
+        prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method)
         with self._errors(name):
             points = self.client.query_points(
                 name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
             ).points
-        return [_hit(p, p.score, False) for p in points]
+        return [server_hit(p, p.score, False) for p in points]
 
     def query_mmr(
         self,
@@ -350,7 +332,7 @@ class ServerVectorStore:
                 query_filter=to_qdrant_filter(filter, exclude_ids),
                 with_payload=True,
             ).points
-        return [_hit(p, p.score, False) for p in points]
+        return [server_hit(p, p.score, False) for p in points]
 
     def close(self) -> None:
         if self._owns_client:
@@ -373,7 +355,7 @@ class ServerVectorStore:
         except NearrecError:
             raise
         except UnexpectedResponse as exc:
-            detail = _detail(exc)
+            detail = error_detail(exc)
             if exc.status_code == 404:
                 raise CollectionNotFoundError(f"collection {name!r} does not exist ({detail})") from exc
             if exc.status_code in (400, 422):
@@ -385,32 +367,3 @@ class ServerVectorStore:
             if self._local and str(exc).startswith("Collection ") and str(exc).endswith("not found"):
                 raise CollectionNotFoundError(f"collection {name!r} does not exist") from exc
             raise ValidationError(f"collection {name!r}: {exc}") from exc
-
-
-def _vector(vector: AnyVector) -> Any:
-    if isinstance(vector, Sparse):
-        return models.SparseVector(
-            indices=[int(i) for i in vector.indices], values=[float(v) for v in vector.values]
-        )
-    return as_list(vector)
-
-
-def _hit(point: models.ScoredPoint | models.Record, score: float, with_vectors: bool) -> Hit:
-    vector: Any = point.vector if with_vectors else None
-    if not isinstance(vector, dict):
-        return Hit(int(point.id), score, dict(point.payload or {}), None)
-    dense = {k: v for k, v in vector.items() if not isinstance(v, models.SparseVector)}
-    sparse = {
-        k: Sparse(list(v.indices), list(v.values))
-        for k, v in vector.items()
-        if isinstance(v, models.SparseVector)
-    }
-    return Hit(int(point.id), score, dict(point.payload or {}), dense, sparse)
-
-
-def _detail(exc: UnexpectedResponse) -> str:
-    try:
-        status = exc.structured().get("status", {})
-        return str(status.get("error", status)) if isinstance(status, dict) else str(status)
-    except Exception:
-        return exc.reason_phrase or "unexpected response"
