@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 from nearrec.config import Settings
 from nearrec.errors import ValidationError
@@ -116,6 +119,28 @@ def train(
     progress: Progress | None = None,
 ) -> TrainReport:
     """Tune (unless ``config`` is given), fit and swap in the model (see the module docstring)."""
+    with threadpool_limits(blas_threads()):
+        return _train(sessions, store, settings, config, budget, seed, progress)
+
+
+def blas_threads() -> int:
+    """BLAS threads for the dense algebra (eigendecomposition, products): the cores this process may use
+    that the machine's load leaves idle, at least one. On a busy machine several BLAS threads contend for
+    the same cores, and a dense eigendecomposition gets several times slower than with one thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else float(cores)
+    return max(1, min(cores, math.floor(idle)))
+
+
+def _train(
+    sessions: sessionmaker[Session],
+    store: VectorStore,
+    settings: Settings,
+    config: tuner.ModelConfig | None,
+    budget: float | None,
+    seed: int,
+    progress: Progress | None,
+) -> TrainReport:
     started = time.perf_counter()
     report = TrainReport()
     step = progress or (lambda stage, done, total: None)
@@ -273,4 +298,4 @@ def _drop_old_vectors(store: VectorStore, collection: str, keep: set[str]) -> No
             store.delete_vector(collection, vector)
 
 
-__all__ = ["TrainReport", "manual_config", "train"]
+__all__ = ["TrainReport", "blas_threads", "manual_config", "train"]

@@ -21,6 +21,7 @@ comparable across users.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -120,14 +121,20 @@ class EaseSolver:
         e, q = np.linalg.eigh(gram)
         self.eigenvalues: NDArray[np.float64] = np.clip(e, 0.0, None)
         self.eigenvectors: NDArray[np.float64] = q
+        self._q32: NDArray[np.float32] | None = None
 
-    def weights(self, regularization: float) -> NDArray[np.float64]:
-        """The dense EASE ``B`` (zero diagonal) for this ``lam``."""
+    def weights(self, regularization: float, fast: bool = False) -> NDArray[np.floating[Any]]:
+        """The dense EASE ``B`` (zero diagonal) for this ``lam``. ``fast``: the product in float32 (about
+        twice as fast; ~1e-6 relative error, far below what changes a ranking), as the tuner uses it."""
         if regularization <= 0:
             raise ValueError("the EASE regularization must be > 0")
-        q = self.eigenvectors
-        p = (q / (self.eigenvalues + regularization)) @ q.T
-        b = -p / np.diag(p)[None, :]
+        q: NDArray[np.floating[Any]] = self.eigenvectors
+        if fast:
+            if self._q32 is None:
+                self._q32 = self.eigenvectors.astype(np.float32)
+            q = self._q32
+        p = (q / (self.eigenvalues + regularization).astype(q.dtype)) @ q.T
+        b: NDArray[np.floating[Any]] = -p / np.diag(p)[None, :]
         np.fill_diagonal(b, 0.0)
         return b
 
@@ -201,6 +208,20 @@ def score_users(history: sp.spmatrix | sp.sparray, weights: sp.spmatrix | sp.spa
     """Dense users x items scores ``history @ weights``."""
     out = sp.csr_matrix(history, dtype=np.float64) @ sp.csc_matrix(weights, dtype=np.float64)
     return np.asarray(out.toarray() if sp.issparse(out) else out, dtype=np.float64)
+
+
+def listed_scores(
+    history: sp.spmatrix | sp.sparray, weights: sp.spmatrix | sp.sparray
+) -> NDArray[np.float64]:
+    """Scores ``history @ weights`` as the store's sparse search lists them: ``-inf`` for every item whose
+    stored column shares no index with the history (the search never returns it), whatever its score."""
+    h = sp.csr_matrix(history, dtype=np.float64)
+    w = sp.csc_matrix(weights, dtype=np.float64)
+    scores = np.asarray((h @ w).toarray(), dtype=np.float64)
+    pattern = sp.csc_matrix((np.ones(w.nnz), w.indices, w.indptr), shape=w.shape)
+    reached = np.asarray((abs(h) @ pattern).toarray()) > 0
+    scores[~reached] = -np.inf
+    return scores
 
 
 def item_sparse_vectors(

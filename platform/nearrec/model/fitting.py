@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from nearrec.model.cf import _truncated_svd
-from nearrec.model.ease import MAX_DENSE_ITEMS, EaseSolver, knn_weights, prune_columns
+from nearrec.model.ease import MAX_DENSE_ITEMS, EaseSolver, knn_weights, listed_scores, prune_columns
 from nearrec.model.weighting import Interactions, ModelConfig, training_matrix
 
 SERVE_TOP_N = 512
@@ -33,11 +33,17 @@ class Fitter:
         self.top_n = top_n
         self._cache: dict[tuple[Any, ...], Any] = {}
 
-    def fit(self, config: ModelConfig) -> Scorer:
+    def fit(self, config: ModelConfig, listed: bool = False) -> Scorer:
+        """The scores of ``config``'s model. ``listed``: as the served list has them, so an item-item model
+        gives ``-inf`` to the items its sparse query cannot reach (no weight shared with the history: the
+        store's sparse search never returns them), and they come after every reached item, as served."""
         if config.family == "ridge":
             q = self.ridge_factors(config)
             return lambda h: np.asarray((h @ q) @ q.T, dtype=np.float64)
-        dense = self.item_weights(config).toarray()
+        weights = self.item_weights(config)
+        if listed:
+            return lambda h: listed_scores(h, weights)
+        dense = weights.toarray()
         return lambda h: np.asarray(h @ dense, dtype=np.float64)
 
     def _x(self, config: ModelConfig) -> sp.csr_matrix:
@@ -60,7 +66,7 @@ class Fitter:
         """Pruned item-item weights (EASE or kNN) as served."""
         if config.family == "knn":
             return knn_weights(self._x(config), min(config.neighbours, self.top_n))
-        return prune_columns(self._solver(config).weights(config.regularization), self.top_n)
+        return prune_columns(self._solver(config).weights(config.regularization, fast=True), self.top_n)
 
     def ridge_factors(self, config: ModelConfig) -> NDArray[np.float64]:
         """Item factors ``V_r sqrt(s^2 / (s^2 + lambda))`` (the served dense vectors before augmentation)."""

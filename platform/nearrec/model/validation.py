@@ -133,7 +133,7 @@ class Evaluator:
             self._text_scores = u @ np.asarray(text.item_vectors, dtype=np.float64).T
 
     def score(self, config: ModelConfig, scorer: Scorer | None = None) -> float:
-        scorer = scorer or self.fitter.fit(config)
+        scorer = scorer or self.fitter.fit(config, listed=config.text_weight > 0)
         h = history(self.train, config)[self.users]
         total = squares = 0.0
         chunk = max(1, 2_000_000 // max(self.train.n_items, 1))
