@@ -225,7 +225,7 @@ def _meta(
         interactions=report.interactions, items=report.item_vectors, users=report.users, family=config.family,
         vector=fitted.name, sparse=config.family != "ridge", generation=generation,
         text_weight=config.text_weight, candidates=settings.hybrid_candidates,
-        type_weights=dict(config.type_weights),
+        type_weights=dict(config.type_weights), top_n=config.top_n, history=config.history,
         tuning=None if report.tuning is None else _summary(report.tuning),
     )  # fmt: skip
 

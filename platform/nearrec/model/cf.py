@@ -117,7 +117,8 @@ class CFMeta:
     written). ``family`` is the model family (``ridge``, ``ease``, ``knn``), ``vector`` the named vector that
     holds it (``cf<generation>`` dense, ``ii<generation>`` sparse), ``text_weight`` the hybrid text weight
     chosen by the tuner, ``candidates`` the prefetch depth of the fused query, ``type_weights`` the weights of
-    positive interaction types and ``tuning`` a summary of the search."""
+    positive interaction types, ``tuning`` a summary of the search, ``top_n`` the weights kept per item column and
+    ``history`` the most recent items in an item-item query (None: all)."""
 
     rank: int
     dim: int
@@ -137,6 +138,8 @@ class CFMeta:
     candidates: int = 500
     type_weights: dict[str, float] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    top_n: int = 512
+    history: int | None = None
 
     def config(self) -> CFConfig:
         """The fold-in configuration (values are already 1.0 / 0.0 positives, see :func:`cf_values`)."""

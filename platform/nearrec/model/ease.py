@@ -77,11 +77,13 @@ def decayed_history(
     n_users: int,
     n_items: int,
     half_life: float | None,
+    max_items: int | None = None,
 ) -> sp.csr_matrix:
     """Users x items history weights: ``weight * 0.5 ** (position_from_newest / half_life)``.
 
     Only the newest event of a (user, item) pair counts; ties in time go to the later row. Rows with a
-    zero weight are kept out of the positions (they are not part of the history)."""
+    zero weight are kept out of the positions (they are not part of the history). ``max_items`` keeps each
+    user's most recent ones only."""
     users = np.asarray(user_idx, dtype=np.int64)
     items = np.asarray(item_idx, dtype=np.int64)
     w = np.asarray(weights, dtype=np.float64)
@@ -101,6 +103,9 @@ def decayed_history(
     from_newest = np.repeat(counts, counts) - 1 - (np.arange(u.size) - np.repeat(starts, counts))
     if half_life is not None:
         v = v * 0.5 ** (from_newest / half_life)
+    if max_items is not None:
+        recent = from_newest < max_items
+        u, i, v = u[recent], i[recent], v[recent]
     return sp.csr_matrix((v, (u, i)), shape=(n_users, n_items))
 
 

@@ -65,8 +65,9 @@ class Fitter:
     def item_weights(self, config: ModelConfig) -> sp.csc_matrix:
         """Pruned item-item weights (EASE or kNN) as served."""
         if config.family == "knn":
-            return knn_weights(self._x(config), min(config.neighbours, self.top_n))
-        return prune_columns(self._solver(config).weights(config.regularization, fast=True), self.top_n)
+            return knn_weights(self._x(config), min(config.neighbours, config.top_n, self.top_n))
+        weights = self._solver(config).weights(config.regularization, fast=True)
+        return prune_columns(weights, min(config.top_n, self.top_n))
 
     def ridge_factors(self, config: ModelConfig) -> NDArray[np.float64]:
         """Item factors ``V_r sqrt(s^2 / (s^2 + lambda))`` (the served dense vectors before augmentation)."""

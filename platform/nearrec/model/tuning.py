@@ -16,6 +16,7 @@ Every candidate is scored the way it is served: item-item weights pruned to ``to
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,10 @@ HALF_LIVES: tuple[float | None, ...] = (None, 1.0, 3.0, 10.0, 30.0, 100.0)
 LOW_WEIGHTS = (0.0, 0.5, 1.0)
 TYPE_WEIGHTS = (0.25, 1.0, 4.0)
 TEXT_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
+SERVE_TOP_NS = (64, 128, 256)
+"""Shorter item columns tried for an item-item model (beside SERVE_TOP_N): the sparse index's cost."""
+HISTORY_HALF_LIVES = (2, 4, 8)
+"""Query lengths tried for an item-item model, in half-lives of the history (beside all of it)."""
 WEIGHTED_FAMILIES = 2
 """The best families whose weighting is searched (stage 2)."""
 
@@ -139,7 +144,7 @@ def tune(
     leaders = [c for c in found if c is not None]
     ranked = sorted(leaders, key=lambda c: -search.done[c])[:WEIGHTED_FAMILIES]
     tuned = [_weighting_stage(search, c, data) for c in ranked]
-    best = _prefer_sparse(search, tuned)
+    best = _serving_stage(search, _prefer_sparse(search, tuned))
     if text is not None:
         for w in TEXT_WEIGHTS:
             search.run(replace(best, text_weight=w), "text")
@@ -161,6 +166,34 @@ def _prefer_sparse(search: _Search, configs: Sequence[ModelConfig]) -> ModelConf
         if search.done[candidate] >= search.done[best] - search.se[best]:
             return candidate
     return best
+
+
+def _serving_stage(search: _Search, config: ModelConfig) -> ModelConfig:
+    """For an item-item model, the cheapest serving within one standard error of the best: fewer weights
+    per item column (``SERVE_TOP_NS``), then a shorter query (the most recent ``HISTORY_HALF_LIVES`` half-lives
+    of the history; older items weigh less than ``2 ** -k``). A sparse query's work is about the number of
+    query items times the column length."""
+    if config.family == "ridge":
+        return config
+    columns = [replace(config, top_n=n) for n in sorted(SERVE_TOP_NS) if n <= config.top_n]
+    best = _cheapest_within_one_se(search, [config, *columns], "serving")
+    if best.half_life is None:
+        return best
+    lengths = [replace(best, history=math.ceil(k * best.half_life)) for k in sorted(HISTORY_HALF_LIVES)]
+    return _cheapest_within_one_se(search, [best, *lengths], "serving")
+
+
+def _cheapest_within_one_se(search: _Search, options: Sequence[ModelConfig], stage: str) -> ModelConfig:
+    """The first of ``options`` (cheapest first, the reference last) scoring within one standard error of
+    the best of them."""
+    ordered = [*options[1:], options[0]]
+    for c in ordered:
+        search.run(c, stage)
+    scored = [c for c in ordered if c in search.done]
+    if not scored:
+        return options[0]
+    top = search.best(scored)
+    return next(c for c in scored if search.done[c] >= search.done[top] - search.se[top])
 
 
 def _applies(family: Family, data: Interactions) -> bool:

@@ -21,7 +21,9 @@ Family = Literal["ease", "knn", "ridge"]
 @dataclass(frozen=True)
 class ModelConfig:
     """One candidate. ``low_weight`` is the weight of non-positive interactions in the training matrix and
-    the history (0 drops them); ``type_weights`` multiplies positive interactions by type (default 1)."""
+    the history (0 drops them); ``type_weights`` multiplies positive interactions by type (default 1).
+    Serving cost of item-item models: ``top_n`` weights kept per item column, and ``history`` the most recent
+    distinct items in a user's query (None: all)."""
 
     family: Family = "ease"
     regularization: float = 100.0
@@ -31,6 +33,8 @@ class ModelConfig:
     low_weight: float = 0.5
     type_weights: tuple[tuple[str, float], ...] = ()
     text_weight: float = 0.0
+    top_n: int = 512
+    history: int | None = None
 
     def label(self) -> str:
         main = {
@@ -41,6 +45,8 @@ class ModelConfig:
         types = ", ".join(f"{k} x{w:g}" for k, w in self.type_weights if w != 1.0)
         hl = "none" if self.half_life is None else f"{self.half_life:g}"
         extra = f", types {types}" if types else ""
+        if self.family != "ridge":
+            extra += f", top {self.top_n}, history {'all' if self.history is None else self.history}"
         return f"{self.family} ({main}), half-life {hl}, low {self.low_weight:g}{extra}, text {self.text_weight:g}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +59,8 @@ class ModelConfig:
             "low_weight": self.low_weight,
             "type_weights": dict(self.type_weights),
             "text_weight": self.text_weight,
+            "top_n": self.top_n,
+            "history": self.history,
         }
 
     @classmethod
@@ -68,6 +76,8 @@ class ModelConfig:
                 sorted((str(k), float(v)) for k, v in dict(raw.get("type_weights", {})).items())
             ),
             text_weight=float(raw.get("text_weight", 0.0)),
+            top_n=int(raw.get("top_n", 512)),
+            history=None if raw.get("history") is None else int(raw["history"]),
         )
 
 
@@ -103,6 +113,8 @@ def served_config(meta: CFMeta) -> ModelConfig:
         low_weight=meta.non_positive_weight,
         type_weights=tuple(sorted(meta.type_weights.items())),
         text_weight=meta.text_weight,
+        top_n=meta.top_n,
+        history=meta.history,
     )
 
 
@@ -121,8 +133,9 @@ def history(data: Interactions, config: ModelConfig) -> sp.csr_matrix:
     """Users x items history weights under ``config`` (the query vector of every user)."""
     b = base_weights(data.kinds, data.positive, config)
     return decayed_history(
-        data.user_idx, data.item_idx, b, data.timestamps, data.n_users, data.n_items, config.half_life
-    )
+        data.user_idx, data.item_idx, b, data.timestamps, data.n_users, data.n_items, config.half_life,
+        config.history if config.family != "ridge" else None,
+    )  # fmt: skip
 
 
 def training_matrix(data: Interactions, config: ModelConfig) -> sp.csr_matrix:

@@ -58,6 +58,7 @@ def cf_user_vector(
     history = decayed_history(
         np.zeros(len(events), dtype=np.int64), [rows[e.item_id] for e in events][oldest_first],
         weights[oldest_first], [e.timestamp for e in events][oldest_first], 1, len(order), config.half_life,
+        config.history if meta.sparse else None,
     ).tocoo()  # fmt: skip
     if meta.sparse:
         indices, vals = query_sparse_vector(

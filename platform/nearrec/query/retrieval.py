@@ -9,7 +9,7 @@ weighted reciprocal rank fusion (:meth:`Retriever.fused`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ class Retriever:
     def model(
         self,
         cf_vector: AnyVector,
-        text_vector: Any,
+        text: Callable[[], Any],
         meta: CFMeta,
         method: Method,
         expr: FilterExpr | None,
@@ -60,15 +60,19 @@ class Retriever:
     ) -> list[Hit]:
         """The model's list: ONE fused query (model + text prefetches, weighted RRF) for ``hybrid`` with a
         text weight, else the model's nearest items; an item-item list short of ``needed`` (few items share
-        history with the user) is completed by the text list, ranked after the model's."""
+        history with the user) is completed by the text list, ranked after the model's. ``text`` gives the
+        user's text vector (or None), fetched only when it is used."""
         pool = 5 * needed if diversity > 0 else needed
         weight = meta.text_weight if method == "hybrid" else 0.0
+        text_vector = text() if weight > 0 else None
         if weight > 0 and text_vector is not None:
             hits = self.fused(cf_vector, meta, text_vector, weight, expr, banned, pool)
         elif diversity > 0 and not meta.sparse:
             return self.nearest(cf_vector, expr, banned, needed, diversity, using=meta.vector)
         else:
             hits = self.nearest(cf_vector, expr, banned, pool, 0.0, using=meta.vector)
+        if len(hits) < pool and weight <= 0 and meta.sparse:
+            text_vector = text()
         if len(hits) < pool and text_vector is not None:
             taken = {h.id for h in hits}
             more = self.nearest(text_vector, expr, [*banned, *taken], pool - len(hits), 0.0)

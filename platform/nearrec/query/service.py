@@ -174,7 +174,7 @@ class QueryService:
                 hits = self.popular.hits(session, expr, set(ids), k)
                 return finish(session, hits, fields, constant_reason("popular") if explain else None)
             if cf_vector is not None and meta is not None:
-                hits = self.retriever.model(cf_vector, vector, meta, chosen, expr, ids, k, diversity)
+                hits = self.retriever.model(cf_vector, lambda: vector, meta, chosen, expr, ids, k, diversity)
             else:
                 hits = self.retriever.nearest(vector, expr, ids, k, diversity)
             recent_first = list(reversed(liked_ids))
@@ -245,7 +245,9 @@ class QueryService:
         if meta is not None and method in CF_METHODS:
             cf_vector = cf_user_vector(self.retriever, events, meta, self._params)
             if cf_vector is not None:
-                text = self._user_vector(user) if method == "hybrid" or meta.sparse else None
+                text = (
+                    (lambda: self._user_vector(user)) if method == "hybrid" or meta.sparse else (lambda: None)
+                )
                 hits = self.retriever.model(cf_vector, text, meta, method, expr, banned, needed, diversity)
                 return hits, False
         vector = self._user_vector(user)
