@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nearrec.model.ease import MAX_DENSE_ITEMS
 from nearrec.model.fitting import SERVE_TOP_N, Fitter
@@ -98,6 +99,7 @@ class _Search:
         self.trials: list[Trial] = []
         self.done: dict[ModelConfig, float] = {}
         self.se: dict[ModelConfig, float] = {}
+        self.per_user: dict[ModelConfig, NDArray[np.float64]] = {}
         self.progress = progress
         self.budget_hit = False
 
@@ -116,6 +118,7 @@ class _Search:
         self.trials.append(Trial(config, ndcg, time.perf_counter() - mark, stage))
         self.done[config] = ndcg
         self.se[config] = self.ev.last_se
+        self.per_user[config] = self.ev.last_per_user
         if self.progress is not None:
             self.progress(f"tuning ({stage})", len(self.trials), len(self.trials) + 1)
         return ndcg
@@ -169,10 +172,10 @@ def _prefer_sparse(search: _Search, configs: Sequence[ModelConfig]) -> ModelConf
 
 
 def _serving_stage(search: _Search, config: ModelConfig) -> ModelConfig:
-    """For an item-item model, the cheapest serving within one standard error of the best: fewer weights
-    per item column (``SERVE_TOP_NS``), then a shorter query (the most recent ``HISTORY_HALF_LIVES`` half-lives
-    of the history; older items weigh less than ``2 ** -k``). A sparse query's work is about the number of
-    query items times the column length."""
+    """For an item-item model, the cheapest serving not significantly worse than the best (one paired
+    standard error): fewer weights per item column (``SERVE_TOP_NS``), then a shorter query (the most recent
+    ``HISTORY_HALF_LIVES`` half-lives of the history; older items weigh less than ``2 ** -k``). A sparse
+    query's work is about the number of query items times the column length."""
     if config.family == "ridge":
         return config
     columns = [replace(config, top_n=n) for n in sorted(SERVE_TOP_NS) if n <= config.top_n]
@@ -184,8 +187,9 @@ def _serving_stage(search: _Search, config: ModelConfig) -> ModelConfig:
 
 
 def _cheapest_within_one_se(search: _Search, options: Sequence[ModelConfig], stage: str) -> ModelConfig:
-    """The first of ``options`` (cheapest first, the reference last) scoring within one standard error of
-    the best of them."""
+    """The cheapest of ``options`` (the reference first, then the others cheapest first) whose loss against
+    the best of them is within one standard error of that PAIRED difference (the same validation users score both, so
+    the difference is measured far more precisely than either mean)."""
     ordered = [*options[1:], options[0]]
     for c in ordered:
         search.run(c, stage)
@@ -193,7 +197,12 @@ def _cheapest_within_one_se(search: _Search, options: Sequence[ModelConfig], sta
     if not scored:
         return options[0]
     top = search.best(scored)
-    return next(c for c in scored if search.done[c] >= search.done[top] - search.se[top])
+    for c in scored:
+        diff = search.per_user[c] - search.per_user[top]
+        se = float(np.std(diff) / np.sqrt(max(diff.size, 1)))
+        if float(diff.mean()) >= -se:
+            return c
+    return top
 
 
 def _applies(family: Family, data: Interactions) -> bool:

@@ -121,6 +121,7 @@ class Evaluator:
         self.text = text
         self._text_scores: NDArray[np.float64] | None = None
         self.last_se = 0.0
+        self.last_per_user: NDArray[np.float64] = np.zeros(0)
         if text is not None:
             w = text.history_weights[mask]
             h = decayed_history(
@@ -135,7 +136,7 @@ class Evaluator:
     def score(self, config: ModelConfig, scorer: Scorer | None = None) -> float:
         scorer = scorer or self.fitter.fit(config, listed=config.text_weight > 0)
         h = history(self.train, config)[self.users]
-        total = squares = 0.0
+        parts: list[NDArray[np.float64]] = []
         chunk = max(1, 2_000_000 // max(self.train.n_items, 1))
         for start in range(0, self.users.size, chunk):
             part = slice(start, start + chunk)
@@ -146,12 +147,12 @@ class Evaluator:
                 t = self._text_scores[part].copy()
                 t[seen.nonzero()] = -np.inf
                 s = rrf_fuse(s, t, config.text_weight, self.text.depth)
-            per_user = ndcg_of_targets(s, seen, self.items[part])
-            total += float(per_user.sum())
-            squares += float((per_user**2).sum())
-        n = max(self.users.size, 1)
-        mean = total / n
-        self.last_se = float(np.sqrt(max(squares / n - mean**2, 0.0) / n))
+            parts.append(ndcg_of_targets(s, seen, self.items[part]))
+        per_user = np.concatenate(parts) if parts else np.zeros(0)
+        n = max(per_user.size, 1)
+        mean = float(per_user.sum()) / n
+        self.last_se = float(np.sqrt(max(float((per_user**2).sum()) / n - mean**2, 0.0) / n))
+        self.last_per_user = per_user
         return mean
 
 
