@@ -21,7 +21,9 @@ def test_max_items_keeps_the_most_recent_distinct_items() -> None:
 def test_serving_choices_round_trip_through_the_model_record() -> None:
     config = ModelConfig(family="ease", regularization=3.0, top_n=128, history=40)
     assert ModelConfig.from_dict(config.to_dict()) == config
-    meta = CFMeta(0, 0, 1.0, 3.0, 10.0, 0.5, "2026-01-01T00:00:00+00:00", family="ease", top_n=128, history=40)
+    meta = CFMeta(
+        0, 0, 1.0, 3.0, 10.0, 0.5, "2026-01-01T00:00:00+00:00", family="ease", top_n=128, history=40
+    )
     served = served_config(CFMeta.from_metadata({"cf": meta.to_metadata()}) or meta)
     assert (served.top_n, served.history, served.family) == (128, 40, "ease")
     assert "top 128, history 40" in config.label()
