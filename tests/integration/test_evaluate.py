@@ -63,14 +63,17 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     args = ["evaluate", "--items", str(items), "--interactions", str(interactions), "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--plot", str(plot), "--quiet"], env=env)
     assert result.exit_code == 0, result.output
-    assert "hybrid" in result.output and "ndcg@10" in result.output
+    assert "hybrid" in result.output and "ndcg@10" in result.output and "offline ease" in result.output
     report = json.loads(out.read_text())
-    assert list(report["methods"]) == ["popular", "text", "cf", "hybrid"]
+    served = ["popular", "text", "cf", "hybrid"]
+    assert list(report["methods"]) == [*served, "offline ease", "offline popularity"]
+    assert report["settings"]["model"]["config"]["family"] in ("ease", "knn", "ridge")
+    assert "offline_ease" in report["settings"]
     assert report["dataset"]["test_users"] == 32
     assert report["dataset"]["training_interactions"] == 32 * 10 - 32
     for values in report["methods"].values():
         for name, value in values.items():
-            assert name == "ms_per_query" or 0.0 <= value <= 1.0
+            assert name in ("ms_per_query", "p50_ms") or 0.0 <= value <= 1.0
     ndcg = {m: v["ndcg@10"] for m, v in report["methods"].items()}
     assert ndcg["cf"] > ndcg["popular"] and ndcg["hybrid"] > ndcg["popular"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,8 +96,12 @@ def test_evaluate_command_end_to_end(database_url: str, engine: Engine, tmp_path
     )
     for method, values in report["methods"].items():
         for name, value in values.items():
-            if name != "ms_per_query":
-                assert again.methods[method][name] == pytest.approx(value, abs=1e-12), (method, name)
+            if name in ("ms_per_query", "p50_ms"):
+                continue
+            # the model is the same; the engine may order exactly tied scores differently at the cut
+            tolerance = 0.02 if method in ("cf", "hybrid") else 1e-12
+            assert again.methods[method][name] == pytest.approx(value, abs=tolerance), (method, name)
+    assert again.settings["model"]["config"] == report["settings"]["model"]["config"]
 
 
 def test_evaluate_compares_embedding_backends(database_url: str, engine: Engine, tmp_path: Path) -> None:
@@ -129,7 +136,8 @@ def test_evaluate_rejects_unknown_methods(tmp_path: Path) -> None:
 def test_movielens_hybrid_beats_every_single_method(
     database_url: str, shared_dir: Path, tmp_path: Path
 ) -> None:
-    """The issue's target: hybrid NDCG@10 >= 0.093 and >= every single method, in under 10 minutes."""
+    """The targets: the default (hybrid) NDCG@10 >= 0.119, at least offline tuned EASE on the same split, and
+    >= every single served method, in under 10 minutes."""
     data = shared_dir / "datasets" / "movielens-100k"
     settings = Settings(database_url=SecretStr(database_url), data_dir=tmp_path / "data", _env_file=None)
     report = run_evaluation(
@@ -137,6 +145,6 @@ def test_movielens_hybrid_beats_every_single_method(
     )
     ndcg = {m: v["ndcg@10"] for m, v in report.methods.items()}
     assert report.dataset["test_users"] == 942
-    assert ndcg["hybrid"] >= 0.093
-    assert all(ndcg["hybrid"] >= v for v in ndcg.values()), ndcg
+    assert ndcg["hybrid"] >= 0.119
+    assert all(ndcg["hybrid"] >= v - 1e-9 for v in ndcg.values()), ndcg
     assert report.timings["total"] < 600

@@ -17,9 +17,12 @@ from nearrec.config import Settings
 from nearrec.errors import ValidationError
 from nearrec.ingest.values import content_hash
 from nearrec.jobs.train import train
-from nearrec.model.cf import CF_VECTOR, CFConfig, CFMeta
+from nearrec.model.cf import CFMeta
+from nearrec.model.tuning import ModelConfig
 
-CFG = CFConfig(rank=8, regularization=1.0)
+CFG = ModelConfig(family="ridge", rank=8, regularization=1.0, text_weight=0.2)
+CF_VECTOR = "cf1"
+"""The model vector of the first training."""
 
 
 @pytest.fixture
@@ -54,6 +57,7 @@ def test_train_writes_cf_vectors_and_metadata(stack: Stack) -> None:
     assert report.item_vectors == 24 and report.users == 24
     meta = CFMeta.from_metadata(stack.store.get_metadata(stack.settings.items_collection))
     assert meta is not None and meta.dim == 9 and meta.rank == 8 and meta.items == 24 and meta.users == 24
+    assert meta.vector == CF_VECTOR
     assert stack.store.vector_sizes(stack.settings.items_collection)[CF_VECTOR] == 9
     got = stack.store.retrieve(stack.settings.items_collection, [items["drama-0"], items["scifi-0"]], True)
     vectors = {h.id: h.vector or {} for h in got}

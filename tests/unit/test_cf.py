@@ -6,6 +6,7 @@ import numpy as np
 
 from nearrec.model.cf import CFConfig, CFMeta, cf_values, fold_in_user, train_cf
 from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import served_config
 
 
 def blocks() -> tuple[np.ndarray, np.ndarray]:
@@ -52,4 +53,4 @@ def test_cf_values_follow_the_product_rule_and_meta_round_trips() -> None:
     meta = CFMeta(64, 65, 1.5, 400.0, 10.0, 0.5, "2024-01-01T00:00:00+00:00")
     assert CFMeta.from_metadata({"cf": meta.to_metadata()}) == meta
     assert CFMeta.from_metadata({}) is None
-    assert meta.config().positive_threshold == 0.5
+    assert served_config(meta).low_weight == 0.5 and served_config(meta).family == "ridge"

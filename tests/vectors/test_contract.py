@@ -19,7 +19,7 @@ from qdrant_client import QdrantClient
 import nearrec
 from nearrec.errors import ModelMismatchError, ValidationError, VectorStoreLockedError
 from nearrec.filters import FieldType, FilterExpr, matches, parse_filter, payload_value
-from nearrec.vectors import CollectionNotFoundError, Hit, PointRecord, VectorStore
+from nearrec.vectors import CollectionNotFoundError, Hit, PointRecord, Sparse, VectorStore
 from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.server import ServerVectorStore
 
@@ -304,6 +304,54 @@ def test_offset_pages_through_results(shared: VectorStore, data: Data) -> None:
     assert ids(shared.query(COL, q, "text", 5, filter=expr, offset=10)) == data.reference(q, 15, expr)[0][10:]
 
 
+def _rrf_reference(
+    data: Data,
+    queries: list[tuple[np.ndarray, float]],
+    prefetch: int,
+    expr: FilterExpr | None,
+    exclude: set[int],
+) -> dict[int, float]:
+    scores: dict[int, float] = {}
+    for q, weight in queries:
+        for rank, pid in enumerate(data.reference(q, prefetch, expr, exclude)[0]):
+            scores[pid] = scores.get(pid, 0.0) + 1 / ((rank + 1) / weight + 60 - 1)  # Qdrant's weighted RRF
+    return scores
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (3.0, 1.0)])
+def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, float]) -> None:
+    rng = np.random.default_rng(5)
+    qa, qb = rng.normal(size=DIM), rng.normal(size=DIM)
+    expr = parse_filter({"genre": {"ne": "horror"}})
+    exclude = set(data.reference(qa, 3)[0])
+    hits = shared.query_fused(
+        COL,
+        [(qa, "text", weights[0]), (qb, "text", weights[1])],
+        limit=10,
+        filter=expr,
+        exclude_ids=exclude,
+        prefetch_limit=30,
+    )
+    ref = _rrf_reference(data, [(qa, weights[0]), (qb, weights[1])], 30, expr, exclude)
+    best = sorted(ref.values(), reverse=True)[:10]
+    assert len(hits) == 10
+    np.testing.assert_allclose([h.score for h in hits], best, rtol=1e-5)  # same scores, ties in any order
+    for h in hits:
+        assert ref[h.id] == pytest.approx(h.score, rel=1e-5)
+        assert h.id not in exclude and matches(expr, h.payload)
+
+
+def test_fused_query_dbsf(shared: VectorStore, data: Data) -> None:
+    rng = np.random.default_rng(6)
+    qa, qb = rng.normal(size=DIM), rng.normal(size=DIM)
+    expr = parse_filter({"available": True})
+    hits = shared.query_fused(COL, [(qa, "text", 1.0), (qb, "text", 1.0)], 8, filter=expr, method="dbsf")
+    assert len(hits) == 8 and all(h.payload["available"] == 1 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    with pytest.raises(ValidationError, match="weights"):
+        shared.query_fused(COL, [(qa, "text", 2.0), (qb, "text", 1.0)], 8, method="dbsf")
+
+
 def _mmr_reference(data: Data, q: np.ndarray, limit: int, diversity: float, candidates: int) -> list[int]:
     cand, _ = data.reference(q, candidates)
     pos = {pid: k for k, pid in enumerate(data.ids)}
@@ -339,6 +387,111 @@ def test_mmr_diversifies(shared: VectorStore, data: Data) -> None:
 
 
 # --- aliases and metadata ------------------------------------------------------------------------------------
+
+
+# --- sparse vectors ----------------------------------------------------------------------------------------
+
+SPARSE_DIMS = 60
+
+
+def _sparse_rows(n: int, seed: int) -> list[Sparse]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        idx = np.sort(rng.choice(SPARSE_DIMS, size=int(rng.integers(1, 9)), replace=False))
+        rows.append(Sparse(idx.tolist(), rng.uniform(-0.2, 1.0, size=idx.size).round(4).tolist()))
+    return rows
+
+
+def _sparse_reference(
+    data: Data, rows: list[Sparse], query: Sparse, limit: int, expr: FilterExpr | None, exclude: set[int]
+) -> list[tuple[int, float]]:
+    """Points sharing an index with the query, by dot product (ties: smaller id)."""
+    q = dict(zip(query.indices, query.values, strict=True))
+    out = []
+    for k, row in enumerate(rows):
+        shared_idx = [i for i in row.indices if i in q]
+        if (
+            not shared_idx
+            or data.ids[k] in exclude
+            or (expr is not None and not matches(expr, data.stored[k]))
+        ):
+            continue
+        score = sum(v * q[i] for i, v in zip(row.indices, row.values, strict=True) if i in q)
+        out.append((data.ids[k], score))
+    return sorted(out, key=lambda t: (-t[1], t[0]))[:limit]
+
+
+@pytest.fixture
+def sparse_loaded(loaded: VectorStore, data: Data) -> tuple[VectorStore, list[Sparse]]:
+    """The catalog with a sparse vector "sp" added to an existing collection (text and payload kept)."""
+    rows = _sparse_rows(len(data.ids), 11)
+    loaded.ensure_collection(COL, {"text": DIM}, sparse=["sp"])
+    loaded.update_vectors(COL, {pid: {"sp": row} for pid, row in zip(data.ids, rows, strict=True)})
+    return loaded, rows
+
+
+@pytest.mark.parametrize(
+    "raw", [None, {"genre": "drama"}, {"genre": {"ne": "horror"}, "available": True}, {"year": {"gte": 2000}}]
+)
+def test_sparse_query_is_the_dot_product_under_filter_and_exclusion(
+    sparse_loaded: tuple[VectorStore, list[Sparse]], data: Data, raw: dict[str, Any] | None
+) -> None:
+    store, rows = sparse_loaded
+    assert store.sparse_vectors(COL) == ["sp"]
+    assert store.vector_sizes(COL) == {"text": DIM}
+    query = Sparse([3, 10, 17, 25, 41, 59], [0.5, 0.2, 1.0, 0.3, 0.7, 0.05])
+    expr = parse_filter(raw, SCHEMA) if raw is not None else None
+    unfiltered = _sparse_reference(data, rows, query, 10, expr, set())
+    exclude = {pid for pid, _ in unfiltered[:4]} | {987_654_321}
+    want = _sparse_reference(data, rows, query, 25, expr, exclude)
+    hits = store.query(COL, query, using="sp", limit=25, filter=expr, exclude_ids=exclude)
+    assert want and len(hits) == len(want)
+    assert not exclude & set(ids(hits))
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in want], rtol=1e-4, atol=1e-6)
+    assert ids(hits) == [pid for pid, _ in want]
+    # the dense vector and the payload survived adding the sparse one
+    got = store.retrieve(COL, [data.ids[0]], with_vectors=True)[0]
+    assert got.vector is not None and set(got.vector) == {"text"}
+    assert got.payload["genre"] == data.stored[0]["genre"]
+
+
+def test_sparse_branch_in_a_fused_query(sparse_loaded: tuple[VectorStore, list[Sparse]], data: Data) -> None:
+    store, rows = sparse_loaded
+    query = Sparse([1, 2, 30, 44], [1.0, 0.5, 0.25, 0.8])
+    dense = np.random.default_rng(12).normal(size=DIM)
+    exclude = {pid for pid, _ in _sparse_reference(data, rows, query, 3, None, set())}
+    hits = store.query_fused(
+        COL, [(query, "sp", 1.0), (dense, "text", 0.5)], limit=15, exclude_ids=exclude, prefetch_limit=20
+    )
+    sparse_ranked = [pid for pid, _ in _sparse_reference(data, rows, query, 20, None, exclude)]
+    dense_ranked = data.reference(dense, 20, exclude=exclude)[0]
+    ref: dict[int, float] = {}
+    for ranked, weight in ((sparse_ranked, 1.0), (dense_ranked, 0.5)):
+        for rank, pid in enumerate(ranked):
+            ref[pid] = ref.get(pid, 0.0) + 1 / ((rank + 1) / weight + 60 - 1)
+    assert len(hits) == 15 and not exclude & set(ids(hits))
+    np.testing.assert_allclose([h.score for h in hits], sorted(ref.values(), reverse=True)[:15], rtol=1e-5)
+
+
+def test_sparse_vectors_are_created_and_deleted(store: VectorStore) -> None:
+    store.ensure_collection(COL, {}, sparse=["a"])
+    store.upsert(
+        COL, [PointRecord(1, {"a": Sparse([1, 5], [0.5, 1.0])}), PointRecord(2, {"a": Sparse([2], [1.0])})]
+    )
+    assert ids(store.query(COL, Sparse([5], [2.0]), using="a", limit=5)) == [1]
+    store.ensure_collection(COL, {"text": DIM}, sparse=["a", "b"])
+    assert store.sparse_vectors(COL) == ["a", "b"]
+    store.update_vectors(COL, {2: {"b": Sparse([7], [1.0])}})
+    assert ids(store.query(COL, Sparse([7], [1.0]), using="b", limit=5)) == [2]
+    store.delete_vector(COL, "a")
+    store.delete_vector(COL, "a")  # absent: no-op
+    assert store.sparse_vectors(COL) == ["b"]
+    assert ids(store.query(COL, Sparse([7], [1.0]), using="b", limit=5)) == [2]
+    with pytest.raises(ModelMismatchError):
+        store.ensure_collection(COL, {}, sparse=["text"])
+    with pytest.raises(ValidationError):
+        store.ensure_collection("other", {"x": DIM}, sparse=["x"])
 
 
 def test_aliases_switch_collections(store: VectorStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import get_args
@@ -11,8 +12,8 @@ import click
 from nearrec.cli.train_cmd import stage_progress
 from nearrec.config import Settings
 from nearrec.evaluation.last import save_last
-from nearrec.evaluation.pipeline import DEFAULT_METHODS, EvalOptions, run_evaluation
-from nearrec.model.cf import CFConfig
+from nearrec.evaluation.pipeline import DEFAULT_METHODS, EvalOptions, EvalReport, run_evaluation
+from nearrec.jobs.train import manual_config
 from nearrec.query.methods import METHODS, Method, is_method
 
 
@@ -50,9 +51,15 @@ def _methods(value: str) -> tuple[Method, ...]:
 @click.option(
     "--default-type", default="rating", show_default=True, help="Interaction type of rows without one."
 )
-@click.option("--cf-rank", default=CFConfig.rank, show_default=True)
-@click.option("--cf-regularization", default=CFConfig.regularization, show_default=True)
-@click.option("--cf-half-life", default=CFConfig.half_life, show_default=True, type=float)
+@click.option(
+    "--budget", default=90.0, show_default=True, type=click.FloatRange(min=0), help="Search seconds."
+)
+@click.option(
+    "--no-tune", is_flag=True, help="Train the ridge model with the --cf-* values instead of tuning."
+)
+@click.option("--cf-rank", default=64, show_default=True)
+@click.option("--cf-regularization", default=400.0, show_default=True)
+@click.option("--cf-half-life", default=10.0, show_default=True, type=float)
 @click.option(
     "--backends",
     help="Comma-separated embedding backends to compare (e.g. torch,onnx,onnx-int8): one evaluation each.",
@@ -60,11 +67,13 @@ def _methods(value: str) -> tuple[Method, ...]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
     items_file: Path, interactions_file: Path, users_file: Path | None, split: str, k: int, methods: str,
-    out: Path | None, plot: Path | None, seed: int, list_columns: str, default_type: str, cf_rank: int,
-    cf_regularization: float, cf_half_life: float, backends: str | None, quiet: bool,
+    out: Path | None, plot: Path | None, seed: int, list_columns: str, default_type: str, budget: float,
+    no_tune: bool, cf_rank: int, cf_regularization: float, cf_half_life: float, backends: str | None,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Hold out each user's last positive interaction, load the rest through ingest + sync + train into a
-    scratch database and scratch collections, and score every method's top-k through the query service.
+    scratch database and scratch collections, train (tuning by default), and score every method's top-k
+    through the query service, beside offline EASE and popularity computed in numpy on the same split.
 
     Positives are ratings >= NEARREC_RATING_THRESHOLD (or interaction types with a positive weight).
     With --backends, the whole evaluation runs once per embedding backend and a last table compares their
@@ -84,7 +93,10 @@ def evaluate(
         seed=seed,
         list_columns=frozenset(c.strip() for c in list_columns.split(",") if c.strip()),
         default_type=default_type,
-        cf=CFConfig(rank=cf_rank, regularization=cf_regularization, half_life=cf_half_life),
+        cf=manual_config(settings, rank=cf_rank, regularization=cf_regularization, half_life=cf_half_life)
+        if no_tune
+        else None,
+        budget=budget,
     )
     names = _backends(backends) if backends else (settings.embedding_backend,)
     results = {}
@@ -96,9 +108,7 @@ def evaluate(
                 settings.model_copy(update={"embedding_backend": name}), options, progress=progress
             )
         results[name] = result
-        Console().print(present.table(result))
-        timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
-        click.echo(f"timings: {timings}")
+        _present(result)
         click.echo(f"saved for the dashboard: {save_last(result.to_dict(), settings.data_dir)}")
         suffix = f"-{name}" if len(names) > 1 else ""
         if out is not None:
@@ -109,6 +119,30 @@ def evaluate(
             click.echo(f"wrote {plot.with_stem(plot.stem + suffix)}")
     if len(results) > 1:
         Console().print(present.backends_table(results))
+
+
+def _present(result: EvalReport) -> None:
+    """The served table, the offline baselines, the model the evaluation served and the stage timings."""
+    from rich.console import Console
+
+    from nearrec.evaluation import report as present
+
+    Console().print(present.table(result))
+    offline = present.offline_table(result)
+    if offline is not None:
+        Console().print(offline)
+    model = result.settings.get("model")
+    if model:
+        click.echo(f"served model: {json.dumps(model['config'])}")
+        if "validation_ndcg@10" in model:
+            click.echo(
+                f"  tuned in {model['search_seconds']:.1f}s over {model['configurations_tried']} configurations, "
+                f"validation NDCG@10 {model['validation_ndcg@10']:.4f}"
+            )
+    if "offline_ease" in result.settings:
+        click.echo(f"offline ease: {json.dumps(result.settings['offline_ease'])}")
+    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
+    click.echo(f"timings: {timings}")
 
 
 def _backends(value: str) -> tuple[str, ...]:

@@ -6,11 +6,13 @@
 2. Create a scratch database on the configured Postgres server (the embedded one by default), migrate it,
    ingest the items (and users) files and the TRAINING interactions with the ingestion service.
 3. Sync them with the real outbox worker into scratch collections (prefix ``eval_<pid>_``; a temporary
-   directory for the embedded store), then train the collaborative model (`nearrec train`).
+   directory for the embedded store), then train the ranking model (`nearrec train`, tuning by default on
+   a validation split carved from the training part: the test users' held-out items are never seen).
 4. Ask :class:`~nearrec.query.service.QueryService` for every test user's top k with each method, and
    score the lists (:mod:`nearrec.evaluation.metrics`). Every training interaction counts as seen, so the
    service's exclusion rule gives "candidates = every item the user has not seen".
-5. Drop the scratch database and collections.
+5. Drop the scratch database and collections; score offline EASE and popularity in numpy on the same split
+   (:mod:`nearrec.evaluation.offline`), so the report shows what serving costs in quality.
 
 The pipeline is an entry point, like a CLI command: it owns the scratch database, and its stages (the
 ingest batches and the outbox count here; the worker's batches and the train job in their own modules) open
@@ -42,13 +44,14 @@ from nearrec.embedding import load_embedder
 from nearrec.embedding.base import Embedder
 from nearrec.errors import InputFileError
 from nearrec.evaluation.dataset import Interactions, read_interactions
+from nearrec.evaluation.offline import offline_baselines
 from nearrec.evaluation.scoring import score_methods
 from nearrec.evaluation.split import LeaveOneOutSplit, random_leave_one_out, temporal_leave_one_out
 from nearrec.ingest import loader, service
 from nearrec.ingest.records import InteractionOptions, ItemOptions, UserOptions
-from nearrec.jobs.train import train
-from nearrec.model.cf import CFConfig
+from nearrec.jobs.train import TrainReport, train
 from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import ModelConfig, served_config
 from nearrec.postgres import scratch as db_scratch
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import make_engine, resolve_database_url, session_factory, transaction
@@ -76,7 +79,11 @@ class EvalOptions:
     min_positives: int = 2
     list_columns: frozenset[str] = frozenset({"genres"})
     default_type: str = "rating"
-    cf: CFConfig = field(default_factory=CFConfig)
+    cf: ModelConfig | None = None
+    """None: `nearrec train` tunes inside the training part (the default); else this configuration."""
+    budget: float | None = 90.0
+    offline: bool = True
+    """Also score offline EASE and popularity in numpy on the same split."""
 
 
 @dataclass
@@ -175,14 +182,17 @@ def run_evaluation(
         scratch = scratch.model_copy(update={"database_url": SecretStr(url), "popular_window_days": window})
         run = _ScratchRun(url, store, scratch, model, timings, progress)
         results, ranked = run.evaluate(data, split, options)
+    offline_config: dict[str, Any] = {}
+    if options.offline:
+        mark = time.perf_counter()
+        offline, offline_config = offline_baselines(
+            data.user_codes, data.item_codes, data.positive, data.timestamps, split, options.k, options.seed
+        )
+        results.update(offline)
+        timings["offline baselines"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
-    return EvalReport(
-        results,
-        _dataset_summary(data, split, options),
-        _settings_used(settings, options, model),
-        timings,
-        ranked,
-    )
+    used = {**_settings_used(settings, model, run.trained), **offline_config}
+    return EvalReport(results, _dataset_summary(data, split, options), used, timings, ranked)
 
 
 @dataclass
@@ -195,6 +205,7 @@ class _ScratchRun:
     embedder: Embedder
     timings: dict[str, float]
     progress: Progress | None
+    trained: TrainReport | None = None
 
     def evaluate(
         self, data: Interactions, split: LeaveOneOutSplit, options: EvalOptions
@@ -208,14 +219,11 @@ class _ScratchRun:
                 _sync(sessions, self.store, self.embedder, self.settings, self.progress)
             if CF_METHODS & set(options.methods):
                 with self._timed("train"):
-                    train(
-                        sessions,
-                        self.store,
-                        self.settings,
-                        options.cf,
-                        seed=options.seed,
-                        progress=self.progress,
-                    )
+                    self.trained = train(
+                        sessions, self.store, self.settings, options.cf, budget=options.budget,
+                        seed=options.seed, progress=self.progress,
+                    )  # fmt: skip
+                self.timings["train: search"] = self.trained.search_seconds
             query = QueryService(sessions, self.store, self.settings, embedder=lambda: self.embedder)
             results, ranked, per_method = score_methods(
                 query, self.store, self.settings, data, split, options.methods, options.k, self.progress
@@ -248,7 +256,7 @@ def _dataset_summary(data: Interactions, split: LeaveOneOutSplit, options: EvalO
     }
 
 
-def _settings_used(settings: Settings, options: EvalOptions, model: Embedder) -> dict[str, Any]:
+def _settings_used(settings: Settings, model: Embedder, trained: TrainReport | None) -> dict[str, Any]:
     return {
         "embedding_model": model.model_id,
         "half_life": settings.half_life,
@@ -256,13 +264,21 @@ def _settings_used(settings: Settings, options: EvalOptions, model: Embedder) ->
         "rating_threshold": settings.rating_threshold,
         "hybrid_text_weight": settings.hybrid_text_weight,
         "hybrid_candidates": settings.hybrid_candidates,
-        "cf": {
-            "rank": options.cf.rank,
-            "regularization": options.cf.regularization,
-            "half_life": options.cf.half_life,
-            "non_positive_weight": options.cf.non_positive_weight,
-        },
+        "model": _model_used(trained),
     }
+
+
+def _model_used(trained: TrainReport | None) -> dict[str, Any] | None:
+    """The configuration `nearrec train` served (tuned or given) and its validation figures."""
+    if trained is None or trained.meta is None:
+        return None
+    meta = trained.meta
+    out: dict[str, Any] = {"config": served_config(meta).to_dict(), "vector": meta.vector}
+    if trained.tuning is not None:
+        out["validation_ndcg@10"] = round(trained.tuning.best_ndcg, 4)
+        out["search_seconds"] = round(trained.search_seconds, 2)
+        out["configurations_tried"] = len(trained.tuning.trials)
+    return out
 
 
 def _ingest(

@@ -11,6 +11,7 @@ from nearrec.evaluation.pipeline import EvalReport
 if TYPE_CHECKING:
     from rich.table import Table
 
+OFFLINE = "offline "
 SHOWN = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "ild")
 
 
@@ -30,6 +31,24 @@ def table(report: EvalReport) -> Table:
     for name in names:
         out.add_column(name, justify="right")
     for method, values in report.methods.items():
+        if not method.startswith(OFFLINE):
+            out.add_row(method, *(_fmt(name, values[name]) for name in names))
+    return out
+
+
+def offline_table(report: EvalReport) -> Table | None:
+    """The offline baselines (numpy, same split), or None when they were not computed."""
+    from rich.table import Table
+
+    rows = {m: v for m, v in report.methods.items() if m.startswith(OFFLINE)}
+    if not rows:
+        return None
+    names = list(next(iter(rows.values())))
+    out = Table(title="offline baselines (numpy, same split)")
+    out.add_column("method")
+    for name in names:
+        out.add_column(name, justify="right")
+    for method, values in rows.items():
         out.add_row(method, *(_fmt(name, values[name]) for name in names))
     return out
 
@@ -67,13 +86,13 @@ def write_plot(report: EvalReport, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [n for n in metric_names(report) if n != "ms_per_query"]
+    names = [n for n in metric_names(report) if n not in ("ms_per_query", "p50_ms")]
     methods = list(report.methods)
     width = 0.8 / max(len(methods), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names)), 4.0))
     x = np.arange(len(names))
     for n, method in enumerate(methods):
-        values = [report.methods[method][name] for name in names]
+        values = [report.methods[method].get(name, 0.0) for name in names]
         ax.bar(x + n * width - 0.4 + width / 2, values, width, label=method)
     ax.set_xticks(x, names)
     ax.set_ylabel("value")

@@ -40,7 +40,7 @@ def score_methods(
     timings: dict[str, float] = {}
     for method in methods:
         started = time.perf_counter()
-        lists = _top_k(query, users, method, k, progress)
+        lists, durations = _top_k(query, users, method, k, progress)
         seconds = time.perf_counter() - started
         timings[f"query {method}"] = seconds
         ranked = np.full((len(users), k), -1, dtype=np.int64)
@@ -49,6 +49,7 @@ def score_methods(
                 ranked[row, col] = code.get(item, -1)
         results[method] = _metrics(ranked, relevant, k, max(n_catalogue, 1), item_matrix)
         results[method]["ms_per_query"] = round(1000 * seconds / max(len(users), 1), 2)
+        results[method]["p50_ms"] = round(1000 * float(np.median(durations)) if durations else 0.0, 2)
         ranked_ids[method] = lists
     return results, ranked_ids, timings
 
@@ -79,17 +80,21 @@ def _catalogue(
 
 def _top_k(
     query: QueryService, users: Sequence[str], method: Method, k: int, progress: Progress | None
-) -> list[list[str]]:
+) -> tuple[list[list[str]], list[float]]:
+    """Every user's top k ids, and each query's duration in seconds."""
     lists: list[list[str]] = []
+    durations: list[float] = []
     for n, user in enumerate(users):
+        tick = time.perf_counter()
         try:
             recs = query.recommend(user, k=k, method=method)
             lists.append([r.item_id for r in recs])
         except NotFoundError:
             lists.append([])
+        durations.append(time.perf_counter() - tick)
         if progress is not None and (n % 50 == 0 or n == len(users) - 1):
             progress(f"query {method}", n + 1, len(users))
-    return lists
+    return lists, durations
 
 
 def _metrics(

@@ -112,8 +112,13 @@ class CFModel:
 class CFMeta:
     """What serving needs of a trained model: the ``cf`` entry of the items collection metadata.
 
-    ``scale`` is the augmentation's ``M``; ``dim`` the stored vector size (rank + 1). ``interactions``,
-    ``items`` and ``users`` count what the model was trained on (items: cf vectors written)."""
+    ``scale`` is the augmentation's ``M``; ``dim`` the stored vector size (rank + 1; 0 for a sparse model).
+    ``interactions``, ``items`` and ``users`` count what the model was trained on (items: model vectors
+    written). ``family`` is the model family (``ridge``, ``ease``, ``knn``), ``vector`` the named vector that
+    holds it (``cf<generation>`` dense, ``ii<generation>`` sparse), ``text_weight`` the hybrid text weight
+    chosen by the tuner, ``candidates`` the prefetch depth of the fused query, ``type_weights`` the weights of
+    positive interaction types, ``tuning`` a summary of the search, ``top_n`` the weights kept per item column and
+    ``history`` the most recent items in an item-item query (None: all)."""
 
     rank: int
     dim: int
@@ -125,6 +130,16 @@ class CFMeta:
     interactions: int = 0
     items: int = 0
     users: int = 0
+    family: str = "ridge"
+    vector: str = CF_VECTOR
+    sparse: bool = False
+    generation: int = 0
+    text_weight: float = 0.0
+    candidates: int = 500
+    type_weights: dict[str, float] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
+    top_n: int = 512
+    history: int | None = None
 
     def config(self) -> CFConfig:
         """The fold-in configuration (values are already 1.0 / 0.0 positives, see :func:`cf_values`)."""

@@ -1,58 +1,77 @@
 """The collaborative ("cf") vector of a user or a session, folded in at query time.
 
 The user's recent history (``CF_HISTORY`` interactions, from the same SQL round trip as the seen ids) is
-folded into a cf vector from the items' stored "cf" vectors (:func:`nearrec.model.cf.fold_in_user`), so the
-vector is always fresh: no retraining is needed for new interactions. The user cf vectors of the training
+turned into the model's query vector at query time, so it is always fresh: no retraining is needed for new
+interactions. For an item-item model (EASE, item-kNN) the query is the weighted history itself as a sparse
+vector; for the ridge model it is the fold-in of the items' stored factors. The user vectors of the training
 users are not stored at all; only the items' vectors and the model record (:class:`CFMeta`) are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from nearrec.model.cf import CF_VECTOR, CFMeta, cf_values, fold_in_user
+from nearrec.model.cf import CFMeta, cf_values
+from nearrec.model.ease import decayed_history, query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
 from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import base_weights, served_config
 from nearrec.postgres.query_repo import TimedEvent
 from nearrec.query.retrieval import Retriever
-from nearrec.vectors.base import VectorStore
+from nearrec.vectors.base import AnyVector, Sparse, VectorStore
 
 CF_HISTORY = 200
 """Most recent interactions folded into the query-time cf vector (older ones weigh < 1e-6 at half-life 10)."""
 
-FloatVector = np.ndarray[Any, np.dtype[np.float32]]
-
 
 def load_cf_meta(store: VectorStore, items: str) -> CFMeta | None:
     """The trained model's record in the items collection; None before `nearrec train`, or when the
-    collection was rebuilt since (e.g. by a reindex) and has no "cf" vectors of that size."""
+    collection was rebuilt since without the model's vector (sparse, or dense of the recorded size)."""
     meta = CFMeta.from_metadata(store.get_metadata(items))
-    if meta is not None and store.vector_sizes(items).get(CF_VECTOR) != meta.dim:
+    if meta is None:
+        return None
+    if meta.sparse and meta.vector not in store.sparse_vectors(items):
+        return None
+    if not meta.sparse and store.vector_sizes(items).get(meta.vector) != meta.dim:
         return None
     return meta
 
 
 def cf_user_vector(
     retriever: Retriever, events: Sequence[TimedEvent], meta: CFMeta, params: UserVectorParams
-) -> FloatVector | None:
-    """Fold a history (most recent first) into a cf query vector ``[u, 0]``; None if no item is known."""
-    stored = retriever.vectors(list(dict.fromkeys(e.item_id for e in events)), using=CF_VECTOR)
-    known = [e for e in events if e.item_id in stored]
-    if not known:
+) -> AnyVector | None:
+    """The model's query vector from a history (most recent first): the weighted history itself for
+    item-item models (a sparse vector: its dot product with an item's stored column is the model's score),
+    its fold-in ``[u, 0]`` for the ridge model. None if nothing is known."""
+    if not events:
         return None
     # Rows in internal id order, so timestamp ties break as in training (larger item id is newer).
-    order = sorted(stored)
+    order = sorted({e.item_id for e in events})
     rows = {item: n for n, item in enumerate(order)}
-    factors = item_factors_from_stored(np.stack([stored[i] for i in order]), meta.scale)
-    values = cf_values(
-        [e.type for e in known], [np.nan if e.value is None else e.value for e in known], params
-    )
-    user = fold_in_user(
-        factors, [rows[e.item_id] for e in known], values, [e.timestamp for e in known], meta.config()
-    )
+    config = served_config(meta)
+    values = [np.nan if e.value is None else e.value for e in events]
+    positive = cf_values([e.type for e in events], values, params) > 0
+    weights = base_weights([e.type for e in events], positive, config)
+    oldest_first = slice(None, None, -1)
+    history = decayed_history(
+        np.zeros(len(events), dtype=np.int64), [rows[e.item_id] for e in events][oldest_first],
+        weights[oldest_first], [e.timestamp for e in events][oldest_first], 1, len(order), config.half_life,
+        config.history if meta.sparse else None,
+    ).tocoo()  # fmt: skip
+    if meta.sparse:
+        indices, vals = query_sparse_vector(
+            {order[int(c)]: float(v) for c, v in zip(history.col, history.data, strict=True)}
+        )
+        return Sparse(indices, vals) if indices else None
+    stored = retriever.vectors(order, using=meta.vector)
+    known = [i for i in order if i in stored]
+    if not known:
+        return None
+    factors = item_factors_from_stored(np.stack([stored[i] for i in known]), meta.scale)
+    dense = np.asarray(history.todense()).reshape(-1)[[rows[i] for i in known]]
+    user = dense.astype(np.float32) @ factors
     if not np.any(user):
         return None
     return augment_user(user)

@@ -2,23 +2,25 @@
 never a banned (seen or excluded) item, and exactly ``needed`` results while candidates last.
 
 The most recent ``seen_filter_limit`` banned ids go into the store's ``must_not has_id`` filter; the older
-ones are removed after the fact, paging through candidates until there are enough. The hybrid method runs
-this twice (cf and text) and fuses the two lists (:func:`nearrec.model.fusion.fuse_dbsf`).
+ones are removed after the fact, paging through candidates until there are enough. The hybrid method is ONE
+store query: the model's and the text prefetches, each under the same filter and exclusions, fused by
+weighted reciprocal rank fusion (:meth:`Retriever.fused`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from nearrec.config import Settings
 from nearrec.filters import And, Eq, FilterExpr
-from nearrec.model.cf import CF_VECTOR
-from nearrec.model.fusion import fuse_dbsf, mmr_rerank
+from nearrec.model.cf import CFMeta
+from nearrec.model.fusion import mmr_rerank
+from nearrec.query.methods import Method
 from nearrec.vectors import payload
-from nearrec.vectors.base import Hit, VectorStore
+from nearrec.vectors.base import AnyVector, Hit, VectorStore
 
 TEXT = "text"
 """Name of the text vector of items and users."""
@@ -45,30 +47,69 @@ class Retriever:
             if h.vector and using in h.vector
         }
 
-    def hybrid(
+    def model(
         self,
-        cf_vector: Any,
-        text_vector: Any,
+        cf_vector: AnyVector,
+        text: Callable[[], Any],
+        meta: CFMeta,
+        method: Method,
         expr: FilterExpr | None,
         banned: Sequence[int],
         needed: int,
         diversity: float,
     ) -> list[Hit]:
-        """Fuse the cf and text candidate lists (each exclusion-safe) with weighted DBSF."""
-        depth = max(self.settings.hybrid_candidates, needed)
-        lists = [(self.nearest(cf_vector, expr, banned, depth, 0.0, using=CF_VECTOR), 1.0)]
-        if text_vector is not None and self.settings.hybrid_text_weight > 0:
-            text_hits = self.nearest(text_vector, expr, banned, depth, 0.0)
-            lists.append((text_hits, self.settings.hybrid_text_weight))
-        first: dict[int, Hit] = {}
-        for hits, _ in lists:
-            for hit in hits:
-                first.setdefault(hit.id, hit)
-        fused = [Hit(s.id, s.score, first[s.id].payload) for s in fuse_dbsf(lists)]
+        """The model's list: ONE fused query (model + text prefetches, weighted RRF) for ``hybrid`` with a
+        text weight, else the model's nearest items; an item-item list short of ``needed`` (few items share
+        history with the user) is completed by the text list, ranked after the model's. ``text`` gives the
+        user's text vector (or None), fetched only when it is used."""
+        pool = 5 * needed if diversity > 0 else needed
+        weight = meta.text_weight if method == "hybrid" else 0.0
+        text_vector = text() if weight > 0 else None
+        if weight > 0 and text_vector is not None:
+            hits = self.fused(cf_vector, meta, text_vector, weight, expr, banned, pool)
+        elif diversity > 0 and not meta.sparse:
+            return self.nearest(cf_vector, expr, banned, needed, diversity, using=meta.vector)
+        else:
+            hits = self.nearest(cf_vector, expr, banned, pool, 0.0, using=meta.vector)
+        if len(hits) < pool and weight <= 0 and meta.sparse:
+            text_vector = text()
+        if len(hits) < pool and text_vector is not None:
+            taken = {h.id for h in hits}
+            more = self.nearest(text_vector, expr, [*banned, *taken], pool - len(hits), 0.0)
+            floor = min((h.score for h in hits), default=0.0)
+            hits += [Hit(h.id, floor - 1.0 + h.score / 2, h.payload) for h in more]
         if diversity > 0:
-            pool = fused[: max(100, 5 * needed)]
-            return mmr_rerank(pool, self.vectors([h.id for h in pool]), needed, diversity)
-        return fused[:needed]
+            pool_hits = hits[: max(100, 5 * needed)]
+            return mmr_rerank(pool_hits, self.vectors([h.id for h in pool_hits]), needed, diversity)
+        return hits[:needed]
+
+    def fused(
+        self,
+        cf_vector: AnyVector,
+        meta: CFMeta,
+        text_vector: Any,
+        weight: float,
+        expr: FilterExpr | None,
+        banned: Sequence[int],
+        needed: int,
+    ) -> list[Hit]:
+        """One store query: the model and text prefetches (filter and pushed exclusions in each) fused by
+        weighted RRF; the seen ids beyond the pushed ones are removed after the fact."""
+        full = And((ACTIVE, expr)) if expr is not None else ACTIVE
+        limit = self.settings.seen_filter_limit
+        pushed, rest = banned[:limit], set(banned[limit:])
+        hits = self.store.query_fused(
+            self.items,
+            [(cf_vector, meta.vector, 1.0), (text_vector, TEXT, weight)],
+            limit=needed + len(rest),
+            filter=full,
+            exclude_ids=pushed,
+            prefetch_limit=max(meta.candidates, needed + len(rest)),
+            method="rrf",
+        )
+        kept = [h for h in hits if h.id not in rest]
+        kept.sort(key=lambda h: (-h.score, h.id))
+        return kept[:needed]
 
     def nearest(
         self,

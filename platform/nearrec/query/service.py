@@ -5,13 +5,13 @@ flag ``active`` in the store filter and, as a second guard, the Postgres row rea
 :func:`nearrec.query.results.finish`).
 
 ``recommend`` has the retrieval methods of :mod:`nearrec.query.methods`: ``text`` (the user's text vector),
-``cf`` (the collaborative vector, folded in at query time from the user's recent history and the items'
-stored "cf" vectors, so it is always fresh: :mod:`nearrec.query.collaborative`), ``hybrid`` (both lists,
-``hybrid_candidates`` each, fused by weighted DBSF, see :mod:`nearrec.model.fusion`) and ``popular``
-(:mod:`nearrec.query.popular`, the cold-start list). Each vector list goes through the same
-:meth:`~nearrec.query.retrieval.Retriever.nearest` (filters, exclusion, paging), so the fused result keeps
-every guarantee. The default is ``hybrid`` once `nearrec train` has written cf vectors, else ``text``; a user
-with no cf-known history falls back to text, then to popularity.
+``cf`` (the trained model's list: the user's recent history as the model's query vector, built at query
+time so it is always fresh: :mod:`nearrec.query.collaborative`), ``hybrid`` (ONE fused store query: the
+model's and the text prefetches, ``candidates`` each, fused by weighted RRF with the text weight the tuner
+chose, :meth:`~nearrec.query.retrieval.Retriever.model`) and ``popular`` (:mod:`nearrec.query.popular`, the
+cold-start list). Every prefetch carries the same filter and exclusions, so the fused result keeps every
+guarantee. The default is ``hybrid`` once `nearrec train` has written model vectors, else ``text``; a user
+with no model-known history falls back to text, then to popularity.
 
 Every call uses ONE database session (one pooled connection), ``explain=True`` included
 (:mod:`nearrec.query.explain`); a cold cache read inside a request is filled on that same session.
@@ -28,7 +28,7 @@ from nearrec.config import Settings
 from nearrec.embedding.base import Embedder
 from nearrec.errors import NotFoundError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, FilterInput, read_filter
-from nearrec.model.cf import CF_VECTOR, CFMeta
+from nearrec.model.cf import CFMeta
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.postgres import query_repo as repo
 from nearrec.query.cache import Refreshing
@@ -173,10 +173,8 @@ class QueryService:
             if chosen == "popular" or (vector is None and cf_vector is None):
                 hits = self.popular.hits(session, expr, set(ids), k)
                 return finish(session, hits, fields, constant_reason("popular") if explain else None)
-            if cf_vector is not None and (chosen == "cf" or vector is None):
-                hits = self.retriever.nearest(cf_vector, expr, ids, k, diversity, using=CF_VECTOR)
-            elif cf_vector is not None:
-                hits = self.retriever.hybrid(cf_vector, vector, expr, ids, k, diversity)
+            if cf_vector is not None and meta is not None:
+                hits = self.retriever.model(cf_vector, lambda: vector, meta, chosen, expr, ids, k, diversity)
             else:
                 hits = self.retriever.nearest(vector, expr, ids, k, diversity)
             recent_first = list(reversed(liked_ids))
@@ -246,13 +244,12 @@ class QueryService:
             return self.popular.hits(session, expr, set(banned), needed), True
         if meta is not None and method in CF_METHODS:
             cf_vector = cf_user_vector(self.retriever, events, meta, self._params)
-            if cf_vector is not None and method == "cf":
-                return self.retriever.nearest(
-                    cf_vector, expr, banned, needed, diversity, using=CF_VECTOR
-                ), False
             if cf_vector is not None:
-                text = self._user_vector(user)
-                return self.retriever.hybrid(cf_vector, text, expr, banned, needed, diversity), False
+                text = (
+                    (lambda: self._user_vector(user)) if method == "hybrid" or meta.sparse else (lambda: None)
+                )
+                hits = self.retriever.model(cf_vector, text, meta, method, expr, banned, needed, diversity)
+                return hits, False
         vector = self._user_vector(user)
         if vector is None:
             return self.popular.hits(session, expr, set(banned), needed), True

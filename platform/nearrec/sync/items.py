@@ -12,7 +12,7 @@ from nearrec.embedding.base import Embedder
 from nearrec.postgres import sync_repo
 from nearrec.postgres.sync_repo import ItemState
 from nearrec.sync.collections import ItemSchema
-from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
+from nearrec.vectors.base import AnyVector, PointRecord, VectorLike, VectorStore
 from nearrec.vectors.payload import CONTENT_HASH, TEXT_VECTOR
 
 
@@ -105,15 +105,17 @@ def _points(
 ) -> list[PointRecord]:
     """The points to write: new text vectors for ``to_embed``, old vectors for ``to_rewrite``; other named
     vectors (e.g. collaborative ones) survive either."""
-    keep_others = set(store.vector_sizes(collection)) - {TEXT_VECTOR}
+    keep_others = (set(store.vector_sizes(collection)) | set(store.sparse_vectors(collection))) - {
+        TEXT_VECTOR
+    }
     need_old = [i.id for i in plan.to_rewrite] + (
         [i.id for i in plan.to_embed if i.id in existing] if keep_others else []
     )
-    old_vectors = {h.id: h.vector or {} for h in store.retrieve(collection, need_old, with_vectors=True)}
+    old_vectors = {h.id: h.all_vectors() for h in store.retrieve(collection, need_old, with_vectors=True)}
     vectors = _embed_texts(embedder, plan.to_embed)
     points: list[PointRecord] = []
     for item in plan.to_embed:
-        named: dict[str, VectorLike] = {
+        named: dict[str, AnyVector] = {
             k: v for k, v in old_vectors.get(item.id, {}).items() if k in keep_others
         }
         named[TEXT_VECTOR] = vectors[item.content_hash]

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from nearrec.config import Settings
 from nearrec.embedding.base import Embedder
 from nearrec.filters import FieldType
+from nearrec.model.cf import META_CF
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres.models import Item, User
 from nearrec.sync.check import check_stores, repair
@@ -81,24 +83,33 @@ def start(session: Session, store: VectorStore, embedder: Embedder, settings: Se
     report = ReindexReport(physical_name(items_alias, stamp), physical_name(users_alias, stamp))
     old_items = _current(store, items_alias)
     other: dict[str, int] = {}
-    if old_items is not None:
+    sparse: list[str] = []
+    meta: dict[str, Any] = {META_MODEL: embedder.model_id, META_DIM: embedder.dim}
+    if old_items is not None:  # collaborative vectors and the model record that reads them carry over
         other = {k: v for k, v in store.vector_sizes(old_items).items() if k != TEXT_VECTOR}
-    meta = {META_MODEL: embedder.model_id, META_DIM: embedder.dim}
-    store.ensure_collection(report.items_collection, {**item_vectors(embedder.dim), **other})
+        sparse = store.sparse_vectors(old_items)
+        if META_CF in (old_meta := store.get_metadata(old_items)):
+            meta[META_CF] = old_meta[META_CF]
+    store.ensure_collection(report.items_collection, {**item_vectors(embedder.dim), **other}, sparse=sparse)
     store.ensure_collection(report.users_collection, user_vectors(embedder.dim))
     rebuild = Rebuild(
         items_alias,
         users_alias,
         old_items,
         _current(store, users_alias),
-        list(other),
+        [*other, *sparse],
         ItemSchema(),
         UserVectorParams.from_settings(settings),
         report,
     )
     try:
         for name in (rebuild.new_items, rebuild.new_users):
-            store.set_metadata(name, meta)
+            store.set_metadata(
+                name,
+                meta
+                if name == rebuild.new_items
+                else {META_MODEL: meta[META_MODEL], META_DIM: meta[META_DIM]},
+            )
             store.ensure_index(name, EXTERNAL_ID, FieldType.KEYWORD)
         store.ensure_index(rebuild.new_items, ACTIVE, FieldType.BOOL)
         rebuild.schema = ItemSchema.load(session)
@@ -196,7 +207,7 @@ def _copy_vectors(store: VectorStore, old: str, new: str, ids: Sequence[int], na
     """Copy the named vectors ``names`` of ``ids`` from the old collection to points of the new one."""
     present = {h.id for h in store.retrieve(new, ids)}
     vectors = {
-        h.id: {k: v for k, v in (h.vector or {}).items() if k in names}
+        h.id: {k: v for k, v in h.all_vectors().items() if k in names}
         for h in store.retrieve(old, [i for i in ids if i in present], with_vectors=True)
     }
     vectors = {i: v for i, v in vectors.items() if v}

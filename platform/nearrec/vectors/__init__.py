@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nearrec.vectors.base import (
+    AnyVector,
     CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
     Hit,
     PointRecord,
+    Sparse,
     VectorLike,
     VectorStore,
 )
@@ -16,9 +20,13 @@ if TYPE_CHECKING:
     from nearrec.config import Settings
 
 __all__ = [
+    "AnyVector",
     "CollectionNotFoundError",
+    "FusedQuery",
+    "FusionMethod",
     "Hit",
     "PointRecord",
+    "Sparse",
     "VectorLike",
     "VectorStore",
     "open_vector_store",

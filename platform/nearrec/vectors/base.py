@@ -2,8 +2,11 @@
 
 Conventions every adapter follows (checked by tests/vectors/test_contract.py):
 
-- Distance is cosine; vectors are named (``"text"`` now, ``"cf"`` later). Qdrant normalises stored vectors,
+- Distance is cosine; vectors are named (``"text"``, ``"cf..."``). Qdrant normalises stored vectors,
   so vectors read back are unit length.
+- Sparse named vectors (:class:`Sparse`, declared with ``ensure_collection(..., sparse=...)``) score by the
+  plain dot product over shared indices; a point without the sparse vector, or sharing no index with the
+  query, is not a sparse hit. Wherever a vector is written or queried, a :class:`Sparse` may stand for it.
 - Point ids are the internal Postgres ids (non-negative ints). Payload values are stored as
   :func:`nearrec.filters.payload_value` makes them (booleans as 0 / 1); adapters apply it on every write.
 - Every write returns once it is applied (``wait=True``).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +31,25 @@ from nearrec.errors import NotFoundError, ValidationError
 from nearrec.filters import FieldType, FilterExpr
 
 VectorLike: TypeAlias = npt.NDArray[np.floating[Any]] | Sequence[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Sparse:
+    """A sparse vector: parallel non-negative ``indices`` (unique, < 2**32) and ``values``."""
+
+    indices: Sequence[int]
+    values: Sequence[float]
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise ValidationError("a sparse vector needs as many values as indices", path="vector")
+
+
+AnyVector: TypeAlias = VectorLike | Sparse
+FusionMethod: TypeAlias = Literal["rrf", "dbsf"]
+RRF_K = 60
+"""The k of reciprocal rank fusion: score = sum over queries of 1 / ((rank + 1) / weight + k - 1), rank from 0
+(Qdrant's weighted RRF; with weight 1 it is the usual 1 / (k + rank))."""
 UPSERT_CHUNK = 512
 """Points per engine write call."""
 
@@ -39,32 +61,51 @@ class CollectionNotFoundError(NotFoundError):
 @dataclass(frozen=True, slots=True)
 class PointRecord:
     id: int
-    vectors: Mapping[str, VectorLike]
+    vectors: Mapping[str, AnyVector]
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One point of a result. ``score`` is 0 for retrieve / scroll; ``vector`` is set on request."""
+    """One point of a result. ``score`` is 0 for retrieve / scroll; ``vector`` (dense named vectors) and
+    ``sparse`` (sparse named vectors) are set on request."""
 
     id: int
     score: float
     payload: dict[str, Any]
     vector: dict[str, list[float]] | None = None
+    sparse: dict[str, Sparse] | None = None
+
+    def all_vectors(self) -> dict[str, AnyVector]:
+        """Every named vector of the point (dense and sparse), e.g. to rewrite it whole."""
+        return {**(self.vector or {}), **(self.sparse or {})}
+
+
+FusedQuery: TypeAlias = tuple[AnyVector, str, float]
+"""(vector, vector name, weight) of one branch of a fused query."""
 
 
 @runtime_checkable
 class VectorStore(Protocol):
     # --- collections -------------------------------------------------------------------------------------
-    def ensure_collection(self, name: str, vectors: Mapping[str, int]) -> None:
-        """Create the collection with these named vectors (name -> dimensions, cosine) if it is missing.
+    def ensure_collection(self, name: str, vectors: Mapping[str, int], sparse: Collection[str] = ()) -> None:
+        """Create the collection with these named vectors (name -> dimensions, cosine) and ``sparse`` named
+        vectors if it is missing.
 
         Idempotent. On an existing collection, named vectors it lacks are added (existing points simply
         have no value for them); a named vector whose size differs raises ``ModelMismatchError``."""
         ...
 
     def vector_sizes(self, name: str) -> dict[str, int]:
-        """Named vectors of the collection and their dimensions."""
+        """Dense named vectors of the collection and their dimensions."""
+        ...
+
+    def sparse_vectors(self, name: str) -> list[str]:
+        """Sparse named vectors of the collection, sorted."""
+        ...
+
+    def delete_vector(self, name: str, vector: str) -> None:
+        """Drop a named vector (dense or sparse) from the collection and its points; no-op if absent."""
         ...
 
     def ensure_index(self, name: str, field: str, type: FieldType) -> None:
@@ -104,7 +145,7 @@ class VectorStore(Protocol):
         """Insert or replace whole points (vectors not given are dropped from a replaced point)."""
         ...
 
-    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
+    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
         """Set some named vectors of existing points, keeping the others and the payload."""
         ...
 
@@ -130,7 +171,7 @@ class VectorStore(Protocol):
     def query(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         filter: FilterExpr | None = None,
@@ -138,7 +179,22 @@ class VectorStore(Protocol):
         offset: int = 0,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        """Nearest points by cosine similarity, best first; ``exclude_ids`` are never returned."""
+        """Nearest points by cosine similarity (dot product for a :class:`Sparse` query on a sparse vector),
+        best first; ``exclude_ids`` are never returned."""
+        ...
+
+    def query_fused(
+        self,
+        name: str,
+        queries: Sequence[FusedQuery],
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        prefetch_limit: int = 100,
+        method: FusionMethod = "rrf",
+    ) -> list[Hit]:
+        """Fuse the nearest ``prefetch_limit`` points of each query (filter and exclusions apply to each).
+        RRF honours the weights (see :data:`RRF_K`); DBSF only accepts equal weights."""
         ...
 
     def query_mmr(
@@ -168,6 +224,31 @@ def as_list(vector: VectorLike) -> list[float]:
         out: list[float] = vector.astype(np.float32, copy=False).ravel().tolist()
         return out
     return list(vector)
+
+
+def check_names(vectors: Mapping[str, int], sparse: Collection[str]) -> None:
+    """A collection needs a vector; a name is either dense or sparse."""
+    if not vectors and not sparse:
+        raise ValidationError("a collection needs at least one named vector", path="vectors")
+    both = sorted(set(vectors) & set(sparse))
+    if both:
+        raise ValidationError(f"vector {both[0]!r} cannot be both dense and sparse", path="vectors")
+
+
+def check_fusion(queries: Sequence[FusedQuery], method: FusionMethod) -> list[float] | None:
+    """Validate fused queries; return the RRF weights to pass to the engine (None when all equal 1)."""
+    if not queries:
+        raise ValidationError("a fused query needs at least one query", path="queries")
+    if method not in ("rrf", "dbsf"):
+        raise ValidationError(f"unknown fusion method {method!r} (rrf or dbsf)", path="method")
+    weights = [float(w) for _, _, w in queries]
+    if any(w <= 0 for w in weights):
+        raise ValidationError("fusion weights must be positive", path="queries")
+    if all(w == 1.0 for w in weights):
+        return None
+    if method == "dbsf":
+        raise ValidationError("dbsf fusion does not support weights; use rrf", path="method")
+    return weights
 
 
 def check_mmr(diversity: float, limit: int, candidates_limit: int) -> int:

@@ -18,6 +18,7 @@ payload indexes (they are part of the shard), so answers stay exact-or-better an
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -25,11 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_edge import EdgeShard, Point, UpdateOperation
+from qdrant_edge import EdgeConfig, EdgeShard, Point, UpdateOperation
 
 from nearrec.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from nearrec.vectors.edge_support import EdgeCollection
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,41 @@ class BuildReport:
     build_seconds: float
     switch_seconds: float
     replayed: int
+
+
+def build(
+    col: EdgeCollection,
+    base: Path,
+    name: str,
+    load_config: EdgeConfig | None,
+    switched: Callable[[str, EdgeCollection], None],
+) -> BuildReport:
+    """Steps 1-3 above for the open collection ``col`` stored under ``base``; ``switched`` records the new
+    shard directory once queries use it."""
+    from nearrec.vectors.edge_support import edge_errors
+
+    target_dir = "shard-b" if col.shard_dir != "shard-b" else "shard"
+    with col.write_lock, edge_errors(name):
+        points = col.shard.info().points_count
+        copy = timed(lambda: copy_shard(col.shard, base / col.shard_dir, base / target_dir))
+        col.journal, col.schema_ops = set(), []
+    built_in = timed(lambda: optimize_copy(base / target_dir))
+    with edge_errors(name):
+        built = EdgeShard.load(str(base / target_dir), load_config)
+    started = time.perf_counter()
+    with col.write_lock, edge_errors(name):
+        for op in col.schema_ops:
+            built.update(op)
+        replayed = replay(col.shard, built, col.journal or set())
+        old, old_dir = col.shard, col.shard_dir
+        col.shard, col.shard_dir = built, target_dir
+        switched(name, col)
+        col.journal, col.schema_ops = None, []
+    switch = time.perf_counter() - started
+    with contextlib.suppress(Exception):
+        old.close()
+    shutil.rmtree(base / old_dir, ignore_errors=True)
+    return BuildReport(points, copy, built_in, switch, replayed)
 
 
 def optimize_copy(directory: Path, timeout: float | None = None) -> None:

@@ -21,23 +21,21 @@ from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableErr
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
     UPSERT_CHUNK,
+    AnyVector,
     CollectionNotFoundError,
+    FusedQuery,
+    FusionMethod,
     Hit,
     PointRecord,
-    VectorLike,
+    Sparse,
     as_list,
     check_limit,
     check_mmr,
+    check_names,
     order_like,
 )
 from nearrec.vectors.filters_qdrant import to_qdrant_filter
-
-_INDEX_TYPES = {
-    FieldType.KEYWORD: models.PayloadSchemaType.KEYWORD,
-    FieldType.INTEGER: models.PayloadSchemaType.INTEGER,
-    FieldType.FLOAT: models.PayloadSchemaType.FLOAT,
-    FieldType.BOOL: models.PayloadSchemaType.INTEGER,  # booleans are stored as 0 / 1
-}
+from nearrec.vectors.server_support import INDEX_TYPES, error_detail, fused_query, server_hit, server_vector
 
 
 class ServerVectorStore:
@@ -91,9 +89,8 @@ class ServerVectorStore:
 
     # --- collections -------------------------------------------------------------------------------------
 
-    def ensure_collection(self, name: str, vectors: Mapping[str, int]) -> None:
-        if not vectors:
-            raise ValidationError("a collection needs at least one named vector", path="vectors")
+    def ensure_collection(self, name: str, vectors: Mapping[str, int], sparse: Collection[str] = ()) -> None:
+        check_names(vectors, sparse)
         if self.resolve_alias(name) is not None:
             raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
         with self._errors(name):
@@ -106,6 +103,7 @@ class ServerVectorStore:
                     self.client.create_collection(
                         name,
                         vectors_config=config,
+                        sparse_vectors_config={n: models.SparseVectorParams() for n in sparse} or None,
                         shard_number=self.shard_number,
                         replication_factor=self.replication_factor,
                         write_consistency_factor=self.write_consistency_factor,
@@ -124,6 +122,24 @@ class ServerVectorStore:
                         f"collection {name!r}: vector {vname!r} has {have[vname]} dimensions, {size} were "
                         "asked; run `nearrec reindex`"
                     )
+            have_sparse = set(self.sparse_vectors(name))
+            for vname in sparse:
+                if vname in have:
+                    raise ModelMismatchError(f"collection {name!r}: vector {vname!r} is dense, not sparse")
+                if vname not in have_sparse:
+                    config_sparse = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig())
+                    self.client.create_vector_name(name, vname, config_sparse)
+
+    def sparse_vectors(self, name: str) -> list[str]:
+        with self._errors(name):
+            params = self.client.get_collection(name).config.params.sparse_vectors
+        return sorted(params or {})
+
+    def delete_vector(self, name: str, vector: str) -> None:
+        if vector not in self.vector_sizes(name) and vector not in self.sparse_vectors(name):
+            return
+        with self._errors(name):
+            self.client.delete_vector_name(self.resolve_alias(name) or name, vector)
 
     def vector_sizes(self, name: str) -> dict[str, int]:
         with self._errors(name):
@@ -138,7 +154,7 @@ class ServerVectorStore:
                 return
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                self.client.create_payload_index(name, field, _INDEX_TYPES[type], wait=True)
+                self.client.create_payload_index(name, field, INDEX_TYPES[type], wait=True)
 
     def collection_exists(self, name: str) -> bool:
         with self._errors(name):
@@ -206,7 +222,7 @@ class ServerVectorStore:
             chunk = [
                 models.PointStruct(
                     id=p.id,
-                    vector={k: as_list(v) for k, v in p.vectors.items()},
+                    vector={k: server_vector(v) for k, v in p.vectors.items()},
                     payload={k: payload_value(v) for k, v in p.payload.items()},
                 )
                 for p in points[start : start + UPSERT_CHUNK]
@@ -214,11 +230,11 @@ class ServerVectorStore:
             with self._errors(name):
                 self.client.upsert(name, chunk, wait=True)
 
-    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, VectorLike]]) -> None:
+    def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
         items = list(vectors.items())
         for start in range(0, len(items), UPSERT_CHUNK):
             chunk = [
-                models.PointVectors(id=pid, vector={k: as_list(v) for k, v in named.items()})
+                models.PointVectors(id=pid, vector={k: server_vector(v) for k, v in named.items()})
                 for pid, named in items[start : start + UPSERT_CHUNK]
             ]
             with self._errors(name):
@@ -242,7 +258,7 @@ class ServerVectorStore:
             records = self.client.retrieve(
                 name, list(ids), with_payload=True, with_vectors=with_vectors, **self._read
             )
-        return order_like(ids, [_hit(r, 0.0, with_vectors) for r in records])
+        return order_like(ids, [server_hit(r, 0.0, with_vectors) for r in records])
 
     def scroll(
         self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
@@ -255,7 +271,7 @@ class ServerVectorStore:
                     name, qfilter, limit=batch, offset=offset, with_payload=True, with_vectors=with_vectors
                 )
             for r in records:
-                yield _hit(r, 0.0, with_vectors)
+                yield server_hit(r, 0.0, with_vectors)
             if offset is None:
                 return
 
@@ -268,7 +284,7 @@ class ServerVectorStore:
     def query(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         filter: FilterExpr | None = None,
@@ -281,7 +297,7 @@ class ServerVectorStore:
             points = self.client.query_points(
                 name,
                 **self._read,
-                query=as_list(vector),
+                query=server_vector(vector),
                 using=using,
                 limit=limit,
                 offset=offset or None,
@@ -289,12 +305,30 @@ class ServerVectorStore:
                 with_payload=True,
                 with_vectors=with_vectors,
             ).points
-        return [_hit(p, p.score, with_vectors) for p in points]
+        return [server_hit(p, p.score, with_vectors) for p in points]
+
+    def query_fused(
+        self,
+        name: str,
+        queries: Sequence[FusedQuery],
+        limit: int,
+        filter: FilterExpr | None = None,
+        exclude_ids: Collection[int] = (),
+        prefetch_limit: int = 100,
+        method: FusionMethod = "rrf",
+    ) -> list[Hit]:
+        qfilter = to_qdrant_filter(filter, exclude_ids)
+        prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method)
+        with self._errors(name):
+            points = self.client.query_points(
+                name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
+            ).points
+        return [server_hit(p, p.score, False) for p in points]
 
     def query_mmr(
         self,
         name: str,
-        vector: VectorLike,
+        vector: AnyVector,
         using: str,
         limit: int,
         diversity: float = 0.5,
@@ -303,6 +337,8 @@ class ServerVectorStore:
         exclude_ids: Collection[int] = (),
     ) -> list[Hit]:
         candidates = check_mmr(diversity, limit, candidates_limit)
+        if isinstance(vector, Sparse):
+            raise ValidationError("diversity (MMR) needs a dense vector", path="diversity")
         query = models.NearestQuery(
             nearest=as_list(vector), mmr=models.Mmr(diversity=diversity, candidates_limit=candidates)
         )
@@ -316,7 +352,7 @@ class ServerVectorStore:
                 query_filter=to_qdrant_filter(filter, exclude_ids),
                 with_payload=True,
             ).points
-        return [_hit(p, p.score, False) for p in points]
+        return [server_hit(p, p.score, False) for p in points]
 
     def close(self) -> None:
         if self._owns_client:
@@ -339,7 +375,7 @@ class ServerVectorStore:
         except NearrecError:
             raise
         except UnexpectedResponse as exc:
-            detail = _detail(exc)
+            detail = error_detail(exc)
             if exc.status_code == 404:
                 raise CollectionNotFoundError(f"collection {name!r} does not exist ({detail})") from exc
             if exc.status_code in (400, 422):
@@ -351,18 +387,3 @@ class ServerVectorStore:
             if self._local and str(exc).startswith("Collection ") and str(exc).endswith("not found"):
                 raise CollectionNotFoundError(f"collection {name!r} does not exist") from exc
             raise ValidationError(f"collection {name!r}: {exc}") from exc
-
-
-def _hit(point: models.ScoredPoint | models.Record, score: float, with_vectors: bool) -> Hit:
-    vector: Any = point.vector if with_vectors else None
-    return Hit(
-        int(point.id), score, dict(point.payload or {}), dict(vector) if isinstance(vector, dict) else None
-    )
-
-
-def _detail(exc: UnexpectedResponse) -> str:
-    try:
-        status = exc.structured().get("status", {})
-        return str(status.get("error", status)) if isinstance(status, dict) else str(status)
-    except Exception:
-        return exc.reason_phrase or "unexpected response"
