@@ -76,7 +76,8 @@ COMMANDS: tuple[CommandSpec, ...] = (  # in the order `nearrec --help` lists the
         "train",
         "nearrec.cli.train_cmd",
         "train",
-        'Train the collaborative model on every interaction and store the items\' "cf" vectors.',
+        "Tune the ranking model on a validation split carved from the interactions, fit the winner on all of "
+        "them and swap its item vectors in (no reindex needed; queries keep answering meanwhile).",
     ),
     CommandSpec(
         "recommend",
