@@ -106,7 +106,8 @@ COMMANDS: tuple[CommandSpec, ...] = (  # in the order `nearrec --help` lists the
         "nearrec.cli.evaluate_cmd",
         "evaluate",
         "Hold out each user's last positive interaction, load the rest through ingest + sync + train into a "
-        "scratch database and scratch collections, and score every method's top-k through the query service.",
+        "scratch database and scratch collections, train (tuning by default), and score every method's top-k "
+        "through the query service, beside offline EASE and popularity computed in numpy on the same split.",
     ),
 )
 SPECS = {spec.name: spec for spec in COMMANDS}
