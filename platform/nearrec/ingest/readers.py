@@ -16,11 +16,12 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -138,6 +139,9 @@ def _is_gzip(path: Path) -> bool:
 
 
 _STREAM_ERRORS = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error)
+_SURROGATE = re.compile("[\udc80-\udcff]")
+# Undecodable rows beyond which (and beyond 10% of the rows) a file is taken to be in another encoding.
+ENCODING_GIVE_UP_ROWS = 100
 
 
 class _TextSource:
@@ -149,7 +153,35 @@ class _TextSource:
         self.encoding = encoding
         self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._size = max(os.fstat(self._raw.fileno()).st_size, 1)
-        self.text = io.TextIOWrapper(self._binary(self._raw), encoding=encoding, newline="")
+        # Undecodable bytes become lone surrogates (surrogateescape): the row holding one is rejected with
+        # its line (:meth:`check_row`) and the others load; many such rows stop the file (another encoding).
+        self.text = io.TextIOWrapper(
+            self._binary(self._raw), encoding=encoding, errors="surrogateescape", newline=""
+        )
+        self.rows = 0
+        self.undecodable = 0
+
+    def check_row(self, fields: Iterable[str], names: Sequence[str] | None = None) -> BadRow | None:
+        """A BadRow naming the first undecodable byte of a row (None if the row decoded); raises
+        InputFileError once so many rows failed that the file is plainly in another encoding."""
+        self.rows += 1
+        for index, value in enumerate(fields):
+            if value.isascii() or _SURROGATE.search(value) is None:
+                continue
+            self.undecodable += 1
+            if self.undecodable > ENCODING_GIVE_UP_ROWS and self.undecodable * 10 > self.rows:
+                raise InputFileError(
+                    str(self.path),
+                    f"{self.undecodable:,} of the first {self.rows:,} rows cannot be decoded; pass the file's "
+                    f"encoding, e.g. --encoding latin-1 (reading as {self.encoding})",
+                )
+            bad = _SURROGATE.search(value)
+            byte = f"0x{ord(bad.group()) - 0xDC00:02x}" if bad else "?"
+            where = f" in field {names[index]!r}" if names is not None and index < len(names) else ""
+            return BadRow(
+                f"invalid {self.encoding} byte {byte}{where}; is the file in another encoding (--encoding)?"
+            )
+        return None
 
     def _binary(self, raw: IO[bytes]) -> IO[bytes]:
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if _is_gzip(self.path) else raw
@@ -232,6 +264,13 @@ class CsvReader(_Base):
                 header = self._next()
             if header is None:
                 raise InputFileError(str(path), "the file is empty (no header row)")
+            if any(_SURROGATE.search(name) for name in header):
+                raise InputFileError(
+                    str(path),
+                    f"cannot decode the header row; pass the file's encoding, e.g. --encoding latin-1 "
+                    f"(reading as {encoding})",
+                    1,
+                )
             self.columns = _clean_header(str(path), header, delimiter)
             self._end = self._csv.line_num
             self._rows = self._parse()
@@ -266,6 +305,10 @@ class CsvReader(_Base):
             start, self._end = self._end + 1, self._csv.line_num
             if not fields:
                 continue  # blank line
+            bad = self._source.check_row(fields, columns)
+            if bad is not None:
+                yield start, bad
+                continue
             if len(fields) != width:
                 # Trailing empty fields (a delimiter at the end of every line) are harmless.
                 if len(fields) > width and not any(f.strip() for f in fields[width:]):
@@ -339,6 +382,10 @@ class JsonLinesReader(_Base):
             if not text.strip():
                 continue
             line = self._line
+            bad = self._source.check_row((text,))
+            if bad is not None:
+                yield line, bad
+                continue
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
