@@ -25,7 +25,7 @@ from nearrec.ingest.records import (
     unknown_type_reason,
 )
 from nearrec.ingest.schema import parse_types
-from nearrec.ingest.service import Kind, Summary
+from nearrec.ingest.summary import Kind, Summary
 
 SHOWN_REJECTIONS = 20
 FAST_BATCH_ROWS = 50_000  # interaction CSV (columnar path): rows per batch unless --batch-size

@@ -198,13 +198,6 @@ def _id(raw: Mapping[str, Any], column: str) -> str:
         raise RowError(column, str(exc)) from None
 
 
-def _strip_nul(text: str) -> tuple[str, int]:
-    """``text`` without NUL characters (Postgres text cannot hold one) and how many were removed."""
-    if "\x00" not in text:
-        return text, 0
-    return text.replace("\x00", ""), text.count("\x00")
-
-
 def _attributes(
     raw: Mapping[str, Any],
     skip: Collection[str],
@@ -226,7 +219,7 @@ def _attributes(
             if name in list_columns:
                 parts = v.split_list(value, list_sep)
                 if parts:
-                    attributes[name], n = _strip_nul_json(parts)
+                    attributes[name], n = v.strip_nul_json(parts)
                     nuls += n
                 continue
             if type(value) is str:
@@ -241,32 +234,11 @@ def _attributes(
             else:
                 converted = v.to_json(value)
             if converted is not None and converted != []:  # an empty list is a missing value, as in CSV
-                attributes[name], n = _strip_nul_json(converted)
+                attributes[name], n = v.strip_nul_json(converted)
                 nuls += n
         except ValueError as exc:
             raise RowError(name, str(exc), record_id) from None
     return attributes, nuls
-
-
-def _strip_nul_json(value: Any) -> tuple[Any, int]:
-    if isinstance(value, str):
-        return _strip_nul(value)
-    if isinstance(value, list):
-        out, total = [], 0
-        for element in value:
-            clean, n = _strip_nul_json(element)
-            out.append(clean)
-            total += n
-        return out, total
-    if isinstance(value, dict):
-        cleaned: dict[str, Any] = {}
-        total = 0
-        for key, element in value.items():
-            clean, n = _strip_nul_json(element)
-            cleaned[key.replace("\x00", "")] = clean
-            total += n + key.count("\x00")
-        return cleaned, total
-    return value, 0
 
 
 def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id: str) -> tuple[str, int]:
@@ -275,7 +247,7 @@ def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id:
     for name in columns:
         value = raw.get(name)
         part = value.strip() if type(value) is str else "" if v.is_blank(value) else v.as_text(value)
-        part, n = _strip_nul(part)
+        part, n = v.strip_nul(part)
         nuls += n
         parts.append(part.strip() if n else part)
     text = v.compose_text(parts)
@@ -304,7 +276,7 @@ def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
     else:
         title = None if v.is_blank(title_value) else v.as_text(title_value)
     if title is not None and "\x00" in title:
-        title = _strip_nul(title)[0].strip() or None  # counted with the text
+        title = v.strip_nul(title)[0].strip() or None  # counted with the text
     attributes, attr_nuls = _attributes(
         raw, options.skip_columns, options.list_columns, options.list_sep, options.infer_types, external_id
     )

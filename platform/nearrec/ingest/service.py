@@ -34,6 +34,7 @@ from nearrec.ingest.records import (
     parse_user,
 )
 from nearrec.ingest.schema import AttributeRejected, AttrType, Entity, Schema
+from nearrec.ingest.summary import Kind, Summary
 from nearrec.ingest.values import EMPTY_TEXT_HASH, JsonValue
 from nearrec.postgres import interactions as interactions_repo
 from nearrec.postgres import items as items_repo
@@ -41,73 +42,11 @@ from nearrec.postgres import schema_repo
 from nearrec.postgres import users as users_repo
 
 OnError = Literal["skip", "abort"]
-Kind = Literal["items", "users", "interactions"]
 RecordOptions = ItemOptions | UserOptions | InteractionOptions
 DEFAULT_BATCH_SIZE: int = setting_default("ingest_batch_size")
 """Rows per bulk write when the caller gives none (``Settings.ingest_batch_size``)."""
 DEFAULT_MAX_ATTRIBUTES: int = setting_default("max_attributes")
 """Most attributes a schema holds when the caller gives no limit (``Settings.max_attributes``)."""
-
-
-@dataclass
-class Summary:
-    """What an ingestion did. ``read = inserted + updated + unchanged + rejected``; ``unchanged`` counts
-    valid records that changed nothing (identical to what is stored, a repeated event id, or superseded
-    by a later record with the same id in the same batch)."""
-
-    kind: Kind
-    read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    pruned: int = 0
-    users_created: int = 0
-    items_created: int = 0
-    enqueued: int = 0
-    nul_stripped: int = 0  # NUL characters removed from texts and attributes
-    seconds: float = 0.0
-    rejections: list[Rejection] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def loaded(self) -> int:
-        """Valid records handled (written or already up to date)."""
-        return self.inserted + self.updated + self.unchanged
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.read / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, other: Summary) -> None:
-        """Add another summary's counts and rejections (the caller trims rejections it keeps)."""
-        for name in ("read", "inserted", "updated", "unchanged", "rejected", "pruned", "users_created",
-                     "items_created", "enqueued", "nul_stripped"):  # fmt: skip
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.rejections.extend(other.rejections)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "read": self.read,
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rejected": self.rejected,
-        }
-        if self.kind == "items":
-            out["pruned"] = self.pruned
-        if self.kind == "interactions":
-            out["users_created"] = self.users_created
-            out["items_created"] = self.items_created
-        out["enqueued"] = self.enqueued
-        if self.kind != "interactions":
-            out["nul_stripped"] = self.nul_stripped
-        out["seconds"] = round(self.seconds, 3)
-        out["rows_per_second"] = round(self.rows_per_second, 1)
-        out["error"] = self.error
-        return out
 
 
 @dataclass(frozen=True)

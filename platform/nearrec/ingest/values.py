@@ -240,3 +240,32 @@ def _aware(value: datetime) -> datetime:
 def _show(value: Any, limit: int = 40) -> str:
     text = repr(value) if not isinstance(value, str) else repr(value.strip())
     return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def strip_nul(text: str) -> tuple[str, int]:
+    """``text`` without NUL characters (Postgres text cannot hold one) and how many were removed."""
+    if "\x00" not in text:
+        return text, 0
+    return text.replace("\x00", ""), text.count("\x00")
+
+
+def strip_nul_json(value: Any) -> tuple[Any, int]:
+    """A JSON value without NUL characters in its strings and keys, and how many were removed."""
+    if isinstance(value, str):
+        return strip_nul(value)
+    if isinstance(value, list):
+        out, total = [], 0
+        for element in value:
+            clean, n = strip_nul_json(element)
+            out.append(clean)
+            total += n
+        return out, total
+    if isinstance(value, dict):
+        cleaned: dict[str, Any] = {}
+        total = 0
+        for key, element in value.items():
+            clean, n = strip_nul_json(element)
+            cleaned[key.replace("\x00", "")] = clean
+            total += n + key.count("\x00")
+        return cleaned, total
+    return value, 0
