@@ -30,7 +30,6 @@ from nearrec.ingest.records import (
     INTERACTION_COLUMNS,
     InteractionOptions,
     InteractionRecord,
-    RowError,
     unknown_type_reason,
 )
 from nearrec.ingest.service import OnError, Prepared
@@ -350,5 +349,3 @@ def _reason(field: str, values: pa.Array | None, row: int) -> str:
         return str(exc)
     return "is not a finite number"
 
-
-_ = RowError  # the row path's error type: reasons here are worded the same
