@@ -348,4 +348,3 @@ def _reason(field: str, values: pa.Array | None, row: int) -> str:
     except ValueError as exc:
         return str(exc)
     return "is not a finite number"
-
