@@ -68,7 +68,20 @@ class Settings(BaseSettings):
 
     # --- ingestion and sync ---
     ingest_batch_size: int = Field(default=5000, ge=1, description="Rows per bulk write.")
-    max_text_chars: int = Field(default=20000, ge=1, description="Longer item/profile texts are rejected.")
+    max_text_chars: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Longer item/profile texts are rejected (texts are kept whole; embedding reads the model window).",
+    )
+    max_attributes: int = Field(
+        default=200, ge=1, description="Most attributes the item (and the user) schema may hold."
+    )
+    max_new_attributes_per_request: int = Field(
+        default=8, ge=0, description="Most new attributes one HTTP / Python API request may add to a schema."
+    )
+    max_future_skew_seconds: float = Field(
+        default=86400.0, ge=0, description="Interaction timestamps later than now + this are rejected."
+    )
     worker_batch_size: int = Field(default=512, ge=1, description="Outbox rows claimed per worker batch.")
     worker_poll_seconds: float = Field(default=0.5, gt=0, description="Idle worker poll interval.")
     index_build_min_points: int = Field(

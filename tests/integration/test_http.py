@@ -360,6 +360,46 @@ def test_items_users_and_history_read_back(server: Server) -> None:
     assert head.status_code == 200 and head.content == b""  # HEAD where GET is
 
 
+@pytest.mark.route("PUT", "/v1/items/{item_id}")
+@pytest.mark.route("GET", "/v1/items/{item_id}/similar")
+def test_put_item_with_a_wrong_type_is_a_422_naming_the_field(server: Server) -> None:
+    api = Client(server.url, WRITE_KEY)
+    with pytest.raises(InvalidRequest) as info:
+        api.put_item("tea-9", title="Tea", text="green tea", attributes={"topic": "tea", "rank": "cheap"})
+    assert info.value.path == "rank" and "expected an integer (int), got 'cheap'" in str(info.value)
+    nan = httpx.put(
+        f"{server.url}/v1/items/tea-9",
+        content=b'{"text": "x", "attributes": {"rank": NaN}}',
+        headers={"X-API-Key": WRITE_KEY, "content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and "rank: NaN is not a valid value" in nan.json()["error"]["message"]
+    assert (
+        api.put_item("tea-9", title="Tea", text="green tea", attributes={"rank": 9})["status"] == "inserted"
+    )
+    assert len(Client(server.url, READ_KEY).similar_items("tea-1", k=3, filter={"rank": {"gte": 9}})) <= 1
+
+
+@pytest.mark.route("PUT", "/v1/items/{item_id}")
+@pytest.mark.route("POST", "/v1/search")
+def test_a_put_with_20000_attribute_keys_is_rejected_and_builds_no_index(
+    server: Server, sessions: sessionmaker[Session]
+) -> None:
+    from sync_support import indexed_fields
+
+    from nearrec.postgres import schema_repo
+
+    api = Client(server.url, WRITE_KEY)
+    attributes = {f"k{i}": i for i in range(20_000)}
+    with pytest.raises(InvalidRequest, match="20,000 new attributes in one request; at most 8"):
+        api.put_item("tea-0", title="Tea", text="green tea", attributes=attributes)
+    with sessions() as session:
+        assert set(schema_repo.load(session, "item")) == {"topic", "rank"}
+    api.put_item("tea-0", title="Tea 0", text="green tea leaves", attributes={"topic": "tea", "rank": 0})
+    store = server.app.state.nearrec.runtime.vector_store
+    wait_for(lambda: "Tea 0" in [r.title for r in Client(server.url, READ_KEY).search("green tea", k=30)])
+    assert indexed_fields(store, "nearrec_items") == {"external_id", "active", "topic", "rank"}
+
+
 def write(server: Server, method: str, path: str, body: Any) -> httpx.Response:
     """A raw write request (for bodies the client would never send)."""
     return httpx.request(method, f"{server.url}{path}", json=body, headers={"X-API-Key": WRITE_KEY})

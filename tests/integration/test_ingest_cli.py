@@ -32,7 +32,7 @@ def count(engine: Engine, table: str) -> int:
         (b"", "the file is empty"),
         (b"id,title\n", "header row but no records"),
         (b"id;title\n1;x\n", "is the delimiter ';'?"),
-        (b"id,title\n1,caf\xe9\n", "items.csv:2: cannot decode byte 0xe9"),
+        (b"id,tit\xe9\n1,cafe\n", "items.csv:1: cannot decode the header row"),
     ],
 )
 def test_file_level_errors_load_nothing(
@@ -130,18 +130,38 @@ def test_abort_mode_loads_nothing(db: Engine, database_url: str, tmp_path: Path)
     assert result.exit_code == 0 and count(db, "items") == 50
 
 
-def test_decode_error_midway_keeps_committed_batches(db: Engine, database_url: str, tmp_path: Path) -> None:
+def test_one_bad_utf8_row_is_rejected_and_the_others_load(
+    db: Engine, database_url: str, tmp_path: Path
+) -> None:
+    for kind, header, row, bad in (
+        ("items", "id,title", "{i},Item {i}", "x,caf\xe9"),
+        ("interactions", "user_id,item_id", "u{i},{i}", "u\xe9,1"),
+    ):
+        path = tmp_path / f"{kind}.csv"
+        lines = [row.format(i=i).encode() for i in range(3000)]
+        lines.insert(3, bad.encode("latin-1"))
+        path.write_bytes(header.encode() + b"\n" + b"\n".join(lines) + b"\n")
+        result = run(database_url, "ingest", kind, str(path), "--batch-size", "1000", "--json")
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert (summary["read"], summary["rejected"]) == (3001, 1)
+        assert (
+            f"{kind}.csv:5: " in result.stderr and "0xe9" in result.stderr and "--encoding" in result.stderr
+        )
+
+
+def test_a_file_in_another_encoding_stops_with_the_encoding_hint(
+    db: Engine, database_url: str, tmp_path: Path
+) -> None:
     path = tmp_path / "items.csv"
-    body = "".join(f"{i},Item {i}\n" for i in range(30_000)).encode()
-    path.write_bytes(b"id,title\n" + body + b"x,caf\xe9\n")
+    path.write_bytes(b"id,title\n" + b"".join(b"%d,Caf\xe9 %d\n" % (i, i) for i in range(3000)))
     result = run(database_url, "ingest", "items", str(path), "--batch-size", "1000", "--json")
     assert result.exit_code == 1
-    summary = json.loads(result.stdout)
-    assert summary["error"] and "items.csv:30002: cannot decode byte 0xe9" in summary["error"]
-    assert summary["inserted"] == count(db, "items") > 0
+    assert "--encoding latin-1" in json.loads(result.stdout)["error"]
     result = run(database_url, "ingest", "items", str(path), "--encoding", "latin-1", "--json")
-    assert result.exit_code == 0
-    assert json.loads(result.stdout)["inserted"] == 30_001 - summary["inserted"]
+    assert result.exit_code == 0 and json.loads(result.stdout)["inserted"] == 3000
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT title FROM items WHERE external_id = '7'")).scalar_one() == "Café 7"
 
 
 def test_interactions_note_ignored_columns_and_format_option(

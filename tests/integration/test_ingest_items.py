@@ -216,7 +216,10 @@ def test_movielens_items_csv(db: Engine, database_url: str, shared_dir: Path) ->
     path = shared_dir / "datasets" / "movielens-100k" / "items.csv"
     result = run(database_url, "ingest", "items", str(path), "--list-columns", "genres", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["inserted"] == 1682
+    summary = json.loads(result.stdout)
+    # two years are not numbers ("unkonwn", "V"): rejected with their line, the column stays an integer
+    assert (summary["inserted"], summary["rejected"]) == (1680, 2)
+    assert "items.csv:268: year: expected an integer (int), got 'unkonwn'" in result.stderr
     toy = items(db)["1"]
     assert toy["title"] == "Toy Story"
     assert toy["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy"  # title not repeated

@@ -51,23 +51,50 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
     assert diff == []
 
 
-def test_unique_and_cascade_constraints_exist(db: Engine) -> None:
+def test_unique_keys_exist(db: Engine) -> None:
+    insert_event = text(
+        "INSERT INTO interactions (user_id, item_id, occurred_at, event_id, event_key)"
+        " VALUES (1, 1, now(), 'e1', md5('e1')::uuid)"
+    )
     with db.begin() as conn:
         conn.execute(text("INSERT INTO items (external_id, content_hash) VALUES ('a', 'h')"))
         conn.execute(text("INSERT INTO users (external_id) VALUES ('u')"))
-        conn.execute(
-            text(
-                "INSERT INTO interactions (user_id, item_id, occurred_at, event_id) VALUES (1, 1, now(), 'e1')"
-            )
-        )
+        conn.execute(insert_event)
     with pytest.raises(Exception, match="uq_items_external_id"), db.begin() as conn:
         conn.execute(text("INSERT INTO items (external_id, content_hash) VALUES ('a', 'h2')"))
-    with pytest.raises(Exception, match="uq_interactions_event_id"), db.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO interactions (user_id, item_id, occurred_at, event_id) VALUES (1, 1, now(), 'e1')"
+    with pytest.raises(Exception, match="uq_interactions_event_key"), db.begin() as conn:
+        conn.execute(insert_event)
+    with pytest.raises(Exception, match="ck_attribute_schema_type"), db.begin() as conn:
+        conn.execute(text("INSERT INTO attribute_schema (entity, name, type) VALUES ('item', 'x', 'money')"))
+
+
+def test_upgrade_from_0002_keeps_events_and_infers_the_schema(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, "0002")
+    eng = create_engine(scratch_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO items (external_id, content_hash, attributes) VALUES"
+                    " ('a', 'h', '{\"price\": 1.5, \"tags\": [\"x\"]}'),"
+                    " ('b', 'h', '{\"price\": 2, \"brand\": \"acme\"}'),"
+                    " ('c', 'h', '{\"price\": 3}')"
+                )
             )
-        )
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM users WHERE external_id = 'u'"))
-        assert conn.execute(text("SELECT count(*) FROM interactions")).scalar_one() == 0
+            conn.execute(text("INSERT INTO users (external_id) VALUES ('u')"))
+            conn.execute(
+                text(
+                    "INSERT INTO interactions (user_id, item_id, occurred_at, event_id) VALUES"
+                    " (1, 1, now(), 'e1'), (1, 2, now(), NULL), (1, 2, now(), NULL)"
+                )
+            )
+        migrate.upgrade(scratch_url)
+        with eng.connect() as conn:
+            schema = dict(
+                conn.execute(text("SELECT name, type FROM attribute_schema WHERE entity = 'item'")).all()
+            )
+            keys = conn.execute(text("SELECT count(DISTINCT event_key) FROM interactions")).scalar_one()
+        assert schema == {"price": "float", "tags": "list", "brand": "string"}
+        assert keys == 3
+    finally:
+        eng.dispose()

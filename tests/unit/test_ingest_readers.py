@@ -66,14 +66,24 @@ def test_csv_custom_delimiter_and_latin1(tmp_path: Path) -> None:
     assert _rows(path, delimiter=";", encoding="latin-1") == [(2, {"id": "1", "title": "Café crème"})]
 
 
-def test_undecodable_byte_names_file_and_line(tmp_path: Path) -> None:
+def test_one_undecodable_row_is_a_bad_row_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     good = "".join(f"{i},title {i}\n" for i in range(5000))
-    path.write_bytes(b"id,title\n" + good.encode() + b"9999,caf\xe9\n")
+    path.write_bytes(b"id,title\n" + good.encode() + b"9999,caf\xe9\n10000,fine\n")
+    rows = _rows(path)
+    assert len(rows) == 5002
+    line, bad = rows[-2]
+    assert line == 5002 and isinstance(bad, BadRow)
+    assert "invalid utf-8 byte 0xe9 in field 'title'" in bad.reason and "--encoding" in bad.reason
+    assert rows[-1] == (5003, {"id": "10000", "title": "fine"})
+
+
+def test_a_file_in_another_encoding_stops_with_the_hint(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"id,title\n" + b"".join(b"%d,caf\xe9\n" % i for i in range(500)))
     with pytest.raises(InputFileError) as info:
         _rows(path)
-    assert info.value.line == 5002
-    assert "0xe9" in str(info.value) and "--encoding latin-1" in str(info.value)
+    assert "cannot be decoded" in str(info.value) and "--encoding latin-1" in str(info.value)
     assert str(path) in str(info.value)
 
 

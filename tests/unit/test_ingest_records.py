@@ -16,6 +16,7 @@ from nearrec.ingest.records import (
     parse_item,
     parse_user,
 )
+from nearrec.ingest.schema import Schema
 from nearrec.ingest.service import Prepared, numbered, prepare_interactions, prepare_items
 
 CSV_ITEMS = ItemOptions(list_columns=frozenset({"tags"}), infer_types=True)
@@ -38,14 +39,26 @@ def test_item_from_csv_cells() -> None:
     assert item.title == "Red shoe"
     assert item.text == "Red shoe. Comfortable."
     assert item.content_hash == v.content_hash("Red shoe. Comfortable.")
+    # cells stay text until the schema types them
     assert item.attributes == {
-        "price": 12.5,
-        "stock": 7,
-        "in_stock": True,
+        "price": "12.50",
+        "stock": "7",
+        "in_stock": "TRUE",
         "color": "red",
         "tags": ["a", "b"],
     }
-    assert item.attributes["in_stock"] is True
+    schema = Schema("item")
+    assert schema.extend([item.attributes], text=True, max_new=None) == {}
+    assert schema.types == {
+        "price": "float",
+        "stock": "int",
+        "in_stock": "bool",
+        "color": "string",
+        "tags": "list",
+    }
+    typed = schema.apply(item.attributes, text=True, list_sep="|")
+    assert typed == {"price": 12.5, "stock": 7, "in_stock": True, "color": "red", "tags": ["a", "b"]}
+    assert typed["in_stock"] is True
 
 
 def test_item_from_typed_record_keeps_types() -> None:
@@ -84,7 +97,6 @@ def test_item_text_columns_and_ignored_columns() -> None:
         ({"id": True, "title": "x"}, "id", "boolean"),
         ({"id": "1", "title": "", "description": ""}, "title/description", "no text"),
         ({"id": "1", "title": "x", "description": "y" * 200}, "description", "limit is 100"),
-        ({"id": "1", "title": "a\x00b"}, "title", "NUL"),
         ({"id": "1", "title": "x", "weight": float("inf")}, "weight", "infinity"),
     ],
 )
@@ -95,17 +107,22 @@ def test_item_rejections(raw: dict[str, object], field: str, reason: str) -> Non
     assert reason in info.value.reason
 
 
+def test_nul_characters_are_stripped_and_counted() -> None:
+    item = parse_item({"id": "1", "title": "a\x00b", "text": "body\x00 text", "tag": "x\x00"}, ItemOptions())
+    assert (item.title, item.text, item.attributes, item.nuls) == ("ab", "ab. body text", {"tag": "x"}, 3)
+
+
 def test_user_profile_and_attributes() -> None:
     user = parse_user(
         {"user_id": "9", "age": "24", "occupation": "writer"},
         UserOptions(id_column="user_id", infer_types=True),
     )
-    assert user == ("9", None, {"age": 24, "occupation": "writer"})
+    assert user == ("9", None, {"age": "24", "occupation": "writer"}, 0)
     user = parse_user({"id": "9", "profile": " likes jazz ", "country": "FR"}, UserOptions(infer_types=True))
     assert user.profile == "likes jazz" and user.attributes == {"country": "FR"}
     options = UserOptions(text_columns=("bio", "city"), infer_types=True)
     user = parse_user({"id": "9", "bio": "Chef", "city": "Lyon", "age": "40"}, options)
-    assert user.profile == "Chef. Lyon" and user.attributes == {"age": 40}
+    assert user.profile == "Chef. Lyon" and user.attributes == {"age": "40"}
 
 
 def test_interaction_defaults_and_values() -> None:
@@ -136,15 +153,31 @@ def test_interaction_defaults_and_values() -> None:
         ({"user_id": "u", "item_id": "i", "value": "four"}, "value"),
         ({"user_id": "u", "item_id": "i", "value": "inf"}, "value"),
         ({"user_id": "u", "item_id": "i", "timestamp": "last tuesday"}, "timestamp"),
-        ({"user_id": "u", "item_id": "i", "type": "x" * 65}, "type"),
+        ({"user_id": "u", "item_id": "i", "type": "teleport"}, "type"),
         ({"user_id": "u", "item_id": "i", "type": 3}, "type"),
         ({"user_id": "u", "item_id": "i", "event_id": "e\x00"}, "event_id"),
+        ({"user_id": "u", "item_id": "i", "value": float("nan")}, "value"),
+        ({"user_id": "u", "item_id": "i", "value": "NaN"}, "value"),
+        ({"user_id": "u", "item_id": "i", "timestamp": "99999999999999"}, "timestamp"),
+        ({"user_id": "u", "item_id": "i", "timestamp": "9999-12-31T23:59:59Z"}, "timestamp"),
+        ({"user_id": "u", "item_id": "i", "timestamp": float("nan")}, "timestamp"),
     ],
 )
 def test_interaction_rejections(raw: dict[str, object], field: str) -> None:
+    options = InteractionOptions(types=frozenset({"view", "rating"}), max_timestamp=1_800_000_000.0)
     with pytest.raises(RowError) as info:
-        parse_interaction(raw, InteractionOptions())
+        parse_interaction(raw, options)
     assert info.value.field == field
+
+
+def test_rejections_state_the_known_types_and_the_accepted_range() -> None:
+    options = InteractionOptions(types=frozenset({"view", "rating"}), max_timestamp=1_800_000_000.0)
+    with pytest.raises(RowError, match=r"unknown interaction type 'teleport' \(known: rating, view"):
+        parse_interaction({"user_id": "u", "item_id": "i", "type": "teleport"}, options)
+    with pytest.raises(RowError, match="accepted from 1970-01-01T00:00:00Z to 2027-01-15T08:00:00Z"):
+        parse_interaction({"user_id": "u", "item_id": "i", "timestamp": "99999999999999"}, options)
+    ok = parse_interaction({"user_id": "u", "item_id": "i", "timestamp": "1799999999"}, options)
+    assert ok.timestamp == 1799999999.0
 
 
 def test_check_columns() -> None:
@@ -164,7 +197,7 @@ def test_check_columns() -> None:
 
 def test_prepare_collects_rejections_with_line_and_id() -> None:
     rows = numbered([{"id": "1", "title": "ok"}, {"id": "2", "title": ""}, {"title": "no id"}], start=2)
-    batch = prepare_items(rows, ItemOptions(), source="f.csv", on_error="skip")
+    batch = prepare_items(rows, ItemOptions(), source="f.csv", on_error="skip", schema=Schema("item"))
     assert isinstance(batch, Prepared) and batch.read == 3 and len(batch.rows) == 1
     assert [(r.line, r.field, r.id) for r in batch.rejections] == [(3, "title", "2"), (4, "id", None)]
     assert batch.rejected_ids == ["2"]

@@ -45,15 +45,15 @@ def test_infer_scalar(cell: str, expected: object) -> None:
     assert type(got) is type(expected)
 
 
-def test_to_json_keeps_types_and_treats_nan_as_missing() -> None:
+def test_to_json_keeps_types_and_rejects_nan() -> None:
     assert v.to_json(True) is True
     assert v.to_json(3) == 3
-    assert v.to_json(float("nan")) is None
+    with pytest.raises(ValueError, match="NaN"):
+        v.to_json(float("nan"))
     assert v.to_json(Decimal("2.50")) == 2.5
     assert v.to_json(Decimal("4")) == 4 and isinstance(v.to_json(Decimal("4")), int)
     assert v.to_json(date(2024, 1, 2)) == "2024-01-02"
     assert v.to_json([1, (2, "a")]) == [1, [2, "a"]]
-    assert v.to_json({"k": float("nan")}) == {"k": None}
     with pytest.raises(ValueError, match="infinity"):
         v.to_json(float("inf"))
     with pytest.raises(ValueError, match="UTF-8"):

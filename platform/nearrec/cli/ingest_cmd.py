@@ -15,17 +15,20 @@ from sqlalchemy.exc import OperationalError
 from nearrec.config import Settings
 from nearrec.errors import ConfigError, InputFileError, StoreUnavailableError
 from nearrec.ingest.loader import LoadPlan, load
+from nearrec.ingest.options import interaction_options
 from nearrec.ingest.readers import FORMATS, ReadOptions
 from nearrec.ingest.records import (
-    InteractionOptions,
     ItemOptions,
     RecordRejectedError,
     Rejection,
     UserOptions,
+    unknown_type_reason,
 )
-from nearrec.ingest.service import Kind, Summary
+from nearrec.ingest.schema import parse_types
+from nearrec.ingest.summary import Kind, Summary
 
 SHOWN_REJECTIONS = 20
+FAST_BATCH_ROWS = 50_000  # interaction CSV (columnar path): rows per batch unless --batch-size
 
 
 def _names(values: Sequence[str]) -> tuple[str, ...]:
@@ -87,6 +90,12 @@ def _record_columns(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--list-columns", multiple=True, help="Columns holding lists (comma-separated names)."),
         click.option("--list-sep", default="|", show_default=True, help="Separator inside list columns."),
         click.option("--ignore-columns", multiple=True, help="Columns to drop (comma-separated)."),
+        click.option(
+            "--types",
+            multiple=True,
+            help="Declare attribute types, e.g. price=float,in_stock=bool,tags=list (string, int, float, bool,"
+            " list, json). Undeclared new attributes get the type most of their values have.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -122,6 +131,7 @@ def _record_options(kw: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "list_sep": kw["list_sep"],
         "ignore_columns": frozenset(_names(kw["ignore_columns"])),
         "max_text_chars": settings.max_text_chars,
+        "types": parse_types(kw["types"]),
     }
 
 
@@ -143,11 +153,16 @@ def interactions_cmd(**kw: Any) -> None:
     """Add interactions: `user_id`, `item_id`, and optionally `type`, `value`, `timestamp` (ISO 8601 or
     unix seconds/milliseconds; default now) and `event_id` (a repeated one is ignored). Unknown users are
     created; rows with an unknown item are rejected unless --create-missing-items."""
+    settings = Settings()
     default_type = kw["default_type"].strip().lower()
     if not default_type:
         raise click.BadParameter("must not be empty", param_hint="--type")
-    options = InteractionOptions(default_type=default_type, create_missing_items=kw["create_missing_items"])
-    _run("interactions", options, Settings(), kw)
+    if default_type not in settings.interaction_weights:
+        raise click.BadParameter(
+            unknown_type_reason(default_type, settings.interaction_weights), param_hint="--type"
+        )
+    options = interaction_options(settings, default_type, create_missing_items=kw["create_missing_items"])
+    _run("interactions", options, settings, kw)
 
 
 def _run(kind: Kind, options: Any, settings: Settings, kw: dict[str, Any], *, prune: bool = False) -> None:
@@ -162,6 +177,8 @@ def _run(kind: Kind, options: Any, settings: Settings, kw: dict[str, Any], *, pr
         on_error=kw["on_error"],
         batch_size=kw["batch_size"] or settings.ingest_batch_size,
         prune=prune,
+        max_attributes=settings.max_attributes,
+        fast_batch_size=kw["batch_size"] or FAST_BATCH_ROWS,
     )
     quiet: bool = kw["quiet"]
     with Runtime(settings) as runtime, _rejects_file(kw["rejects"]) as rejects_out:
@@ -263,5 +280,7 @@ def _print_summary(summary: Summary, *, as_json: bool) -> None:
     if summary.items_created:
         extras.append(f"{summary.items_created:,} placeholder items")
     extras.append(f"{summary.enqueued:,} vector updates queued")
+    if summary.nul_stripped:
+        extras.append(f"{summary.nul_stripped:,} NUL characters stripped")
     click.echo("  " + ", ".join(extras))
     click.echo(f"  {summary.rows_per_second:,.0f} rows/s ({summary.seconds:.2f} s)")

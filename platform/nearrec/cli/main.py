@@ -49,6 +49,12 @@ COMMANDS: tuple[CommandSpec, ...] = (  # in the order `nearrec --help` lists the
         "Load items, users or interactions from CSV/TSV, JSON Lines or Parquet files (each may be .gz).",
     ),
     CommandSpec(
+        "schema",
+        "nearrec.cli.schema_cmd",
+        "schema",
+        "The attribute schema: one type per item / user attribute, checked for every row and request.",
+    ),
+    CommandSpec(
         "delete",
         "nearrec.cli.delete_cmd",
         "delete",

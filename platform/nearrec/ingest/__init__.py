@@ -18,7 +18,6 @@ from nearrec.ingest.records import (
 )
 from nearrec.ingest.service import (
     DeleteResult,
-    Summary,
     delete_items,
     delete_users,
     ingest_interactions,
@@ -28,6 +27,7 @@ from nearrec.ingest.service import (
     prune_items,
     start_prune_tracking,
 )
+from nearrec.ingest.summary import Summary
 
 __all__ = [
     "BadRow",

@@ -30,9 +30,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from nearrec.errors import InputFileError
-from nearrec.ingest import service
-from nearrec.ingest.readers import ReadOptions, batched, open_reader
+from nearrec.ingest import columnar, service
+from nearrec.ingest.events import EventCounter
+from nearrec.ingest.readers import ReadOptions, RecordReader, batched, detect_format, open_reader
 from nearrec.ingest.records import (
+    InteractionOptions,
     ItemOptions,
     RecordRejectedError,
     Rejection,
@@ -40,7 +42,9 @@ from nearrec.ingest.records import (
     check_columns,
     item_text_columns,
 )
-from nearrec.ingest.service import Kind, OnError, Prepared, RecordOptions, Summary
+from nearrec.ingest.schema import Schema
+from nearrec.ingest.service import OnError, Prepared, RecordOptions
+from nearrec.ingest.summary import Kind, Summary
 
 KEEP_REJECTIONS = 1000  # kept in the summary for display; all of them go to the on_rejections callback
 _QUEUE_DEPTH = 2
@@ -55,6 +59,10 @@ class LoadPlan:
     on_error: OnError = "skip"
     batch_size: int = service.DEFAULT_BATCH_SIZE
     prune: bool = False
+    max_attributes: int = service.DEFAULT_MAX_ATTRIBUTES
+    # Rows per batch of the columnar path (interaction CSV; None: batch_size). Bigger batches there cost
+    # little memory (columns, not Python rows) and amortise the per-batch statements.
+    fast_batch_size: int | None = None
 
 
 def preflight(plan: LoadPlan) -> list[str]:
@@ -83,32 +91,19 @@ def load(
     """
     started = time.perf_counter()
     summary = Summary(plan.kind, notes=preflight(plan))
+    with Session(engine) as session:
+        schema = service.load_schema(session, plan.kind, plan.options, plan.max_attributes)
     sizes = [max(Path(p).stat().st_size, 1) for p in plan.files]
     total = float(sum(sizes))
     writer = _Writer(engine, plan, summary, on_rejections)
     writer.start()
     try:
         for index, path in enumerate(plan.files):
-            with open_reader(path, plan.read) as reader:
-                options = plan.options
-                if isinstance(options, ItemOptions):
-                    options = dataclasses.replace(
-                        options,
-                        infer_types=reader.text_values,
-                        # Fixed columns: resolve the default text columns once, not per row.
-                        text_columns=options.text_columns
-                        or (item_text_columns(options, reader.columns) if reader.fixed_columns else None),
-                    )
-                elif isinstance(options, UserOptions):
-                    options = dataclasses.replace(options, infer_types=reader.text_values)
-                done_before = sum(sizes[:index])
-                for chunk in batched(reader, plan.batch_size):
-                    batch = service.prepare(
-                        plan.kind, chunk, options, source=str(path), on_error=plan.on_error
-                    )
-                    writer.put(batch)
-                    if on_progress is not None:
-                        on_progress((done_before + reader.fraction_done() * sizes[index]) / total)
+            progress = _Progress(on_progress, sum(sizes[:index]), sizes[index], total)
+            if _fast(plan, path):
+                _load_fast(plan, Path(path), writer, progress)
+            else:
+                _load_rows(plan, Path(path), writer, schema, progress)
     except InputFileError as exc:
         if plan.on_error == "abort":
             writer.abort()
@@ -127,6 +122,84 @@ def load(
         writer.finish(prune=plan.prune)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _fast(plan: LoadPlan, path: Path) -> bool:
+    if plan.kind != "interactions":
+        return False
+    fmt = detect_format(Path(path), plan.read.format)
+    delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
+    return columnar.usable(Path(path), plan.read.encoding, fmt, delimiter)
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Reports the fraction of all the plan's bytes done, given the fraction of one file."""
+
+    callback: Callable[[float], None] | None
+    before: float  # bytes of the files before this one
+    size: float
+    total: float
+
+    def __call__(self, fraction_of_file: float) -> None:
+        if self.callback is not None:
+            self.callback((self.before + fraction_of_file * self.size) / self.total)
+
+
+def _file_options(plan: LoadPlan, reader: RecordReader) -> RecordOptions:
+    options = plan.options
+    if isinstance(options, ItemOptions):
+        return dataclasses.replace(
+            options,
+            infer_types=reader.text_values,
+            # Fixed columns: resolve the default text columns once, not per row.
+            text_columns=options.text_columns
+            or (item_text_columns(options, reader.columns) if reader.fixed_columns else None),
+        )
+    if isinstance(options, UserOptions):
+        return dataclasses.replace(options, infer_types=reader.text_values)
+    return options
+
+
+def _load_rows(
+    plan: LoadPlan, path: Path, writer: _Writer, schema: Schema | None, progress: _Progress
+) -> None:
+    """One file through the row path: read, validate in batches, hand each to the writer."""
+    with open_reader(path, plan.read) as reader:
+        options = _file_options(plan, reader)
+        events = EventCounter()  # repeats of untimed rows are numbered per file
+        for chunk in batched(reader, plan.batch_size):
+            batch = service.prepare(
+                plan.kind,
+                chunk,
+                options,
+                source=str(path),
+                on_error=plan.on_error,
+                schema=schema,
+                events=events,
+            )
+            writer.put(batch)
+            progress(reader.fraction_done())
+
+
+def _load_fast(plan: LoadPlan, path: Path, writer: _Writer, progress: _Progress) -> None:
+    """Interaction CSV/TSV through the columnar fast path (see :mod:`nearrec.ingest.columnar`)."""
+    assert isinstance(plan.options, InteractionOptions)
+    fmt = detect_format(path, plan.read.format)
+    delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
+    batches = columnar.InteractionBatches(
+        path,
+        delimiter,
+        plan.options,
+        on_error=plan.on_error,
+        batch_rows=plan.fast_batch_size or plan.batch_size,
+    )
+    try:
+        for batch in batches:
+            writer.put(batch)
+            progress(batches.fraction_done())
+    finally:
+        batches.close()
 
 
 class _Writer(threading.Thread):

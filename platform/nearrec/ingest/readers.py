@@ -13,9 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import io
 import json
-import os
 import shutil
 import tempfile
 import zlib
@@ -24,9 +22,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Protocol, Self, cast
+from typing import IO, Any, Literal, Protocol, Self
 
 from nearrec.errors import InputFileError
+from nearrec.ingest.text_source import (
+    STREAM_ERRORS,
+    SURROGATE,
+    TextSource,
+    is_gzip,
+)
+from nearrec.ingest.text_source import BadRow as BadRow
 
 Format = Literal["csv", "tsv", "jsonl", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "tsv", "jsonl", "parquet")
@@ -43,13 +48,6 @@ _SUFFIXES: dict[str, Format] = {
 # Largest CSV field accepted; longer texts are rejected by the record parser long before this.
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024
 _PARQUET_BATCH_ROWS = 4096
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row that could not be parsed into a record; ``reason`` says why."""
-
-    reason: str
 
 
 Record = Mapping[str, Any]
@@ -133,69 +131,6 @@ def batched(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def _is_gzip(path: Path) -> bool:
-    return path.suffix.lower() == ".gz"
-
-
-_STREAM_ERRORS = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error)
-
-
-class _TextSource:
-    """A (possibly gzip) file decoded as text, in large chunks (fast). When a byte cannot be decoded, the
-    file is scanned again line by line to name the line."""
-
-    def __init__(self, path: Path, encoding: str) -> None:
-        self.path = path
-        self.encoding = encoding
-        self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._size = max(os.fstat(self._raw.fileno()).st_size, 1)
-        self.text = io.TextIOWrapper(self._binary(self._raw), encoding=encoding, newline="")
-
-    def _binary(self, raw: IO[bytes]) -> IO[bytes]:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if _is_gzip(self.path) else raw
-
-    def failure(self, exc: BaseException, line: int | None) -> InputFileError:
-        """The InputFileError for an error raised while reading."""
-        if isinstance(exc, UnicodeDecodeError):
-            return self._locate_decode_error()
-        return InputFileError(str(self.path), f"not a valid gzip file ({exc})", line)
-
-    def _locate_decode_error(self) -> InputFileError:
-        hint = f"pass the file's encoding, e.g. --encoding latin-1 (reading as {self.encoding})"
-        if "\n".encode(self.encoding) != b"\n":  # UTF-16/32: lines cannot be split as bytes
-            return InputFileError(str(self.path), f"cannot decode the file; {hint}")
-        decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
-        line = 0
-        with open(self.path, "rb") as raw, self._binary(raw) as stream:
-            try:
-                for line, data in enumerate(stream, 1):  # noqa: B007 - line is used after the loop
-                    try:
-                        decoder.decode(data)
-                    except UnicodeDecodeError as exc:
-                        bad = exc.object[exc.start : exc.start + 1].hex()
-                        return InputFileError(
-                            str(self.path),
-                            f"cannot decode byte 0x{bad} (byte {exc.start + 1} of the line); {hint}",
-                            line,
-                        )
-                decoder.decode(b"", final=True)
-            except (UnicodeDecodeError, *_STREAM_ERRORS[1:]):
-                pass
-        return InputFileError(
-            str(self.path), f"the file ends in the middle of a character; {hint}", line or None
-        )
-
-    def fraction_done(self) -> float:
-        try:
-            return min(self._raw.tell() / self._size, 1.0)
-        except (OSError, ValueError):
-            return 1.0
-
-    def close(self) -> None:
-        self.text.close()
-        self._raw.close()
-
-
 class _Base(ABC):
     """Context-manager plumbing shared by the readers."""
 
@@ -223,7 +158,7 @@ class CsvReader(_Base):
         if len(delimiter) != 1:
             raise InputFileError(str(path), f"the delimiter must be one character, got {delimiter!r}")
         self.path = path
-        self._source = _TextSource(path, encoding)
+        self._source = TextSource(path, encoding)
         try:
             csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
             self._csv = csv.reader(self._source.text, delimiter=delimiter)
@@ -232,6 +167,13 @@ class CsvReader(_Base):
                 header = self._next()
             if header is None:
                 raise InputFileError(str(path), "the file is empty (no header row)")
+            if any(SURROGATE.search(name) for name in header):
+                raise InputFileError(
+                    str(path),
+                    f"cannot decode the header row; pass the file's encoding, e.g. --encoding latin-1 "
+                    f"(reading as {encoding})",
+                    1,
+                )
             self.columns = _clean_header(str(path), header, delimiter)
             self._end = self._csv.line_num
             self._rows = self._parse()
@@ -250,7 +192,7 @@ class CsvReader(_Base):
             return None
         except csv.Error as exc:
             raise InputFileError(str(self.path), f"malformed CSV: {exc}", self._csv.line_num + 1) from None
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise self._source.failure(exc, self._csv.line_num + 1) from None
 
     def __iter__(self) -> Iterator[Row]:
@@ -266,6 +208,10 @@ class CsvReader(_Base):
             start, self._end = self._end + 1, self._csv.line_num
             if not fields:
                 continue  # blank line
+            bad = self._source.check_row(fields, columns)
+            if bad is not None:
+                yield start, bad
+                continue
             if len(fields) != width:
                 # Trailing empty fields (a delimiter at the end of every line) are harmless.
                 if len(fields) > width and not any(f.strip() for f in fields[width:]):
@@ -310,7 +256,7 @@ class JsonLinesReader(_Base):
 
     def __init__(self, path: Path, encoding: str) -> None:
         self.path = path
-        self._source = _TextSource(path, encoding)
+        self._source = TextSource(path, encoding)
         self._line = 0
         self._first: Row | None = None
         try:
@@ -331,7 +277,7 @@ class JsonLinesReader(_Base):
             for text in self._source.text:
                 self._line += 1
                 yield text
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise self._source.failure(exc, self._line + 1) from None
 
     def _rows(self) -> Iterator[Row]:
@@ -339,6 +285,10 @@ class JsonLinesReader(_Base):
             if not text.strip():
                 continue
             line = self._line
+            bad = self._source.check_row((text,))
+            if bad is not None:
+                yield line, bad
+                continue
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -375,7 +325,7 @@ class ParquetReader(_Base):
         self._tmp: IO[bytes] | None = None
         source: str | IO[bytes] = str(path)
         try:
-            if _is_gzip(path):
+            if is_gzip(path):
                 # Parquet needs random access: decompress to a temporary file, never into memory.
                 self._tmp = tempfile.TemporaryFile(prefix="nearrec-", suffix=".parquet")  # noqa: SIM115
                 with gzip.open(path, "rb") as gz:

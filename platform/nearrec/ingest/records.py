@@ -15,7 +15,7 @@ file and line. Column rules:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -81,7 +81,9 @@ class ItemOptions:
     list_sep: str = "|"
     ignore_columns: frozenset[str] = frozenset()
     max_text_chars: int = MAX_TEXT_CHARS
-    infer_types: bool = False  # True for text cells (CSV): "12" -> 12, "true" -> True
+    infer_types: bool = False  # True for text cells (CSV): the schema reads "12" as 12, "true" as True
+    types: Mapping[str, str] = field(default_factory=dict)  # declared with --types
+    max_new_attributes: int | None = None  # per request (HTTP, Python API); None: files
 
     @cached_property
     def skip_columns(self) -> frozenset[str]:
@@ -98,6 +100,8 @@ class UserOptions:
     ignore_columns: frozenset[str] = frozenset()
     max_text_chars: int = MAX_TEXT_CHARS
     infer_types: bool = False
+    types: Mapping[str, str] = field(default_factory=dict)
+    max_new_attributes: int | None = None
 
     @cached_property
     def skip_columns(self) -> frozenset[str]:
@@ -109,20 +113,26 @@ class UserOptions:
 class InteractionOptions:
     default_type: str = "view"
     create_missing_items: bool = False
+    # The configured interaction types (NEARREC_INTERACTION_WEIGHTS); None accepts any type.
+    types: frozenset[str] | None = None
+    # Latest accepted timestamp (unix seconds): now + NEARREC_MAX_FUTURE_SKEW_SECONDS. None: no bound.
+    max_timestamp: float | None = None
 
 
 class ItemRecord(NamedTuple):
     external_id: str
     title: str | None
     text: str
-    attributes: dict[str, v.JsonValue]
+    attributes: dict[str, Any]  # not typed yet: see nearrec.ingest.schema
     content_hash: str
+    nuls: int = 0  # NUL characters stripped from the texts and attributes
 
 
 class UserRecord(NamedTuple):
     external_id: str
     profile: str | None
-    attributes: dict[str, v.JsonValue]
+    attributes: dict[str, Any]  # not typed yet
+    nuls: int = 0
 
 
 class InteractionRecord(NamedTuple):
@@ -193,10 +203,15 @@ def _attributes(
     skip: Collection[str],
     list_columns: Collection[str],
     list_sep: str,
-    infer: bool,
+    text_cells: bool,
     record_id: str,
-) -> dict[str, v.JsonValue]:
-    attributes: dict[str, v.JsonValue] = {}
+) -> tuple[dict[str, Any], int]:
+    """The attribute values of a record, not typed yet (the schema types them), and the NULs stripped.
+
+    Text cells stay text (stripped; empty ones are missing); list columns are split; typed values (JSON,
+    Parquet) are converted to JSON values (NaN and infinity are rejected)."""
+    attributes: dict[str, Any] = {}
+    nuls = 0
     for name, value in raw.items():
         if name in skip or value is None:
             continue
@@ -204,34 +219,38 @@ def _attributes(
             if name in list_columns:
                 parts = v.split_list(value, list_sep)
                 if parts:
-                    attributes[name] = parts
+                    attributes[name], n = v.strip_nul_json(parts)
+                    nuls += n
                 continue
             if type(value) is str:
-                converted = v.infer_scalar(value) if infer else (value.strip() or None)
+                converted: Any = value.strip() or None
+                if converted is None:
+                    continue
+                if not text_cells:
+                    converted = value
+                if "\x00" not in converted:  # the common case, kept cheap
+                    attributes[name] = converted
+                    continue
             else:
                 converted = v.to_json(value)
+            if converted is not None and converted != []:  # an empty list is a missing value, as in CSV
+                attributes[name], n = v.strip_nul_json(converted)
+                nuls += n
         except ValueError as exc:
             raise RowError(name, str(exc), record_id) from None
-        if converted is not None and converted != []:  # an empty list is a missing value, as in CSV
-            attributes[name] = converted
-    return attributes
+    return attributes, nuls
 
 
-def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id: str) -> str:
+def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id: str) -> tuple[str, int]:
     parts: list[str] = []
+    nuls = 0
     for name in columns:
         value = raw.get(name)
-        if type(value) is str:
-            parts.append(value.strip())
-        else:
-            parts.append("" if v.is_blank(value) else v.as_text(value))
+        part = value.strip() if type(value) is str else "" if v.is_blank(value) else v.as_text(value)
+        part, n = v.strip_nul(part)
+        nuls += n
+        parts.append(part.strip() if n else part)
     text = v.compose_text(parts)
-    if "\x00" in text:
-        raise RowError(
-            next(c for c, p in zip(columns, parts, strict=True) if "\x00" in p),
-            "contains a NUL character",
-            record_id,
-        )
     if len(text) > limit:
         longest = max(columns, key=lambda c: len(parts[columns.index(c)]))
         raise RowError(
@@ -239,14 +258,15 @@ def _text(raw: Mapping[str, Any], columns: Sequence[str], limit: int, record_id:
             f"text is {len(text):,} characters; the limit is {limit:,} (NEARREC_MAX_TEXT_CHARS)",
             record_id,
         )
-    return text
+    return text, nuls
 
 
 def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
-    """Validate one item record; raises :class:`RowError`."""
+    """Validate one item record; raises :class:`RowError`. Attributes are not typed yet (see
+    :mod:`nearrec.ingest.schema`)."""
     external_id = _id(raw, options.id_column)
     text_columns = options.text_columns or item_text_columns(options, raw.keys())
-    text = _text(raw, text_columns, options.max_text_chars, external_id)
+    text, nuls = _text(raw, text_columns, options.max_text_chars, external_id)
     if not text:
         names = "/".join(text_columns) or "title/text/description"
         raise RowError(names, "no text to embed (all text columns are empty)", external_id)
@@ -256,22 +276,22 @@ def parse_item(raw: Mapping[str, Any], options: ItemOptions) -> ItemRecord:
     else:
         title = None if v.is_blank(title_value) else v.as_text(title_value)
     if title is not None and "\x00" in title:
-        raise RowError("title", "contains a NUL character", external_id)
-    attributes = _attributes(
+        title = v.strip_nul(title)[0].strip() or None  # counted with the text
+    attributes, attr_nuls = _attributes(
         raw, options.skip_columns, options.list_columns, options.list_sep, options.infer_types, external_id
     )
-    return ItemRecord(external_id, title, text, attributes, v.content_hash(text))
+    return ItemRecord(external_id, title, text, attributes, v.content_hash(text), nuls + attr_nuls)
 
 
 def parse_user(raw: Mapping[str, Any], options: UserOptions) -> UserRecord:
     """Validate one user record; raises :class:`RowError`."""
     external_id = _id(raw, options.id_column)
     text_columns = user_text_columns(options, raw.keys())
-    profile = _text(raw, text_columns, options.max_text_chars, external_id) or None
-    attributes = _attributes(
+    profile, nuls = _text(raw, text_columns, options.max_text_chars, external_id)
+    attributes, attr_nuls = _attributes(
         raw, options.skip_columns, options.list_columns, options.list_sep, options.infer_types, external_id
     )
-    return UserRecord(external_id, profile, attributes)
+    return UserRecord(external_id, profile or None, attributes, nuls + attr_nuls)
 
 
 def _optional_id(raw: Mapping[str, Any], column: str) -> str | None:
@@ -292,6 +312,8 @@ def _optional_id(raw: Mapping[str, Any], column: str) -> str | None:
 
 def _optional_float(raw: Mapping[str, Any], column: str) -> float | None:
     value = raw.get(column)
+    if type(value) is float and value != value:
+        raise RowError(column, "NaN is not a number")
     if type(value) is str:
         try:
             number = float(value)
@@ -307,7 +329,7 @@ def _optional_float(raw: Mapping[str, Any], column: str) -> float | None:
         raise RowError(column, str(exc)) from None
 
 
-def _optional_timestamp(raw: Mapping[str, Any], column: str) -> float | None:
+def _optional_timestamp(raw: Mapping[str, Any], column: str, latest: float | None) -> float | None:
     value = raw.get(column)
     if type(value) is str:
         text = value.strip()
@@ -315,12 +337,14 @@ def _optional_timestamp(raw: Mapping[str, Any], column: str) -> float | None:
             seconds = float(text)
             if seconds >= v.MS_THRESHOLD:
                 seconds /= 1000.0
-            if seconds <= v.MAX_EPOCH:
+            if latest is not None and seconds <= latest:
                 return seconds
+    if type(value) is float and value != value:
+        raise RowError(column, "NaN is not a timestamp")
     if v.is_blank(value):
         return None
     try:
-        return v.parse_timestamp(value)
+        return v.parse_timestamp(value, latest)
     except ValueError as exc:
         raise RowError(column, str(exc)) from None
 
@@ -335,15 +359,22 @@ def parse_interaction(raw: Mapping[str, Any], options: InteractionOptions) -> In
         raise RowError("type", f"must be a string, not {type(kind).__name__}")
     else:
         kind = kind.strip().lower()
-        if "\x00" in kind:
-            raise RowError("type", "contains a NUL character")
-        if len(kind) > v.MAX_TYPE_CHARS:
-            raise RowError("type", f"is {len(kind)} characters long; the limit is {v.MAX_TYPE_CHARS}")
+    if options.types is not None and kind not in options.types:
+        raise RowError("type", unknown_type_reason(kind, options.types))
     return InteractionRecord(
         user_id,
         item_id,
         kind,
         _optional_float(raw, "value"),
-        _optional_timestamp(raw, "timestamp"),
+        _optional_timestamp(raw, "timestamp", options.max_timestamp),
         _optional_id(raw, "event_id"),
+    )
+
+
+def unknown_type_reason(kind: str, known: Collection[str]) -> str:
+    """Why an interaction type is refused, listing the known ones."""
+    shown = kind if len(kind) <= 40 else kind[:37] + "..."
+    return (
+        f"unknown interaction type {shown!r} (known: {', '.join(sorted(known))}; "
+        "the types are the keys of NEARREC_INTERACTION_WEIGHTS)"
     )

@@ -12,13 +12,15 @@ bad record and writes the others; ``"abort"`` raises :class:`RecordRejectedError
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy.orm import Session
 
 from nearrec.config import setting_default
+from nearrec.errors import ValidationError
+from nearrec.ingest.events import EventCounter
 from nearrec.ingest.readers import BadRow, Row, batched
 from nearrec.ingest.records import (
     InteractionOptions,
@@ -31,74 +33,20 @@ from nearrec.ingest.records import (
     parse_item,
     parse_user,
 )
+from nearrec.ingest.schema import AttributeRejected, AttrType, Entity, Schema
+from nearrec.ingest.summary import Kind, Summary
 from nearrec.ingest.values import EMPTY_TEXT_HASH, JsonValue
 from nearrec.postgres import interactions as interactions_repo
 from nearrec.postgres import items as items_repo
+from nearrec.postgres import schema_repo
 from nearrec.postgres import users as users_repo
 
 OnError = Literal["skip", "abort"]
-Kind = Literal["items", "users", "interactions"]
 RecordOptions = ItemOptions | UserOptions | InteractionOptions
 DEFAULT_BATCH_SIZE: int = setting_default("ingest_batch_size")
 """Rows per bulk write when the caller gives none (``Settings.ingest_batch_size``)."""
-
-
-@dataclass
-class Summary:
-    """What an ingestion did. ``read = inserted + updated + unchanged + rejected``; ``unchanged`` counts
-    valid records that changed nothing (identical to what is stored, a repeated event id, or superseded
-    by a later record with the same id in the same batch)."""
-
-    kind: Kind
-    read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    pruned: int = 0
-    users_created: int = 0
-    items_created: int = 0
-    enqueued: int = 0
-    seconds: float = 0.0
-    rejections: list[Rejection] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def loaded(self) -> int:
-        """Valid records handled (written or already up to date)."""
-        return self.inserted + self.updated + self.unchanged
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.read / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, other: Summary) -> None:
-        """Add another summary's counts and rejections (the caller trims rejections it keeps)."""
-        for name in ("read", "inserted", "updated", "unchanged", "rejected", "pruned", "users_created",
-                     "items_created", "enqueued"):  # fmt: skip
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.rejections.extend(other.rejections)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "read": self.read,
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rejected": self.rejected,
-        }
-        if self.kind == "items":
-            out["pruned"] = self.pruned
-        if self.kind == "interactions":
-            out["users_created"] = self.users_created
-            out["items_created"] = self.items_created
-        out["enqueued"] = self.enqueued
-        out["seconds"] = round(self.seconds, 3)
-        out["rows_per_second"] = round(self.rows_per_second, 1)
-        out["error"] = self.error
-        return out
+DEFAULT_MAX_ATTRIBUTES: int = setting_default("max_attributes")
+"""Most attributes a schema holds when the caller gives no limit (``Settings.max_attributes``)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +79,17 @@ class Prepared:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     rejected_ids: list[str] = field(default_factory=list)  # items: ids of rejected records (kept by prune)
+    new_attributes: dict[str, AttrType] = field(default_factory=dict)  # schema additions of this batch
+    nul_stripped: int = 0
+    # The columnar fast path (interactions): the staged rows as CSV, how many, and the physical line of a
+    # record number (its ``line`` column holds record numbers).
+    payload: bytes | None = None
+    staged: int = 0
+    line_of: Callable[[int], int] | None = None
+
+    @property
+    def staged_rows(self) -> int:
+        return self.staged if self.payload is not None else len(self.rows)
 
     def reject(self, line: int, field_: str | None, reason: str, record_id: str | None = None) -> None:
         rejection = Rejection(self.source, line, field_, reason, record_id)
@@ -141,57 +100,91 @@ class Prepared:
             self.rejected_ids.append(record_id)
 
 
-def _attributes_document(attributes: Mapping[str, JsonValue], record_id: str) -> str:
-    """The attributes as the JSON stored in Postgres; a NUL character (text and JSONB cannot hold one)
-    rejects the record, naming the attribute."""
-    document = _dumps(attributes)
-    if "\\u0000" in document:
-        bad = next((k for k, v in attributes.items() if "\\u0000" in _dumps({k: v})), "attributes")
-        raise RowError(bad, "contains a NUL character", record_id)
-    return document
+def load_schema(session: Session, kind: Kind, options: RecordOptions, max_attributes: int) -> Schema | None:
+    """The stored attribute schema of items or users, with the options' declared types added (None for
+    interactions)."""
+    if kind == "interactions" or isinstance(options, InteractionOptions):
+        return None
+    entity: Entity = "item" if kind == "items" else "user"
+    schema = Schema(entity, cast(dict[str, AttrType], schema_repo.load(session, entity)), max_attributes)
+    schema.declare(cast(Mapping[str, AttrType], options.types))
+    if isinstance(options, ItemOptions | UserOptions):
+        schema.declare({c: "list" for c in options.list_columns if c not in schema.types})
+    return schema
 
 
-def prepare_items(rows: Iterable[Row], options: ItemOptions, *, source: str, on_error: OnError) -> Prepared:
-    """Validate item records into staged rows; bad ones become rejections (or raise, in abort mode)."""
-    batch = Prepared("items", source, on_error)
-    staged = batch.rows
+def _typed(
+    batch: Prepared, schema: Schema, records: list[tuple[int, Any]], options: ItemOptions | UserOptions
+) -> Iterator[tuple[int, Any, str]]:
+    """Type the attributes of parsed records by the schema (extending it with the batch's new attributes);
+    yields (line, record, attributes as JSON) for the records that fit, rejects the others."""
+    refused = schema.extend(
+        (r.attributes for _, r in records), text=options.infer_types, max_new=options.max_new_attributes
+    )
+    batch.new_attributes.update(schema.take_pending())
+    for line, record in records:
+        bad = next((n for n in record.attributes if n in refused), None)
+        if bad is not None:
+            batch.reject(line, bad, refused[bad], record.external_id)
+            continue
+        try:
+            typed = schema.apply(record.attributes, text=options.infer_types, list_sep=options.list_sep)
+        except AttributeRejected as exc:
+            batch.reject(line, exc.name, exc.reason, record.external_id)
+            continue
+        batch.nul_stripped += record.nuls
+        yield line, record, _dumps(typed)
+
+
+def _parsed(
+    batch: Prepared, rows: Iterable[Row], parse: Callable[[Mapping[str, Any]], Any]
+) -> list[tuple[int, Any]]:
+    records: list[tuple[int, Any]] = []
     for line, raw in rows:
         batch.read += 1
         try:
             if isinstance(raw, BadRow):
                 raise RowError(None, raw.reason)
-            record = parse_item(raw, options)
-            document = _attributes_document(record.attributes, record.external_id)
+            records.append((line, parse(raw)))
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason, exc.record_id)
-            continue
-        staged.append((line, record.external_id, record.title, record.text, document, record.content_hash))
+    return records
+
+
+def prepare_items(
+    rows: Iterable[Row], options: ItemOptions, *, source: str, on_error: OnError, schema: Schema
+) -> Prepared:
+    """Validate item records into staged rows; bad ones become rejections (or raise, in abort mode)."""
+    batch = Prepared("items", source, on_error)
+    records = _parsed(batch, rows, lambda raw: parse_item(raw, options))
+    for line, r, document in _typed(batch, schema, records, options):
+        batch.rows.append((line, r.external_id, r.title, r.text, document, r.content_hash))
     return batch
 
 
-def prepare_users(rows: Iterable[Row], options: UserOptions, *, source: str, on_error: OnError) -> Prepared:
+def prepare_users(
+    rows: Iterable[Row], options: UserOptions, *, source: str, on_error: OnError, schema: Schema
+) -> Prepared:
     """Validate user records into staged rows."""
     batch = Prepared("users", source, on_error)
-    staged = batch.rows
-    for line, raw in rows:
-        batch.read += 1
-        try:
-            if isinstance(raw, BadRow):
-                raise RowError(None, raw.reason)
-            record = parse_user(raw, options)
-            document = _attributes_document(record.attributes, record.external_id)
-        except RowError as exc:
-            batch.reject(line, exc.field, exc.reason)
-            continue
-        staged.append((line, record.external_id, record.profile, document))
+    records = _parsed(batch, rows, lambda raw: parse_user(raw, options))
+    for line, r, document in _typed(batch, schema, records, options):
+        batch.rows.append((line, r.external_id, r.profile, document))
     return batch
 
 
 def prepare_interactions(
-    rows: Iterable[Row], options: InteractionOptions, *, source: str, on_error: OnError
+    rows: Iterable[Row],
+    options: InteractionOptions,
+    *,
+    source: str,
+    on_error: OnError,
+    events: EventCounter | None = None,
 ) -> Prepared:
-    """Validate interaction records into staged rows."""
+    """Validate interaction records into staged rows. ``events`` numbers the repeats of rows without a
+    timestamp and without an event id within one file (their derived key includes that number)."""
     batch = Prepared("interactions", source, on_error)
+    events = events if events is not None else EventCounter()
     staged = batch.rows
     for line, raw in rows:
         batch.read += 1
@@ -202,21 +195,28 @@ def prepare_interactions(
         except RowError as exc:
             batch.reject(line, exc.field, exc.reason)
             continue
-        staged.append((line, *record))
+        staged.append((line, *record, events.occurrence(record)))
     return batch
 
 
 def prepare(
-    kind: Kind, rows: Iterable[Row], options: RecordOptions, *, source: str, on_error: OnError
+    kind: Kind,
+    rows: Iterable[Row],
+    options: RecordOptions,
+    *,
+    source: str,
+    on_error: OnError,
+    schema: Schema | None = None,
+    events: EventCounter | None = None,
 ) -> Prepared:
-    """Dispatch to the ``prepare_*`` function of the kind."""
-    if kind == "items" and isinstance(options, ItemOptions):
-        return prepare_items(rows, options, source=source, on_error=on_error)
-    if kind == "users" and isinstance(options, UserOptions):
-        return prepare_users(rows, options, source=source, on_error=on_error)
+    """Dispatch to the ``prepare_*`` function of the kind (items and users need their ``schema``)."""
+    if kind == "items" and isinstance(options, ItemOptions) and schema is not None:
+        return prepare_items(rows, options, source=source, on_error=on_error, schema=schema)
+    if kind == "users" and isinstance(options, UserOptions) and schema is not None:
+        return prepare_users(rows, options, source=source, on_error=on_error, schema=schema)
     if kind == "interactions" and isinstance(options, InteractionOptions):
-        return prepare_interactions(rows, options, source=source, on_error=on_error)
-    raise TypeError(f"{type(options).__name__} is not the options of {kind}")
+        return prepare_interactions(rows, options, source=source, on_error=on_error, events=events)
+    raise TypeError(f"{type(options).__name__} is not the options of {kind} (or its schema is missing)")
 
 
 def write(session: Session, batch: Prepared, options: RecordOptions, *, track_seen: bool = False) -> Summary:
@@ -232,8 +232,10 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
     with ``create_missing_items``; a repeated event id is ignored (counted as unchanged); each user with new
     interactions is enqueued once, coalesced with pending work.
     """
-    summary = Summary(batch.kind, read=batch.read)
+    summary = Summary(batch.kind, read=batch.read, nul_stripped=batch.nul_stripped)
     rejections = list(batch.rejections)
+    if batch.new_attributes:
+        _store_schema_additions(session, "item" if batch.kind == "items" else "user", batch.new_attributes)
     if batch.kind == "items":
         counts = items_repo.upsert(session, batch.rows, track_seen=track_seen)
         if track_seen:
@@ -249,12 +251,15 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
     else:
         create = isinstance(options, InteractionOptions) and options.create_missing_items
         icounts = interactions_repo.insert(
-            session, batch.rows, create_missing_items=create, empty_text_hash=EMPTY_TEXT_HASH
+            session,
+            batch.payload if batch.payload is not None else batch.rows,
+            create_missing_items=create,
+            empty_text_hash=EMPTY_TEXT_HASH,
         )
         for line, item in icounts.unknown_items:
             rejection = Rejection(
                 batch.source,
-                line,
+                batch.line_of(line) if batch.line_of is not None else line,
                 "item_id",
                 f"unknown item {item!r} (load it first, or pass --create-missing-items)",
             )
@@ -262,7 +267,7 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
                 raise RecordRejectedError(rejection)
             rejections.append(rejection)
         summary.inserted = icounts.inserted
-        summary.unchanged = len(batch.rows) - len(icounts.unknown_items) - icounts.inserted
+        summary.unchanged = batch.staged_rows - len(icounts.unknown_items) - icounts.inserted
         summary.users_created = icounts.users_created
         summary.items_created = icounts.items_created
         summary.enqueued = icounts.users_enqueued
@@ -270,6 +275,17 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
     summary.rejected = len(rejections)
     summary.rejections = rejections
     return summary
+
+
+def _store_schema_additions(session: Session, entity: Entity, additions: Mapping[str, AttrType]) -> None:
+    conflicts = schema_repo.add(session, entity, additions)
+    if conflicts:
+        name, stored = next(iter(conflicts.items()))
+        raise ValidationError(
+            f"attribute {name!r} was declared as {stored} by another load meanwhile (this load read it as "
+            f"{additions[name]}); run the load again",
+            path=name,
+        )
 
 
 def _ingest(
@@ -282,10 +298,13 @@ def _ingest(
     on_error: OnError,
     batch_size: int,
     track_seen: bool = False,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
 ) -> Summary:
     summary = Summary(kind)
+    schema = load_schema(session, kind, options, max_attributes)
+    events = EventCounter()
     for chunk in batched(rows, batch_size):
-        batch = prepare(kind, chunk, options, source=source, on_error=on_error)
+        batch = prepare(kind, chunk, options, source=source, on_error=on_error, schema=schema, events=events)
         summary.add(write(session, batch, options, track_seen=track_seen))
     return summary
 
@@ -299,11 +318,13 @@ def ingest_items(
     on_error: OnError = "skip",
     batch_size: int = DEFAULT_BATCH_SIZE,
     track_seen: bool = False,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
 ) -> Summary:
-    """Validate and upsert items by external id (see :func:`write`), in the caller's transaction."""
+    """Validate and upsert items by external id (see :func:`write`), in the caller's transaction. The
+    attributes are checked against the item schema (new ones are added while it has room)."""
     return _ingest(
         session, "items", rows, options, source=source, on_error=on_error, batch_size=batch_size,
-        track_seen=track_seen,
+        track_seen=track_seen, max_attributes=max_attributes,
     )  # fmt: skip
 
 
@@ -315,9 +336,13 @@ def ingest_users(
     source: str = "input",
     on_error: OnError = "skip",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
 ) -> Summary:
     """Validate and upsert users by external id (see :func:`write`), in the caller's transaction."""
-    return _ingest(session, "users", rows, options, source=source, on_error=on_error, batch_size=batch_size)
+    return _ingest(
+        session, "users", rows, options, source=source, on_error=on_error, batch_size=batch_size,
+        max_attributes=max_attributes,
+    )  # fmt: skip
 
 
 def ingest_interactions(

@@ -26,8 +26,8 @@ _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+
 _NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Unix timestamps at or above this magnitude are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 MS_THRESHOLD = 1e11
-MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
-MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+MIN_EPOCH = 0.0  # 1970-01-01T00:00:00Z: no interaction is older
+MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()  # what Postgres and Python can both hold
 EMPTY_TEXT_HASH = hashlib.sha256(b"").hexdigest()
 
 
@@ -98,7 +98,7 @@ def to_json(value: Any) -> JsonValue:
         return value
     if isinstance(value, float):
         if math.isnan(value):
-            return None
+            raise ValueError("NaN is not a valid value")
         if math.isinf(value):
             raise ValueError("infinity is not a valid value")
         return value
@@ -174,45 +174,63 @@ def parse_float(value: Any) -> float:
     return number
 
 
-def parse_timestamp(value: Any) -> float:
+def parse_timestamp(value: Any, latest: float | None = None) -> float:
     """Unix seconds (float) from ISO 8601 text, unix seconds or milliseconds, or a datetime.
 
-    Naive date-times are UTC. Numbers at or above 1e11 are milliseconds.
+    Naive date-times are UTC. Numbers at or above 1e11 are milliseconds. The accepted range is from
+    1970-01-01 to ``latest`` (now plus the allowed clock skew; default: the largest date Postgres and
+    Python both hold); the error message states it.
     """
     if isinstance(value, bool):
         raise ValueError("must be a date-time, not a boolean")
     if isinstance(value, datetime):
-        return _check_range(_aware(value).timestamp(), value)
+        return _check_range(_aware(value).timestamp(), value, latest)
     if isinstance(value, date):
-        return _check_range(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp(), value)
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+        return _check_range(moment, value, latest)
     if isinstance(value, str):
         s = value.strip()
         if _NUMERIC_RE.fullmatch(s):
-            return _from_number(float(s), value)
+            return _from_number(float(s), value, latest)
         try:
             parsed = datetime.fromisoformat(s)
         except ValueError:
+            if s[:4].isdigit() and int(s[:4]) >= 9999:
+                return _check_range(math.inf, value, latest)
             raise ValueError(
                 f"{_show(value)} is not an ISO 8601 date-time or a unix timestamp (seconds or milliseconds)"
             ) from None
-        return _check_range(_aware(parsed).timestamp(), value)
+        try:
+            return _check_range(_aware(parsed).timestamp(), value, latest)
+        except OverflowError:
+            return _check_range(math.inf, value, latest)
     if isinstance(value, int | float | Decimal):
-        return _from_number(float(value), value)
+        return _from_number(float(value), value, latest)
     raise ValueError(f"must be a date-time or a number, not {type(value).__name__}")
 
 
-def _from_number(number: float, original: Any) -> float:
+def _from_number(number: float, original: Any, latest: float | None) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{_show(original)} is not a valid timestamp")
     if abs(number) >= MS_THRESHOLD:
         number /= 1000.0
-    return _check_range(number, original)
+    return _check_range(number, original, latest)
 
 
-def _check_range(seconds: float, original: Any) -> float:
-    if not MIN_EPOCH <= seconds <= MAX_EPOCH:
-        raise ValueError(f"{_show(original)} is out of range (years 1 to 9999)")
+def _check_range(seconds: float, original: Any, latest: float | None) -> float:
+    upper = MAX_EPOCH if latest is None else min(latest, MAX_EPOCH)
+    if not MIN_EPOCH <= seconds <= upper:
+        raise ValueError(
+            f"{_show(original)} is out of range: {accepted_range(upper, skew=latest is not None)}"
+        )
     return seconds
+
+
+def accepted_range(latest: float, *, skew: bool = True) -> str:
+    """The accepted timestamp range, as stated in error messages."""
+    end = datetime.fromtimestamp(latest, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    why = " (now + NEARREC_MAX_FUTURE_SKEW_SECONDS)" if skew else ""
+    return f"accepted from 1970-01-01T00:00:00Z to {end}{why}"
 
 
 def _aware(value: datetime) -> datetime:
@@ -222,3 +240,32 @@ def _aware(value: datetime) -> datetime:
 def _show(value: Any, limit: int = 40) -> str:
     text = repr(value) if not isinstance(value, str) else repr(value.strip())
     return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def strip_nul(text: str) -> tuple[str, int]:
+    """``text`` without NUL characters (Postgres text cannot hold one) and how many were removed."""
+    if "\x00" not in text:
+        return text, 0
+    return text.replace("\x00", ""), text.count("\x00")
+
+
+def strip_nul_json(value: Any) -> tuple[Any, int]:
+    """A JSON value without NUL characters in its strings and keys, and how many were removed."""
+    if isinstance(value, str):
+        return strip_nul(value)
+    if isinstance(value, list):
+        out, total = [], 0
+        for element in value:
+            clean, n = strip_nul_json(element)
+            out.append(clean)
+            total += n
+        return out, total
+    if isinstance(value, dict):
+        cleaned: dict[str, Any] = {}
+        total = 0
+        for key, element in value.items():
+            clean, n = strip_nul_json(element)
+            cleaned[key.replace("\x00", "")] = clean
+            total += n + key.count("\x00")
+        return cleaned, total
+    return value, 0

@@ -1,6 +1,18 @@
 """Interaction repository: staged bulk insert that resolves external ids, creates unknown users (and, on
-request, placeholder items), ignores repeated event ids and enqueues one refresh per affected user.
-Nothing here commits."""
+request, placeholder items), ignores repeated events and enqueues one refresh per affected user.
+Nothing here commits.
+
+Idempotency: every row gets ``event_key``, a uuid (md5) of its event id, or of its content when it has none
+(user, item, type, the value's bits, the timestamp in microseconds, and the occurrence number of an untimed
+row: see :mod:`nearrec.ingest.events`); a unique index on it makes a repeat a no-op.
+
+No foreign keys: instead, every insert first takes ``ROW EXCLUSIVE`` on ``interactions`` and the delete paths
+of users and items take ``SHARE`` on it before deleting (:mod:`nearrec.postgres.history`). So a delete waits for every
+insert in flight to commit and then removes the history it wrote, and an insert that starts after a delete
+resolves ids only once the delete has committed: no interaction can point to a missing user or item.
+A row is written only if its user and item exist or are created in the same statement sequence, and a row
+that is rejected or a repeat creates nothing (no user, no item).
+"""
 
 from __future__ import annotations
 
@@ -10,71 +22,78 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nearrec.postgres import outbox, staging
+from nearrec.postgres import history, outbox, staging
 
-# (line, user external id, item external id, type, value, unix seconds or None, event_id)
-StagedInteraction = tuple[int, str, str, str, float | None, float | None, str | None]
+# (line, user external id, item external id, type, value, unix seconds or None, event_id, occurrence)
+StagedInteraction = tuple[int, str, str, str, float | None, float | None, str | None, int | None]
 
+# The key is a generated column, computed while COPY fills the stage, from exact representations (the
+# value's 8 bytes, whole microseconds), so it depends on no setting.
 _CREATE_STAGE = text(
-    "CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_stage_interactions ("
-    " line integer NOT NULL, user_id text NOT NULL, item_id text NOT NULL, type text NOT NULL,"
-    " value double precision, ts double precision, event_id text, user_pk bigint, item_pk bigint)"
-    " ON COMMIT DELETE ROWS"
+    """
+    CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_stage_interactions (
+        line bigint NOT NULL, user_id text NOT NULL, item_id text NOT NULL, type text NOT NULL,
+        value double precision, ts double precision, event_id text, occurrence integer,
+        event_key uuid GENERATED ALWAYS AS (md5(CASE WHEN event_id IS NOT NULL THEN 'e' || chr(31) || event_id
+            ELSE 'c' || chr(31) || user_id || chr(31) || item_id || chr(31) || type || chr(31)
+                 || coalesce(encode(float8send(value), 'hex'), '') || chr(31)
+                 || coalesce(round(ts * 1000000)::bigint::text, '') || chr(31)
+                 || coalesce(occurrence::text, '') END)::uuid) STORED
+    ) ON COMMIT DELETE ROWS
+    """
 )
 _TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_interactions")
-_COPY_STAGE = "COPY nearrec_stage_interactions (line, user_id, item_id, type, value, ts, event_id) FROM STDIN"
-
-# External ids are resolved once, with scalar subqueries: one unique-index probe per row and id, so the
-# cost follows the batch size and not the size of the catalog (a hash join would read every item for
-# every batch).
-_RESOLVE = text(
-    """
-    UPDATE nearrec_stage_interactions AS s
-    SET user_pk = (SELECT u.id FROM users AS u WHERE u.external_id = s.user_id),
-        item_pk = (SELECT i.id FROM items AS i WHERE i.external_id = s.item_id)
-    """
+COPY_STAGE = "COPY nearrec_stage_interactions (line, user_id, item_id, type, value, ts, event_id, occurrence) FROM STDIN"
+COPY_STAGE_CSV = (
+    "COPY nearrec_stage_interactions (line, user_id, item_id, type, value, ts, event_id, occurrence)"
+    " FROM STDIN (FORMAT csv)"
 )
+# A batch is sorted twice (dedup by key, then (user, time)): enough memory to do it without temp files,
+# and no JIT (its compile time exceeds what it saves on a batch).
+_BATCH_SETTINGS = (text("SET LOCAL work_mem = '64MB'"), text("SET LOCAL jit = off"))
 _REMOVE_UNKNOWN_ITEMS = text(
-    "DELETE FROM nearrec_stage_interactions WHERE item_pk IS NULL RETURNING line, item_id"
+    """
+    DELETE FROM nearrec_stage_interactions AS s
+    WHERE NOT EXISTS (SELECT 1 FROM items AS i WHERE i.external_id = s.item_id)
+    RETURNING s.line, s.item_id
+    """
 )
 # Placeholders are inactive with an empty text: nothing to embed until a catalog file describes them.
 _CREATE_MISSING_ITEMS = text(
     """
     INSERT INTO items (external_id, text, active, content_hash)
-    SELECT DISTINCT item_id, '', false, :empty_hash FROM nearrec_stage_interactions WHERE item_pk IS NULL
+    SELECT DISTINCT s.item_id, '', false, :empty_hash FROM nearrec_stage_interactions AS s
+    WHERE NOT EXISTS (SELECT 1 FROM items AS i WHERE i.external_id = s.item_id)
     ON CONFLICT (external_id) DO NOTHING
     """
 )
-_RESOLVE_NEW_ITEMS = text(
-    """
-    UPDATE nearrec_stage_interactions AS s
-    SET item_pk = (SELECT i.id FROM items AS i WHERE i.external_id = s.item_id)
-    WHERE s.item_pk IS NULL
-    """
-)
+# A user is created only for a row that will be written: a repeat of a stored event creates nothing.
+# The stored-event check is a subplan, so it runs (one index probe) only for the rows of unknown users.
 _CREATE_MISSING_USERS = text(
     """
+    WITH fresh AS MATERIALIZED (
+        SELECT s.user_id, s.event_key FROM nearrec_stage_interactions AS s
+        WHERE NOT EXISTS (SELECT 1 FROM users AS u WHERE u.external_id = s.user_id)
+    )
     INSERT INTO users (external_id)
-    SELECT DISTINCT user_id FROM nearrec_stage_interactions WHERE user_pk IS NULL
+    SELECT DISTINCT f.user_id FROM fresh AS f
+    WHERE (SELECT 1 FROM interactions AS i WHERE i.event_key = f.event_key LIMIT 1) IS NULL
     ON CONFLICT (external_id) DO NOTHING
     """
 )
-_RESOLVE_NEW_USERS = text(
-    """
-    UPDATE nearrec_stage_interactions AS s
-    SET user_pk = (SELECT u.id FROM users AS u WHERE u.external_id = s.user_id)
-    WHERE s.user_pk IS NULL
-    """
-)
-# Rows go in file order, so of two rows with the same event id the first one is kept.
+# Of two rows with the same key, the first in (user, time, file) order is kept (for the same event id and
+# user, the first in the file). Rows go in (user, time) order: each user's rows land next to each other in
+# the (user_id, occurred_at) index.
 _INSERT = text(
     """
     WITH inserted AS (
-        INSERT INTO interactions (user_id, item_id, type, value, occurred_at, event_id)
-        SELECT user_pk, item_pk, type, value, coalesce(to_timestamp(ts), now()), event_id
-        FROM nearrec_stage_interactions
-        ORDER BY line
-        ON CONFLICT (event_id) DO NOTHING
+        INSERT INTO interactions (user_id, item_id, type, value, occurred_at, event_id, event_key)
+        SELECT u.id, i.id, s.type, s.value, coalesce(to_timestamp(s.ts), now()), s.event_id, s.event_key
+        FROM nearrec_stage_interactions AS s
+        JOIN users AS u ON u.external_id = s.user_id
+        JOIN items AS i ON i.external_id = s.item_id
+        ORDER BY u.id, s.ts, s.line
+        ON CONFLICT (event_key) DO NOTHING
         RETURNING user_id
     )
     SELECT user_id, count(*) FROM inserted GROUP BY user_id
@@ -93,28 +112,31 @@ class InsertCounts:
 
 def insert(
     session: Session,
-    rows: Iterable[StagedInteraction],
+    rows: Iterable[StagedInteraction] | bytes,
     *,
     create_missing_items: bool,
     empty_text_hash: str,
 ) -> InsertCounts:
-    """Write a batch of interactions. Rows naming an unknown item are left out and returned (unless
-    ``create_missing_items``); unknown users are created; a repeated event id is ignored."""
+    """Write a batch of interactions (rows, or the same columns as CSV bytes). Rows naming an unknown item
+    are left out and returned (unless ``create_missing_items``); unknown users are created; a repeated event
+    (same key) is ignored."""
+    session.execute(history.LOCK_FOR_INSERT)
+    for setting in _BATCH_SETTINGS:
+        session.execute(setting)
     staging.prepare(session, _CREATE_STAGE, _TRUNCATE_STAGE)
-    if staging.copy_rows(session, _COPY_STAGE, rows) == 0:
+    if isinstance(rows, bytes):
+        staging.copy_bytes(session, COPY_STAGE_CSV, rows)
+    elif staging.copy_rows(session, COPY_STAGE, rows) == 0:
         return InsertCounts(0, 0, 0, 0, [])
-    session.execute(_RESOLVE)
     unknown: list[tuple[int, str]] = []
     items_created = 0
     if create_missing_items:
         items_created = staging.rowcount(
             session.execute(_CREATE_MISSING_ITEMS, {"empty_hash": empty_text_hash})
         )
-        session.execute(_RESOLVE_NEW_ITEMS)  # also finds items another session created meanwhile
     else:
         unknown = sorted((int(line), str(item)) for line, item in session.execute(_REMOVE_UNKNOWN_ITEMS))
     users_created = staging.rowcount(session.execute(_CREATE_MISSING_USERS))
-    session.execute(_RESOLVE_NEW_USERS)
     per_user = session.execute(_INSERT).all()
     users = [int(user_id) for user_id, _ in per_user]
     inserted = sum(int(n) for _, n in per_user)

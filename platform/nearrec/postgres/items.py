@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Boolean, Text
 
-from nearrec.postgres import outbox, staging
+from nearrec.postgres import history, outbox, staging
 from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, title, text, attributes as JSON text, content_hash)
@@ -76,17 +76,13 @@ _PRUNED = (
 )
 _PRUNE = outbox.with_queued(select(func.count()).select_from(_PRUNED), _PRUNED, "item", "upsert")
 
-_USERS_OF_ITEMS = text(
-    "SELECT DISTINCT it.user_id FROM interactions AS it JOIN items AS i ON i.id = it.item_id"
-    " WHERE i.external_id = ANY(:ids)"
-).bindparams(bindparam("ids", type_=ARRAY(Text)))
 _DELETED = (
     text("DELETE FROM items WHERE external_id = ANY(:ids) RETURNING id, external_id")
     .bindparams(bindparam("ids", type_=ARRAY(Text)))
     .columns(column("id", BigInteger), column("external_id", Text))
     .cte("deleted")
 )
-_DELETE = outbox.with_queued(select(_DELETED.c.external_id), _DELETED, "item", "delete")
+_DELETE = outbox.with_queued(select(_DELETED.c.id, _DELETED.c.external_id), _DELETED, "item", "delete")
 
 
 def upsert(session: Session, rows: Iterable[StagedItem], *, track_seen: bool = False) -> UpsertCounts:
@@ -120,9 +116,10 @@ def prune_unseen(session: Session) -> int:
 
 
 def delete(session: Session, external_ids: Sequence[str]) -> tuple[list[str], int]:
-    """Delete items (their interactions cascade), enqueue their vector deletion and a refresh of every user
+    """Delete items and their interactions, enqueue their vector deletion and a refresh of every user
     whose history loses an interaction. Returns the external ids found and the users enqueued."""
     ids = list(dict.fromkeys(external_ids))
-    users = [int(u) for u in session.execute(_USERS_OF_ITEMS, {"ids": ids}).scalars()]
-    deleted = [str(e) for e in session.execute(_DELETE, {"ids": ids}).scalars()]
-    return deleted, outbox.enqueue_refresh(session, "user", users)
+    history.lock_for_delete(session)  # explicit cascade: see nearrec.postgres.history
+    deleted = session.execute(_DELETE, {"ids": ids}).all()
+    users = history.delete_of_items(session, [int(pk) for pk, _ in deleted])
+    return [str(e) for _, e in deleted], outbox.enqueue_refresh(session, "user", users)

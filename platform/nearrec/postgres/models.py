@@ -3,15 +3,16 @@ a test checks that autogenerate finds no difference between the two."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Double,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy import (
     text as sql,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -74,24 +75,45 @@ class User(Base):
 
 
 class Interaction(Base):
+    """No foreign keys (they halve the load rate): the delete paths of users and items remove the history
+    explicitly, and the insert path resolves ids under a lock that keeps deletes out
+    (``nearrec.postgres.interactions``). ``event_key`` is the idempotency key: a uuid derived from the event
+    id, or from the content when there is none."""
+
     __tablename__ = "interactions"
     __table_args__ = (
         Index("ix_interactions_user_time", "user_id", "occurred_at"),
         Index("ix_interactions_item", "item_id"),
-        Index("ix_interactions_time", "occurred_at"),
+        Index("ix_interactions_time", "occurred_at", postgresql_using="brin"),
+        Index("uq_interactions_event_key", "event_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    )
-    item_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("items.id", ondelete="CASCADE"), nullable=False
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    item_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     type: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql("'view'"))
     value: Mapped[float | None] = mapped_column(Double)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    event_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    event_id: Mapped[str | None] = mapped_column(Text)
+    # Rows written by other means than nearrec's insert path get a random key.
+    event_key: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), nullable=False, server_default=sql("gen_random_uuid()")
+    )
+
+
+class AttributeSchema(Base):
+    """The declared type of each item / user attribute (see ``nearrec.ingest.schema``)."""
+
+    __tablename__ = "attribute_schema"
+    __table_args__ = (
+        CheckConstraint("entity IN ('item', 'user')", name="entity"),
+        CheckConstraint("type IN ('string', 'int', 'float', 'bool', 'list', 'json')", name="type"),
+    )
+
+    entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
 
 
 class OutboxRow(Base):

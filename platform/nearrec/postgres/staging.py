@@ -45,6 +45,12 @@ def copy_rows(session: Session, copy_statement: LiteralString, rows: Iterable[Se
     return count
 
 
+def copy_bytes(session: Session, copy_statement: LiteralString, data: bytes) -> None:
+    """Send ready-made COPY data (e.g. CSV built in C by pyarrow) to a ``COPY ... FROM STDIN`` statement."""
+    with driver_connection(session).cursor() as cursor, cursor.copy(copy_statement) as copy:
+        copy.write(data)
+
+
 def rowcount(result: object) -> int:
     """Rows affected by an INSERT/UPDATE/DELETE result."""
     return int(getattr(result, "rowcount", 0))

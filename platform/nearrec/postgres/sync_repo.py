@@ -164,34 +164,6 @@ def iter_items(session: Session, chunk: int = 2000) -> Iterator[ItemState]:
         yield ItemState(*row)
 
 
-_ATTRIBUTE_KINDS = text(
-    """
-    WITH attrs AS (
-        SELECT kv.key, kv.value FROM items CROSS JOIN LATERAL jsonb_each(items.attributes) AS kv
-    ), vals AS (
-        SELECT key, value FROM attrs WHERE jsonb_typeof(value) <> 'array'
-        UNION ALL
-        SELECT attrs.key, el.value FROM attrs CROSS JOIN LATERAL jsonb_array_elements(attrs.value) AS el
-        WHERE jsonb_typeof(attrs.value) = 'array'
-    )
-    SELECT DISTINCT key,
-        CASE WHEN jsonb_typeof(value) = 'number'
-             THEN CASE WHEN value::text ~ '^-?[0-9]+$' THEN 'integer' ELSE 'float' END
-             ELSE jsonb_typeof(value) END AS kind
-    FROM vals
-    """
-)
-
-
-def attribute_kinds(session: Session) -> dict[str, set[str]]:
-    """Per item attribute, the JSON kinds of its values over all items (list elements counted individually):
-    'string', 'integer', 'float', 'boolean', 'null', 'object', 'array'."""
-    out: dict[str, set[str]] = {}
-    for key, kind in session.execute(_ATTRIBUTE_KINDS):
-        out.setdefault(str(key), set()).add(str(kind))
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class UserState:
     id: int

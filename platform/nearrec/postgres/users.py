@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Boolean, Text
 
-from nearrec.postgres import outbox, staging
+from nearrec.postgres import history, outbox, staging
 from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, profile, attributes as JSON text)
@@ -56,7 +56,7 @@ _DELETED = (
     .columns(column("id", BigInteger), column("external_id", Text))
     .cte("deleted")
 )
-_DELETE = outbox.with_queued(select(_DELETED.c.external_id), _DELETED, "user", "delete")
+_DELETE = outbox.with_queued(select(_DELETED.c.id, _DELETED.c.external_id), _DELETED, "user", "delete")
 
 
 def upsert(session: Session, rows: Iterable[StagedUser]) -> UpsertCounts:
@@ -70,7 +70,10 @@ def upsert(session: Session, rows: Iterable[StagedUser]) -> UpsertCounts:
 
 
 def delete(session: Session, external_ids: Iterable[str]) -> list[str]:
-    """Delete users (their interactions cascade) and enqueue the deletion of their vectors; returns the
+    """Delete users and their interactions, and enqueue the deletion of their vectors; returns the
     external ids found."""
     ids = list(dict.fromkeys(external_ids))
-    return [str(e) for e in session.execute(_DELETE, {"ids": ids}).scalars()]
+    history.lock_for_delete(session)  # explicit cascade: see nearrec.postgres.history
+    deleted = session.execute(_DELETE, {"ids": ids}).all()
+    history.delete_of_users(session, [int(pk) for pk, _ in deleted])
+    return [str(e) for _, e in deleted]

@@ -1,9 +1,8 @@
 """The filterable item attributes (name -> type) a filter is checked against.
 
-The worker records them in the items collection metadata when it indexes the attributes
-(:mod:`nearrec.sync.collections`, which owns that record); before anything was synced they come from a
-scan of Postgres. Cached and refreshed in the background. This is the query's only use of ``sync``: the
-collection layout it reads, no code of the worker.
+They are the item attribute schema kept in Postgres (table ``attribute_schema``, a few hundred rows at most;
+see :mod:`nearrec.ingest.schema`), so a filter knows every declared attribute before the worker has synced
+it, and forgets a dropped one. Cached and refreshed in the background.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.filters import FieldType
 from nearrec.query.cache import Refreshing
-from nearrec.sync.collections import ItemSchema, attribute_types
-from nearrec.vectors.base import CollectionNotFoundError, VectorStore
+from nearrec.sync.collections import ItemSchema
+from nearrec.vectors.base import VectorStore
 
 SCHEMA_TTL = 30.0
 
@@ -31,12 +30,6 @@ class AttributeSchema:
         return self._types.get()
 
     def _load(self) -> dict[str, FieldType]:
-        try:
-            recorded = attribute_types(self.store, self.items)
-        except CollectionNotFoundError:
-            recorded = None
-        if recorded is not None:
-            return recorded
         with self.sessions() as session:
             return ItemSchema.load(session).filterable()
 

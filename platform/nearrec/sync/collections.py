@@ -1,4 +1,5 @@
-"""The two collections the worker maintains, their model check, and the item payload schema.
+"""The two collections the worker maintains, their model check, and the item payload schema (from the
+attribute schema in Postgres).
 
 Readers and writers always use the alias names ``<prefix>items`` / ``<prefix>users``; each alias points to a
 physical collection ``<alias>_<timestamp>`` so that ``nearrec reindex`` can build a replacement and swap it
@@ -10,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
 from nearrec.errors import ModelMismatchError
-from nearrec.filters import FieldType, infer_field_type, is_valid_field_name, payload_value
-from nearrec.postgres import sync_repo
+from nearrec.filters import FieldType, is_valid_field_name, payload_value
+from nearrec.ingest.schema import FIELD_TYPES, AttrType
+from nearrec.postgres import schema_repo, sync_repo
 from nearrec.vectors.base import VectorStore
 from nearrec.vectors.payload import (
     ACTIVE,
@@ -33,16 +35,6 @@ from nearrec.vectors.payload import (
 )
 
 log = logging.getLogger(__name__)
-
-_KIND_SAMPLES: dict[str, Any] = {
-    "string": "",
-    "integer": 0,
-    "float": 0.5,
-    "boolean": True,
-    "null": None,
-    "object": {},
-    "array": {},
-}
 
 
 def physical_name(alias: str, stamp: str | None = None) -> str:
@@ -106,67 +98,65 @@ def _ensure_one(store: VectorStore, alias: str, vectors: Mapping[str, int], mode
 
 @dataclass
 class ItemSchema:
-    """Type of every filterable item attribute, widened as new values are seen; indexed in the store."""
+    """The filterable item attributes: those of the item attribute schema in Postgres
+    (:mod:`nearrec.ingest.schema`) whose type a filter can use. Only these are copied into the payload and
+    indexed in the store, so the number of payload indexes is bounded by NEARREC_MAX_ATTRIBUTES."""
 
     types: dict[str, FieldType | None] = field(default_factory=dict)
     indexed: dict[str, dict[str, FieldType]] = field(default_factory=dict)
 
     @classmethod
-    def from_kinds(cls, kinds: Mapping[str, Iterable[str]]) -> ItemSchema:
-        """From :func:`nearrec.postgres.sync_repo.attribute_kinds` (the JSON kinds of every attribute)."""
+    def from_declared(cls, declared: Mapping[str, str]) -> ItemSchema:
+        """From the stored schema (attribute name -> type name)."""
         schema = cls()
-        for key, found in kinds.items():
-            samples = [_KIND_SAMPLES.get(k, {}) for k in found if k != "null"]
-            if samples and is_valid_field_name(key) and key not in SYSTEM_KEYS:
-                schema.types[key] = infer_field_type(samples)
+        schema.replace(declared)
         return schema
 
     @classmethod
     def load(cls, session: Session) -> ItemSchema:
-        return cls.from_kinds(sync_repo.attribute_kinds(session))
+        return cls.from_declared(schema_repo.load(session, "item"))
 
-    def observe(self, attributes: Iterable[Mapping[str, Any]]) -> None:
-        """Widen the types with the values of a batch of items."""
-        values: dict[str, list[Any]] = {}
-        for attrs in attributes:
-            for key, value in attrs.items():
-                if is_valid_field_name(key) and key not in SYSTEM_KEYS:
-                    values.setdefault(key, []).append(value)
-        for key, vals in values.items():
-            if all(v is None or v == [] for v in vals):
-                continue  # nothing to learn from
-            if key not in self.types:
-                self.types[key] = infer_field_type(vals)
-            elif self.types[key] is not None:
-                self.types[key] = infer_field_type(vals, self.types[key])
+    def refresh(self, session: Session) -> None:
+        """Re-read the stored schema (attributes added or removed since)."""
+        self.replace(schema_repo.load(session, "item"))
+
+    def replace(self, declared: Mapping[str, str]) -> None:
+        self.types = {
+            name: FIELD_TYPES.get(cast(AttrType, kind))
+            for name, kind in declared.items()
+            if is_valid_field_name(name) and name not in SYSTEM_KEYS
+        }
 
     def filterable(self) -> dict[str, FieldType]:
         return {k: t for k, t in self.types.items() if t is not None}
 
     def ensure_indexes(self, store: VectorStore, collection: str) -> None:
         """Create the payload indexes this collection still lacks (one call per new field), and record the
-        filterable attributes in the collection metadata, where the query service reads them."""
+        filterable attributes in the collection metadata (exactly the schema's: a dropped attribute goes)."""
         done = self.indexed.setdefault(collection, {})
-        changed = False
-        for key, ftype in self.filterable().items():
+        wanted = self.filterable()
+        changed = set(done) != set(wanted)
+        for key, ftype in wanted.items():
             if done.get(key) != ftype:
                 store.ensure_index(collection, key, ftype)
                 done[key] = ftype
                 changed = True
+        for key in set(done) - set(wanted):
+            del done[key]
         if changed:
-            recorded = attribute_types(store, collection) or {}
-            store.set_metadata(collection, {META_ATTRIBUTES: {**_as_names(recorded), **_as_names(done)}})
+            store.set_metadata(collection, {META_ATTRIBUTES: _as_names(done)})
 
     def payload(
         self, external_id: str, content_hash: str, active: bool, attributes: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """The payload of an item point: nearrec's keys plus every attribute holding scalars or lists of
-        scalars (as :func:`nearrec.filters.payload_value` stores them)."""
+        """The payload of an item point: nearrec's keys plus every filterable schema attribute holding
+        scalars or lists of scalars (as :func:`nearrec.filters.payload_value` stores them)."""
         out: dict[str, Any] = {}
+        types = self.types
         for key, value in attributes.items():
-            if key in SYSTEM_KEYS or not is_valid_field_name(key) or not _storable(value):
+            if key not in types or types[key] is None or not _storable(value):
                 continue
-            out[key] = payload_value(value, self.types.get(key))
+            out[key] = payload_value(value, types[key])
         out[EXTERNAL_ID] = external_id
         out[CONTENT_HASH] = content_hash
         out[ACTIVE] = 1 if active else 0

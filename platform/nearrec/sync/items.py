@@ -55,7 +55,6 @@ def sync_items(
         return result
     states = {s.id: s for s in sync_repo.load_items(session, item_ids) if has_text(s)}
     gone = [i for i in item_ids if i not in states]
-    schema.observe(s.attributes for s in states.values())
     schema.ensure_indexes(store, collection)
     existing = {h.id: h.payload for h in store.retrieve(collection, list(states))} if states else {}
     plan = _plan(states, existing, schema, force_embed)

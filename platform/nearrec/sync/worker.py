@@ -138,6 +138,7 @@ class SyncWorker:
             claims = sync_repo.claim(session, self.batch_size)
             if not claims:
                 return report
+            schema.refresh(session)  # attributes added or dropped since the last batch
             keys = list(dict.fromkeys((c.entity, c.entity_id) for c in claims))
             locked = sync_repo.lock_entities(session, keys)
             busy = [c.id for c in claims if (c.entity, c.entity_id) not in locked]

@@ -21,7 +21,7 @@ from nearrec.api.errors import error_responses
 from nearrec.api.schemas import ItemIn, ItemOut, RecommendationsOut, UpsertOut, upsert_status
 from nearrec.errors import NotFoundError
 from nearrec.ingest import service as ingest
-from nearrec.ingest.records import ItemOptions
+from nearrec.ingest.options import request_item_options
 from nearrec.postgres import read_repo
 from nearrec.postgres.engine import transaction
 
@@ -69,11 +69,12 @@ def get_item(s: Reader, item_id: ItemId) -> ItemOut:
 def put_item(s: Writer, item_id: ItemId, body: ItemIn) -> UpsertOut:
     """Create or replace an item (title, text, attributes). Unchanged content enqueues nothing."""
     record = {**body.attributes, "id": item_id, "title": body.title, "text": body.text}
-    options = ItemOptions(max_text_chars=s.settings.max_text_chars)
+    options = request_item_options(s.settings)
     with transaction(s.runtime.sessions) as session:
         summary = ingest.ingest_items(
-            session, ingest.numbered([record]), options, source="request", on_error="abort"
-        )
+            session, ingest.numbered([record]), options, source="request", on_error="abort",
+            max_attributes=s.settings.max_attributes,
+        )  # fmt: skip
     s.metrics.ingested_rows.labels("items").inc(summary.inserted + summary.updated)
     return UpsertOut(id=item_id, status=upsert_status(summary.inserted, summary.updated))
 

@@ -12,7 +12,7 @@ from nearrec.api.errors import error_responses
 from nearrec.api.schemas import EventOut, EventsOut, UpsertOut, UserIn, UserOut, upsert_status
 from nearrec.errors import NotFoundError
 from nearrec.ingest import service as ingest
-from nearrec.ingest.records import UserOptions
+from nearrec.ingest.options import request_user_options
 from nearrec.postgres import read_repo
 from nearrec.postgres.engine import transaction
 
@@ -65,11 +65,12 @@ def get_user_interactions(
 def put_user(s: Writer, user_id: UserId, body: UserIn) -> UpsertOut:
     """Create or replace a user (profile text, attributes)."""
     record = {**body.attributes, "id": user_id, "profile": body.profile}
-    options = UserOptions(max_text_chars=s.settings.max_text_chars)
+    options = request_user_options(s.settings)
     with transaction(s.runtime.sessions) as session:
         summary = ingest.ingest_users(
-            session, ingest.numbered([record]), options, source="request", on_error="abort"
-        )
+            session, ingest.numbered([record]), options, source="request", on_error="abort",
+            max_attributes=s.settings.max_attributes,
+        )  # fmt: skip
     s.metrics.ingested_rows.labels("users").inc(summary.inserted + summary.updated)
     return UpsertOut(id=user_id, status=upsert_status(summary.inserted, summary.updated))
 
