@@ -47,7 +47,12 @@ def test_fold_in_matches_training_user_vectors() -> None:
 
 
 def test_cf_values_follow_the_product_rule_and_meta_round_trips() -> None:
-    params = UserVectorParams(interaction_weights={"rating": 1.0, "dislike": -1.0, "view": 1.0})
+    params = UserVectorParams(
+        interaction_weights={"rating": 1.0, "dislike": -1.0, "view": 1.0},
+        rating_threshold=4.0,
+        half_life=3.0,
+        profile_weight=0.3,
+    )
     got = cf_values(["rating", "rating", "dislike", "view"], [4.0, 3.0, np.nan, np.nan], params)
     assert got.tolist() == [1.0, 0.0, 0.0, 1.0]
     meta = CFMeta(64, 65, 1.5, 400.0, 10.0, 0.5, "2024-01-01T00:00:00+00:00")

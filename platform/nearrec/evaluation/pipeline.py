@@ -64,7 +64,6 @@ Progress = Callable[[str, int, int], None]
 """(stage, done, total)."""
 DEFAULT_METHODS: tuple[Method, ...] = ("popular", "text", "cf", "hybrid")
 """Every method, in the report's order (the baseline first)."""
-INGEST_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -298,15 +297,16 @@ def _ingest(
         loader.load(engine, loader.LoadPlan("users", [options.users], user_options, on_error="skip"))
     train_rows = [row for row, keep in zip(data.rows, split.train_mask.tolist(), strict=True) if keep]
     interaction_options = InteractionOptions(default_type=options.default_type)
-    for start in range(0, len(train_rows), INGEST_BATCH):
+    batch = settings.ingest_batch_size
+    for start in range(0, len(train_rows), batch):
         with transaction(sessions) as session:
             service.ingest_interactions(
                 session,
-                train_rows[start : start + INGEST_BATCH],
+                train_rows[start : start + batch],
                 interaction_options,
                 source="training split",
             )
-        _step(progress, "ingest", min(start + INGEST_BATCH, len(train_rows)), len(train_rows))
+        _step(progress, "ingest", min(start + batch, len(train_rows)), len(train_rows))
 
 
 def _sync(

@@ -55,7 +55,7 @@ class LeaveOneOutSplit:
 
 def positive_mask(
     values: ArrayLike,
-    threshold: float = 4.0,
+    threshold: float,
     types: ArrayLike | None = None,
     positive_types: Collection[str] | None = None,
 ) -> NDArray[np.bool_]:

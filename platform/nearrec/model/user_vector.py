@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,10 +35,12 @@ NEGLIGIBLE = 1e-6
 
 @dataclass(frozen=True, slots=True)
 class UserVectorParams:
-    interaction_weights: Mapping[str, float] = field(default_factory=dict)
-    rating_threshold: float = 4.0
-    half_life: float = 3.0
-    profile_weight: float = 0.3
+    """The user-vector knobs; their defaults live in :class:`nearrec.config.Settings` (``from_settings``)."""
+
+    interaction_weights: Mapping[str, float]
+    rating_threshold: float
+    half_life: float
+    profile_weight: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UserVectorParams:
