@@ -238,7 +238,8 @@ class _Reporter:
         hidden = self.count - SHOWN_REJECTIONS if self.show else self.count
         if hidden > 0:
             where = f"all of them are in {rejects}" if rejects else "write them all with --rejects FILE"
-            click.echo(f"... {hidden:,} more rejected rows ({where})", err=True)
+            more = "more " if self.show else ""  # with -q none was shown
+            click.echo(f"... {hidden:,} {more}rejected rows ({where})", err=True)
         for note in summary.notes:
             click.echo(f"note: {note}", err=True)
 

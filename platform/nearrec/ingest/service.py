@@ -261,7 +261,7 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
                 batch.source,
                 batch.line_of(line) if batch.line_of is not None else line,
                 "item_id",
-                f"unknown item {item!r} (load it first, or pass --create-missing-items)",
+                f"unknown item {item!r}: load the item first, or ask the load to create missing items",
             )
             if batch.on_error == "abort":
                 raise RecordRejectedError(rejection)
