@@ -101,7 +101,9 @@ def test_all_rows_rejected_exits_non_zero(db: Engine, database_url: str, tmp_pat
     assert result.exit_code == 1
     assert "no valid rows" in result.stderr
     assert "rejected:" not in result.stderr  # --quiet
-    assert "... 2 rejected rows (write them all with --rejects FILE)" in result.stderr  # none shown: no "more"
+    assert (
+        "... 2 rejected rows (write them all with --rejects FILE)" in result.stderr
+    )  # none shown: no "more"
 
 
 def test_abort_mode_loads_nothing(db: Engine, database_url: str, tmp_path: Path) -> None:
