@@ -95,3 +95,19 @@ def test_validation_never_touches_the_evaluation_test_items() -> None:
     evaluator = validation.Evaluator(train)
     fitted = binary_matrix(evaluator.train.user_idx, evaluator.train.item_idx, train.n_users, train.n_items)
     assert all(fitted[u, i] == 0 for u, i in val_pairs)  # held out from the fit too
+
+
+def test_families_whose_fit_would_not_fit_in_memory_are_not_searched() -> None:
+    """A catalog too large for the dense EASE solve and a history too long for the sparse kNN product (the
+    100k-item benchmark shape) leaves the ridge model only, instead of an out-of-memory error."""
+    from nearrec.model.ease import MAX_COOCCURRENCE, MAX_DENSE_ITEMS, cooccurrence_bound
+
+    users = np.repeat(np.arange(3), 9000)  # 3 users x 9,000 items: bound 3 * 9000^2 = 243M
+    assert cooccurrence_bound(users) == 3 * 9000**2 > MAX_COOCCURRENCE
+    n = users.size
+    big = tuning.Interactions(
+        users, np.tile(np.arange(9000), 3), ["view"] * n, np.ones(n, dtype=bool), None, 3, MAX_DENSE_ITEMS + 1
+    )
+    assert [f for f in ("ease", "knn", "ridge") if tuning._applies(f, big)] == ["ridge"]
+    small = as_interactions(synthetic.sequential())
+    assert [f for f in ("ease", "knn", "ridge") if tuning._applies(f, small)] == ["ease", "knn", "ridge"]

@@ -42,6 +42,9 @@ __all__ = [
 
 MAX_DENSE_ITEMS = 12_000
 """Largest catalog for the dense EASE solve (the Gram matrix takes ``8 n^2`` bytes: 1.15 GB here)."""
+MAX_COOCCURRENCE = 200_000_000
+"""Largest item-item co-occurrence product the sparse kNN fit may build (bounded by the sum over users of
+their history length squared; ~12 bytes an entry, so ~2.4 GB here). Past it the family is not searched."""
 MAX_SPARSE_INDEX = 2**32 - 1
 """Sparse vector indices are unsigned 32-bit in Qdrant."""
 
@@ -152,6 +155,12 @@ class EaseSolver:
         signs = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(r)])
         signs[signs == 0] = 1.0
         return np.asarray(v * signs * np.sqrt(e / (e + regularization)), dtype=np.float64)
+
+
+def cooccurrence_bound(user_idx: NDArray[np.integer]) -> int:
+    """An upper bound on the non-zeros of ``X^T X`` for interactions of users ``user_idx``: sum of n_u^2."""
+    counts = np.bincount(np.asarray(user_idx, dtype=np.int64)).astype(np.float64)
+    return int((counts**2).sum())
 
 
 def knn_weights(x: sp.spmatrix | sp.sparray, neighbours: int) -> sp.csc_matrix:

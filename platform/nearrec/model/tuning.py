@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nearrec.model.ease import MAX_DENSE_ITEMS
+from nearrec.model.ease import MAX_COOCCURRENCE, MAX_DENSE_ITEMS, cooccurrence_bound
 from nearrec.model.fitting import SERVE_TOP_N, Fitter
 from nearrec.model.validation import Evaluator, TextSide, carve_validation
 from nearrec.model.weighting import Family, Interactions, ModelConfig, base_weights, served_config
@@ -210,7 +210,7 @@ def _applies(family: Family, data: Interactions) -> bool:
         return data.n_items <= MAX_DENSE_ITEMS
     if family == "ridge":
         return min(data.n_users, data.n_items) > 2
-    return True
+    return cooccurrence_bound(data.user_idx) <= MAX_COOCCURRENCE  # knn: its product must fit in memory
 
 
 def _family_stage(search: _Search, family: Family) -> ModelConfig | None:
