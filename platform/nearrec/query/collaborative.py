@@ -47,24 +47,23 @@ def cf_user_vector(
     its fold-in ``[u, 0]`` for the ridge model. None if nothing is known."""
     if not events:
         return None
-    # Rows in internal id order, so timestamp ties break as in training (larger item id is newer).
-    order = sorted({e.item_id for e in events})
-    rows = {item: n for n, item in enumerate(order)}
     config = served_config(meta)
     values = [np.nan if e.value is None else e.value for e in events]
     positive = cf_values([e.type for e in events], values, params) > 0
     weights = base_weights([e.type for e in events], positive, config)
+    if meta.sparse:
+        indices, vals = query_sparse_vector(
+            recent_history(events, weights.tolist(), config.half_life, config.history)
+        )
+        return Sparse(indices, vals) if indices else None
+    # Rows in internal id order, so timestamp ties break as in training (larger item id is newer).
+    order = sorted({e.item_id for e in events})
+    rows = {item: n for n, item in enumerate(order)}
     oldest_first = slice(None, None, -1)
     history = decayed_history(
         np.zeros(len(events), dtype=np.int64), [rows[e.item_id] for e in events][oldest_first],
         weights[oldest_first], [e.timestamp for e in events][oldest_first], 1, len(order), config.half_life,
-        config.history if meta.sparse else None,
     ).tocoo()  # fmt: skip
-    if meta.sparse:
-        indices, vals = query_sparse_vector(
-            {order[int(c)]: float(v) for c, v in zip(history.col, history.data, strict=True)}
-        )
-        return Sparse(indices, vals) if indices else None
     stored = retriever.vectors(order, using=meta.vector)
     known = [i for i in order if i in stored]
     if not known:
@@ -77,6 +76,29 @@ def cf_user_vector(
     return augment_user(user)
 
 
+def recent_history(
+    events: Sequence[TimedEvent], weights: Sequence[float], half_life: float | None, max_items: int | None
+) -> dict[int, float]:
+    """One user's row of :func:`~nearrec.model.ease.decayed_history` in plain Python (no sparse matrices
+    per request): ``{item: weight * 0.5 ** (position_from_newest / half_life)}`` over the newest event of
+    each item, zero-weight events left out of the positions, the ``max_items`` most recent items only.
+    ``events`` are most recent first; ties in time go to the earlier one in that order (the later row)."""
+    newest_first = sorted(range(len(events)), key=lambda n: (-events[n].timestamp, n))
+    kept: dict[int, float] = {}
+    for n in newest_first:
+        item, weight = events[n].item_id, weights[n]
+        if weight == 0 or item in kept:
+            continue
+        if max_items is not None and len(kept) >= max_items:
+            break
+        kept[item] = weight
+    if half_life is None:
+        return kept
+    # The same numpy operations as the training-time matrix, so the values are bit for bit the same.
+    decayed = np.fromiter(kept.values(), np.float64, len(kept)) * 0.5 ** (np.arange(len(kept)) / half_life)
+    return dict(zip(kept, decayed.tolist(), strict=True))
+
+
 def session_timeline(liked: Sequence[int], disliked: Sequence[int]) -> list[TimedEvent]:
     """An anonymous session as a history, most recent first: liked items in order (the last one newest),
     dislikes as dislikes."""
@@ -85,4 +107,4 @@ def session_timeline(liked: Sequence[int], disliked: Sequence[int]) -> list[Time
     return list(reversed(timeline))
 
 
-__all__ = ["CF_HISTORY", "cf_user_vector", "load_cf_meta", "session_timeline"]
+__all__ = ["CF_HISTORY", "cf_user_vector", "load_cf_meta", "recent_history", "session_timeline"]

@@ -43,6 +43,7 @@ from nearrec.errors import (
 from nearrec.filters import FieldType, FilterExpr
 from nearrec.vectors.base import (
     RRF_K,
+    SPARSE_FULL_SCAN_THRESHOLD,
     AnyVector,
     FusedQuery,
     FusionMethod,
@@ -149,7 +150,9 @@ def new_shard(
     indexing_threshold_kb: int | None = None,
 ) -> EdgeShard:
     params = {n: EdgeVectorParams(size=s, distance=Distance.Cosine) for n, s in vectors.items()}
-    sparse_params = {n: EdgeSparseVectorParams() for n in sorted(sparse)} or None
+    sparse_params = {
+        n: EdgeSparseVectorParams(full_scan_threshold=SPARSE_FULL_SCAN_THRESHOLD) for n in sorted(sparse)
+    } or None
     optimizers = (
         None
         if indexing_threshold_kb is None

@@ -20,6 +20,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
+    SPARSE_FULL_SCAN_THRESHOLD,
     UPSERT_CHUNK,
     AnyVector,
     CollectionNotFoundError,
@@ -103,7 +104,7 @@ class ServerVectorStore:
                     self.client.create_collection(
                         name,
                         vectors_config=config,
-                        sparse_vectors_config={n: models.SparseVectorParams() for n in sparse} or None,
+                        sparse_vectors_config={n: _sparse_params() for n in sparse} or None,
                         shard_number=self.shard_number,
                         replication_factor=self.replication_factor,
                         write_consistency_factor=self.write_consistency_factor,
@@ -387,3 +388,8 @@ class ServerVectorStore:
             if self._local and str(exc).startswith("Collection ") and str(exc).endswith("not found"):
                 raise CollectionNotFoundError(f"collection {name!r} does not exist") from exc
             raise ValidationError(f"collection {name!r}: {exc}") from exc
+
+
+def _sparse_params() -> models.SparseVectorParams:
+    index = models.SparseIndexParams(full_scan_threshold=SPARSE_FULL_SCAN_THRESHOLD)
+    return models.SparseVectorParams(index=index)
