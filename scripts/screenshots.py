@@ -24,6 +24,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "platform"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests"))  # the shared test factories
 
 from cdp import Browser, chromium_path  # noqa: E402
 from dashboard_support import Server, seed_demo  # noqa: E402

@@ -189,7 +189,7 @@ def test_evaluation_page_shows_the_last_saved_report(web: httpx.Client, settings
 def test_every_dashboard_route_was_requested(server: Server) -> None:
     """Runs last: the tests above requested every page route (as the app's latency histogram recorded it),
     and none answered with a server error."""
-    from test_http import served_routes
+    from http_support import served_routes
 
     routes = {(m, p) for m, p in served_routes(server.app) if p.startswith("/dashboard")}
     assert len(routes) >= 9

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from http_support import READ_KEY, WRITE_KEY, Server, server  # noqa: F401 - the fixture
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from test_http import READ_KEY, WRITE_KEY, Server, server  # noqa: F401 - the fixture
 
 from nearrec.api.auth import ApiKeys, presented_key
 from nearrec.config import Settings

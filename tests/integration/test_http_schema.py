@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_http import WRITE_KEY, Server, server  # noqa: F401 - the fixture
+from http_support import WRITE_KEY, Server, server  # noqa: F401 - the fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
