@@ -136,8 +136,11 @@ def build(
     t0 = time.perf_counter()
     with session_factory(make_engine(url)).begin() as session:
         ensure_collections(session, store, settings.items_collection, settings.users_collection, MODEL, DIM)
+    from nearrec.postgres import schema_repo
     from nearrec.sync.collections import ItemSchema
 
+    with session_factory(make_engine(url)).begin() as session:  # the attribute types an ingest would declare
+        schema_repo.add(session, "item", {"category": "string", "price": "float", "in_stock": "bool"})
     with session_factory(make_engine(url))() as session:  # as the worker does: index and record attributes
         ItemSchema.load(session).ensure_indexes(store, settings.items_collection)
     vecs = rng.standard_normal((n_items, DIM), dtype=np.float32)
