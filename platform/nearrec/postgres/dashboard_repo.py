@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Date, cast, func, or_, select
+from sqlalchemy import Date, Row, Select, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item, OutboxRow, User
 
 SEARCH_LIMIT = 50
+_Row = TypeVarTuple("_Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,28 +113,49 @@ class ItemHit:
     active: bool
 
 
+CONTAINS_MIN = 3
+"""The shortest query searched as a substring: the trigram indexes answer from three characters on (a
+shorter one would scan every item); a shorter query finds the item with exactly that id."""
+CANDIDATES = 1000
+"""Substring matches read at most: the listed ones are the first ``limit`` of these by id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemMatches:
+    hits: list[ItemHit]
+    more: bool  # more items match than are listed
+    too_short: bool  # the query was shorter than CONTAINS_MIN (only the exact id was looked up)
+
+
 def _contains(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere (its own wildcards escaped with ``/``)."""
     return "%" + text.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
 
 
-def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[ItemHit]:
-    """The item whose id is ``query`` (if any), then items whose id or title contains it (ILIKE: one pass
-    over the table, no per-row lower())."""
+def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> ItemMatches:
+    """The item whose id is ``query`` (if any), then items whose id or title contains it (case-insensitive),
+    by id. See :func:`_containing`."""
     q = query.strip()
     columns = (Item.external_id, Item.title, Item.active)
     exact = [ItemHit(*r) for r in session.execute(select(*columns).where(Item.external_id == q))]
+    if len(q) < CONTAINS_MIN:
+        return ItemMatches(exact, False, True)
     pattern = _contains(q)
-    stmt = (
-        select(*columns)
-        .where(
-            or_(Item.external_id.ilike(pattern, escape="/"), Item.title.ilike(pattern, escape="/")),
-            Item.external_id != q,
-        )
-        .order_by(Item.external_id)
-        .limit(limit - len(exact))
+    where = or_(Item.external_id.ilike(pattern, escape="/"), Item.title.ilike(pattern, escape="/"))
+    rows, more = _containing(
+        session, select(*columns).where(where, Item.external_id != q), limit - len(exact)
     )
-    return exact + [ItemHit(*r) for r in session.execute(stmt)]
+    return ItemMatches(exact + [ItemHit(*r) for r in rows], more, False)
+
+
+def _containing(session: Session, stmt: Select[*_Row], limit: int) -> tuple[list[Row[*_Row]], bool]:
+    """The first ``limit`` rows of ``stmt`` by its first column, and whether there are more. The ILIKE of
+    ``stmt`` is answered by the trigram indexes (migration 0004); the matches are read unordered and at most
+    :data:`CANDIDATES` of them (a query most rows match, such as a shared id prefix, stops early instead of
+    sorting the table), then sorted."""
+    found = stmt.limit(CANDIDATES).subquery()
+    rows = list(session.execute(select(found).order_by(found.c[0]).limit(limit + 1)).all())
+    return rows[:limit], len(rows) > limit
 
 
 def newest_items(session: Session, limit: int = 20) -> list[ItemHit]:
@@ -161,33 +183,41 @@ def user_detail(session: Session, external_id: str) -> UserDetail | None:
     return None if row is None else UserDetail(*row)
 
 
-def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> list[str]:
-    """The user whose id is ``query`` (if any), then user ids containing it."""
+@dataclass(frozen=True, slots=True)
+class UserMatches:
+    ids: list[str]
+    more: bool
+    too_short: bool
+
+
+def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> UserMatches:
+    """The user whose id is ``query`` (if any), then user ids containing it (as :func:`find_items`)."""
     q = query.strip()
     exact = list(session.scalars(select(User.external_id).where(User.external_id == q)))
-    stmt = (
-        select(User.external_id)
-        .where(User.external_id.ilike(_contains(q), escape="/"), User.external_id != q)
-        .order_by(User.external_id)
-        .limit(limit - len(exact))
+    if len(q) < CONTAINS_MIN:
+        return UserMatches(exact, False, True)
+    where = User.external_id.ilike(_contains(q), escape="/")
+    rows, more = _containing(
+        session, select(User.external_id).where(where, User.external_id != q), limit - len(exact)
     )
-    return exact + list(session.scalars(stmt))
+    return UserMatches(exact + [r[0] for r in rows], more, False)
 
 
 def recently_active_users(session: Session, limit: int = 20) -> list[str]:
-    """The users of the most recent interactions (newest first)."""
+    """The users of the most recently recorded interactions (newest first): the last rows by id, read
+    backwards from the primary key (``occurred_at`` has a BRIN index only, which gives no order)."""
     recent = (
-        select(Interaction.user_id, Interaction.occurred_at)
-        .order_by(Interaction.occurred_at.desc())
+        select(Interaction.user_id, Interaction.id)
+        .order_by(Interaction.id.desc())
         .limit(limit * 20)
         .subquery()
     )
-    last = func.max(recent.c.occurred_at)
+    last = func.max(recent.c.id)
     stmt = (
         select(User.external_id)
         .join(recent, recent.c.user_id == User.id)
         .group_by(User.external_id)
-        .order_by(last.desc(), User.external_id)
+        .order_by(last.desc())
         .limit(limit)
     )
     return list(session.scalars(stmt))

@@ -39,12 +39,22 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def _trigram_gin(column: str) -> dict[str, Any]:
+    """The keyword arguments of a trigram GIN index on ``column`` (pg_trgm: ILIKE '%q%' from the index)."""
+    return {"postgresql_using": "gin", "postgresql_ops": {column: "gin_trgm_ops"}}
+
+
 def _now() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class Item(Base):
     __tablename__ = "items"
+    __table_args__ = (
+        # Substring search of ids and titles (ILIKE '%q%', the dashboard): pg_trgm's trigram GIN indexes.
+        Index("ix_items_external_id_trgm", "external_id", **_trigram_gin("external_id")),
+        Index("ix_items_title_trgm", "title", **_trigram_gin("title")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
@@ -63,6 +73,7 @@ class Item(Base):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_external_id_trgm", "external_id", **_trigram_gin("external_id")),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)

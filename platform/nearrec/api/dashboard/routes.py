@@ -35,7 +35,12 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(version=__version__, reason_text=views.reason_text, attributes=views.attributes)
+    env.globals.update(
+        version=__version__,
+        reason_text=views.reason_text,
+        attributes=views.attributes,
+        contains_min=views.CONTAINS_MIN,
+    )
     return env
 
 

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 PAGE = 20
 K = 10
 SEARCH_K = 20
+CONTAINS_MIN = repo.CONTAINS_MIN
 
 
 @dataclass
 class ItemSearch:
     query: str
-    matches: list[repo.ItemHit]
+    matches: repo.ItemMatches
     semantic: list[Recommendation]
     semantic_error: str | None = None
 
@@ -34,7 +35,7 @@ def search_items(s: State, query: str) -> ItemSearch:
     """Ids and titles containing ``query`` (Postgres) and the semantic search (the vector store)."""
     with s.runtime.read_sessions() as session:
         if not query.strip():
-            return ItemSearch(query, repo.newest_items(session), [])
+            return ItemSearch(query, repo.ItemMatches(repo.newest_items(session), False, False), [])
         matches = repo.find_items(session, query)
     try:
         semantic = s.query.search(query, k=SEARCH_K)
@@ -184,11 +185,11 @@ def user_partial(s: State, user_id: str) -> repo.UserDetail:
     return _user(s, user_id)
 
 
-def find_users(s: State, query: str) -> list[str]:
+def find_users(s: State, query: str) -> repo.UserMatches:
     with s.runtime.read_sessions() as session:
         if query.strip():
             return repo.find_users(session, query)
-        return repo.recently_active_users(session)
+        return repo.UserMatches(repo.recently_active_users(session), False, False)
 
 
 def reason_text(rec: Recommendation) -> str:
