@@ -6,7 +6,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from nearrec.model import cf
-
 from nearrec.model.cf import CFConfig, CFMeta, cf_values, fold_in_user, train_cf
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.model.weighting import served_config
