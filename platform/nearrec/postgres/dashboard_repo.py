@@ -233,14 +233,23 @@ class HistoryRow:
 
 
 def history(session: Session, user_id: int, limit: int, offset: int) -> list[HistoryRow]:
-    """One page of the user's interactions, newest first."""
-    stmt = (
-        select(Interaction.occurred_at, Item.external_id, Item.title, Interaction.type, Interaction.value)
-        .join(Item, Item.id == Interaction.item_id)
+    """One page of the user's interactions, newest first. The page is cut from the user's interactions
+    alone (backwards along ``ix_interactions_user_time``), then only its rows are joined to their items: a
+    deep page skips rows without looking their items up."""
+    page = (
+        select(
+            Interaction.id, Interaction.item_id, Interaction.occurred_at, Interaction.type, Interaction.value
+        )
         .where(Interaction.user_id == user_id)
         .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
         .limit(limit)
         .offset(offset)
+        .subquery()
+    )
+    stmt = (
+        select(page.c.occurred_at, Item.external_id, Item.title, page.c.type, page.c.value)
+        .join(Item, Item.id == page.c.item_id)
+        .order_by(page.c.occurred_at.desc(), page.c.id.desc())
     )
     return [HistoryRow(*r) for r in session.execute(stmt)]
 
