@@ -79,6 +79,7 @@ def main() -> None:
             with Browser(binary, width=1400, height=900) as browser:
                 for path, name in (("/dashboard", "overview"), (f"/dashboard/users/{args.user}", "user")):
                     browser.goto(srv.url + path)
+                    browser.wait_for("!document.querySelector('.loading')")  # the user page's lazy lists
                     target = args.out / f"dashboard-{name}.png"
                     browser.screenshot(target)
                     print(f"wrote {target}")

@@ -145,26 +145,56 @@ def test_user_page_history_and_recommendations(web: httpx.Client, engine: Engine
     second = web.get(f"/dashboard/users/{USER}", params={"page": 2}, headers={**HX, "HX-Target": "history"})
     assert re.findall(r'data-item="([^"]+)"', second.text) == history[20:40]
     seen = set(history)
-    assert "None of the recommended items is among the" in page
+    # Without JavaScript (?inline=1) the page computes every list; with it, one request per list.
+    inline = web.get(f"/dashboard/users/{USER}", params={"inline": 1}).text
+    assert "None of the recommended items is among the" in inline
     for method in ("text", "cf", "hybrid", "popular"):
-        block = page[page.index(f'id="method-{method}"') :]
+        block = inline[inline.index(f'id="method-{method}"') :]
         recs = items_of(block)
         assert len(recs) == 10, method
         assert not seen & set(recs), method
         assert "SEEN" not in block[: block.index("</ol>")]
-    assert "from the history (cosine" in page  # reasons
+        lazy = web.get(f"/dashboard/users/{USER}", headers={**HX, "HX-Target": f"method-{method}"}).text
+        assert "<html" not in lazy and items_of(lazy) == recs, method
+        assert "none of these is in the history" in lazy
+    assert "from the history (cosine" in inline  # reasons
+
+
+def test_the_page_loads_each_list_on_its_own(web: httpx.Client, engine: Engine) -> None:
+    page = web.get(f"/dashboard/users/{USER}").text
+    placeholders = re.findall(r'<div class="method loading" id="method-(\w+)" hx-get="([^"]+)"', page)
+    assert [m for m, _ in placeholders] == ["text", "cf", "hybrid", "popular"]
+    assert 'data-item="' not in page[page.index('id="recs"') :]  # no list computed for the page itself
+    assert f"checked against the {len(set(history_of(engine, USER)))} items this user has seen" in page
+    assert "inline=1" in page  # the link a browser without JavaScript shows
+    filtered = web.get(
+        f"/dashboard/users/{USER}",
+        params={"filter": '{"category": "kitchen"}'},
+        headers={**HX, "HX-Target": "recs"},
+    ).text
+    url = re.findall(r'id="method-text" hx-get="([^"]+)"', filtered)[0].replace("&amp;", "&")
+    assert "kitchen" in url  # each placeholder asks for its list under the panel's filter
+    one = web.get(url, headers={**HX, "HX-Target": "method-text"}).text
+    with engine.connect() as conn:
+        categories = dict(conn.execute(text("SELECT external_id, attributes->>'category' FROM items")).all())
+    assert items_of(one) and {categories[i] for i in items_of(one)} == {"kitchen"}
+    unknown = web.get(f"/dashboard/users/{USER}", headers={**HX, "HX-Target": "method-nope"})
+    assert unknown.status_code == 404 and "unknown method" in unknown.text
 
 
 def test_the_filter_box_changes_the_lists(web: httpx.Client, engine: Engine) -> None:
     headers = {**HX, "HX-Target": "recs"}
-    before = web.get(f"/dashboard/users/{USER}", headers=headers).text
-    after = web.get(f"/dashboard/users/{USER}", params={"filter": '{"category": "kitchen"}'}, headers=headers)
+    inline = {"inline": 1}
+    before = web.get(f"/dashboard/users/{USER}", params=inline, headers=headers).text
+    after = web.get(
+        f"/dashboard/users/{USER}", params={"filter": '{"category": "kitchen"}', **inline}, headers=headers
+    )
     text_before, text_after = items_of(before), items_of(after.text)
     assert text_after and text_after != text_before
     with engine.connect() as conn:
         categories = dict(conn.execute(text("SELECT external_id, attributes->>'category' FROM items")).all())
     assert {categories[i] for i in text_after} == {"kitchen"}
-    diverse = web.get(f"/dashboard/users/{USER}", params={"diversity": "0.9"}, headers=headers).text
+    diverse = web.get(f"/dashboard/users/{USER}", params={"diversity": "0.9", **inline}, headers=headers).text
     assert items_of(diverse) and not set(history_of(engine, USER)) & set(items_of(diverse))
 
 

@@ -36,8 +36,15 @@ REPORT = {
     "timings": {},
 }
 
-SWAPPED = "document.querySelector('#method-text') && !document.querySelector('#method-text').dataset.old"
-"""The recommendations panel was replaced (the old one carried data-old)."""
+SWAPPED = (
+    "document.querySelector('#method-text') && !document.querySelector('#method-text').dataset.old"
+    " && document.querySelectorAll('#recs .method.loading').length === 0"
+)
+"""The recommendations panel was replaced (the old one carried data-old) and its lists have all loaded."""
+LOADED = (
+    "document.querySelectorAll('#recs .method').length === 4 && !document.querySelector('#recs .loading')"
+)
+"""Every list of the user page arrived (each loads with its own request)."""
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +130,15 @@ def test_user_page_history_recommendations_and_filter(
     browser.log = PageLog()
     browser.goto(f"{server.url}/dashboard/users/{USER}")
     assert dom_items(browser, "table.history tbody tr") == history[:20]
+    assert browser.wait_for(LOADED)
     for method in ("text", "cf", "hybrid", "popular"):
         recs = dom_items(browser, f"#method-{method} li[data-item]")
         assert len(recs) == 10 and not set(recs) & set(history), method
     assert browser.evaluate("document.querySelectorAll('#recs li.seen').length") == 0
-    assert "None of the recommended" in browser.evaluate("document.querySelector('#seen-check').innerText")
+    assert (
+        browser.evaluate("document.querySelectorAll('#recs .seen-check.good').length") == 5
+    )  # panel + lists
+    assert "checked against" in browser.evaluate("document.querySelector('#seen-total').innerText")
     before = dom_items(browser, "#method-text li[data-item]")
 
     # The filter box: type a filter, submit; htmx swaps the panel in place (no navigation).
@@ -153,6 +164,7 @@ def test_user_page_history_recommendations_and_filter(
 def test_diversity_slider_refreshes_the_lists(browser: Browser, server: Server) -> None:
     browser.log = PageLog()
     browser.goto(f"{server.url}/dashboard/users/{USER}")
+    assert browser.wait_for(LOADED)
     browser.evaluate("window.__marker = 1; document.querySelector('#method-text').dataset.old = 'yes'")
     browser.evaluate(
         "const s = document.querySelector('#diversity'); s.value = '0.8';"

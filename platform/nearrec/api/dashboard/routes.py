@@ -25,6 +25,7 @@ PREFIX = "/dashboard"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Reader = Annotated[State, Depends(auth.require_read)]
 P = ParamSpec("P")
+METHOD_PANEL = "method-"
 
 
 @cache
@@ -113,16 +114,25 @@ def user_page(
     page: Annotated[int, Query(ge=1)] = 1,
     filter: str = "",
     diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    inline: bool = False,
 ) -> HTMLResponse:
+    """The history and the recommendations panel. The panel's lists load lazily: one request per method
+    (htmx, panel ``method-<name>``), so the page and each list arrive on their own; ``inline=1`` (the link a
+    browser without JavaScript shows) computes them all in this request."""
     part = panel(request)
     if part == "history":
         user = views.user_partial(s, user_id)
         return render(request, "_history.html", user=user, history=views.user_history(s, user, page))
     if part == "recs":
         user = views.user_partial(s, user_id)
-        recs = views.recommendations(s, user, filter, diversity)
+        recs = views.recommendations(s, user, filter, diversity, lazy=not inline)
         return render(request, "_recs.html", user=user, recs=recs)
-    return render(request, "user.html", nav="users", p=views.user_page(s, user_id, page, filter, diversity))
+    if part is not None and part.startswith(METHOD_PANEL):
+        user = views.user_partial(s, user_id)
+        found = views.method_panel(s, user, part.removeprefix(METHOD_PANEL), filter, diversity)
+        return render(request, "_method.html", m=found)
+    user_page = views.user_page(s, user_id, page, filter, diversity, lazy=not inline)
+    return render(request, "user.html", nav="users", p=user_page)
 
 
 @router.get("/evaluation", response_class=HTMLResponse)

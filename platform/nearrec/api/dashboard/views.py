@@ -101,10 +101,14 @@ class MethodList:
     method: str
     recs: list[Recommendation]
     error: str | None = None
+    seen: set[str] = field(default_factory=set)  # of recs, those the user has seen (always none)
 
 
 @dataclass
 class Recommendations:
+    """The recommendations panel. ``lazy``: the lists are not computed here; the panel holds a placeholder
+    per method that the browser fills with one request each (:func:`method_panel`)."""
+
     filter: str
     diversity: float
     default_method: str
@@ -112,6 +116,8 @@ class Recommendations:
     seen: set[str]
     seen_total: int
     error: str | None = None
+    lazy: bool = False
+    methods: tuple[str, ...] = METHODS
 
 
 @dataclass
@@ -145,24 +151,44 @@ def user_history(s: State, user: repo.UserDetail, page: int) -> History:
     return History(rows, page, pages, user.interactions)
 
 
-def recommendations(s: State, user: repo.UserDetail, filter: str, diversity: float) -> Recommendations:
-    """Every method's list (with reasons) and which of the listed items the user has seen: none, always."""
+def recommendations(
+    s: State, user: repo.UserDetail, filter: str, diversity: float, lazy: bool = False
+) -> Recommendations:
+    """Every method's list (with reasons) and which of the listed items the user has seen: none, always.
+    ``lazy``: only check the filter and count the seen items (the lists come from :func:`method_panel`)."""
     diversity = min(max(diversity, 0.0), 1.0)
     default = "text"
     try:
         s.query.parse_filter(filter or None)
         default = s.query.resolve_method(None)[0]
     except ValidationError as exc:
-        return Recommendations(filter, diversity, default, [], set(), 0, str(exc))
+        return Recommendations(filter, diversity, default, [], set(), 0, str(exc), lazy)
+    types = s.settings.seen_types
+    if lazy:
+        with s.runtime.read_sessions() as session:
+            total = repo.seen_count(session, user.id, types)
+        return Recommendations(filter, diversity, default, [], set(), total, lazy=True)
     # The four lists are independent: compute them at once (the stores' waits release the GIL).
     with ThreadPoolExecutor(max_workers=len(METHODS), thread_name_prefix="nearrec-dashboard") as pool:
         lists = list(pool.map(lambda m: method_list(s, user, m, filter, diversity), METHODS))
     shown = list({r.item_id for m in lists for r in m.recs})
-    types = s.settings.seen_types
     with s.runtime.read_sessions() as session:
         seen = repo.seen_among(session, user.id, shown, types)
         total = repo.seen_count(session, user.id, types)
+    for m in lists:
+        m.seen = {r.item_id for r in m.recs} & seen
     return Recommendations(filter, diversity, default, lists, seen, total)
+
+
+def method_panel(s: State, user: repo.UserDetail, method: str, filter: str, diversity: float) -> MethodList:
+    """One method's list, and which of its items the user has seen (none, always): one placeholder of the
+    lazy panel."""
+    if method not in METHODS:
+        raise NotFoundError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+    found = method_list(s, user, method, filter, min(max(diversity, 0.0), 1.0))
+    with s.runtime.read_sessions() as session:
+        found.seen = repo.seen_among(session, user.id, [r.item_id for r in found.recs], s.settings.seen_types)
+    return found
 
 
 def method_list(s: State, user: repo.UserDetail, method: str, filter: str, diversity: float) -> MethodList:
@@ -175,9 +201,9 @@ def method_list(s: State, user: repo.UserDetail, method: str, filter: str, diver
     return MethodList(method, recs)
 
 
-def user_page(s: State, user_id: str, page: int, filter: str, diversity: float) -> UserPage:
+def user_page(s: State, user_id: str, page: int, filter: str, diversity: float, lazy: bool) -> UserPage:
     user = _user(s, user_id)
-    return UserPage(user, user_history(s, user, page), recommendations(s, user, filter, diversity))
+    return UserPage(user, user_history(s, user, page), recommendations(s, user, filter, diversity, lazy))
 
 
 def user_partial(s: State, user_id: str) -> repo.UserDetail:
