@@ -116,6 +116,10 @@ def test_every_page_renders(web: httpx.Client) -> None:
         assert web.get(path).status_code == 200, path
     search = web.get("/dashboard/items", params={"q": "sku-0001"}).text
     assert 'href="/dashboard/items/sku-0001"' in search
+    assert 'id="too-short"' in web.get("/dashboard/items", params={"q": "sk"}).text
+    broad = web.get("/dashboard/items", params={"q": "sku-"}).text  # 360 items match: 50 listed
+    assert 'id="more-matches"' in broad and broad.count('<li><a href="/dashboard/items/sku-') == 50
+    assert 'id="more-matches"' not in web.get("/dashboard/users", params={"q": "user-0"}).text  # 9 users
     assert web.get("/dashboard/users/nobody").status_code == 404
     assert web.get("/dashboard/static/htmx.min.js").text.startswith("/*! htmx 2.")
 
