@@ -3,6 +3,7 @@ user ids through the trigram indexes (migration 0004), and the users of the late
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -103,6 +104,9 @@ def test_the_searches_can_use_the_trigram_indexes(
             event.remove(conn, "before_cursor_execute", record)
         assert len(searches) == 1
         statement, params = searches[0]
+        # The limits are in the text, not bound: the generic plan of a prepared statement with LIMIT $n
+        # assumes a small limit and would scan the table instead.
+        assert re.search(r"LIMIT 1000\)", statement) and re.search(r"LIMIT \d+\s*$", statement), statement
         plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params))  # type: ignore[arg-type]
     assert f"Bitmap Index Scan on {index}" in plan, plan
 
