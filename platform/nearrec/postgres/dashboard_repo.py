@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Date, Row, Select, bindparam, cast, func, or_, select
+from sqlalchemy import Date, Integer, Row, Select, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item, OutboxRow, User
@@ -156,9 +156,9 @@ def _containing(session: Session, stmt: Select[*_Row], limit: int) -> tuple[list
     # The limits are written into the statement (our own integers), not bound: a statement run often is
     # prepared, and the generic plan of a prepared statement with LIMIT $n assumes a small limit, for which
     # a sequential scan looks cheaper than the trigram index (100k items: ~100 ms instead of ~5 ms).
-    candidates = bindparam("candidates", CANDIDATES, literal_execute=True)
+    candidates = bindparam("candidates", CANDIDATES, type_=Integer, literal_execute=True)
     found = stmt.limit(candidates).subquery()
-    shown = bindparam("shown", limit + 1, literal_execute=True)
+    shown = bindparam("shown", limit + 1, type_=Integer, literal_execute=True)
     rows = list(session.execute(select(found).order_by(found.c[0]).limit(shown)).all())
     return rows[:limit], len(rows) > limit
 
