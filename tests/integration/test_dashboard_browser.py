@@ -36,15 +36,11 @@ REPORT = {
     "timings": {},
 }
 
-SWAPPED = (
-    "document.querySelector('#method-text') && !document.querySelector('#method-text').dataset.old"
-    " && document.querySelectorAll('#recs .method.loading').length === 0"
-)
+LOADED = "document.querySelectorAll('#recs .method > ol.recs').length === 4"
+"""Every list of the user page arrived (each loads with its own request into a placeholder that has no list;
+not the placeholders' class, which htmx briefly swaps for the replaced element's while it settles)."""
+SWAPPED = f"!document.querySelector('#method-text').dataset.old && {LOADED}"
 """The recommendations panel was replaced (the old one carried data-old) and its lists have all loaded."""
-LOADED = (
-    "document.querySelectorAll('#recs .method').length === 4 && !document.querySelector('#recs .loading')"
-)
-"""Every list of the user page arrived (each loads with its own request)."""
 
 
 @pytest.fixture(scope="module")
