@@ -77,7 +77,7 @@ def load(env: dict[str, str], data: str, folder: Path, budget: float) -> list[st
     if data == "movielens":
         items, events = MOVIELENS / "items.csv", MOVIELENS / "interactions.csv"
         item_opts = ["--list-columns", "genres", "--list-sep", "|"]
-        event_opts = ["--default-type", "rating"]
+        event_opts = ["--type", "rating"]
     else:
         _, items, events = sequential_files(folder)
         item_opts, event_opts = [], []
