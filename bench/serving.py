@@ -6,8 +6,10 @@ Loads the data set as a catalog admin would (`nearrec db upgrade`, `ingest items
 `worker --once`, `train --budget`; a scratch database on NEARREC_DATABASE_URL's server, else 127.0.0.1:5432,
 else an embedded Postgres; the embedded vector store in a temporary data dir), then times the same users with
 `method=text` and with the default method, interleaved, first in-process (`QueryService.recommend`), then over
-HTTP against `nearrec serve` (one closed-loop client). Prints p50/p99 of each and the default/text ratio
-(issue target: at most 2x, in-process and over HTTP). `sequential` is nearrec.model.synthetic's sequential log
+HTTP against `nearrec serve` (one closed-loop client); on MovieLens each also under a genre filter (where an
+item-item model's sparse query walks its inverted index only if the collection was created with it). Prints
+the model `train` chose, p50/p99 of each and the default/text ratio (target: at most 2x, in-process and over
+HTTP). `sequential` is nearrec.model.synthetic's sequential log
 (item-item wins there) with meaningless item texts; `movielens` needs ../shared/datasets/movielens-100k.
 """
 
@@ -36,6 +38,7 @@ from nearrec.postgres.scratch import create_database, drop_database  # noqa: E40
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO.parent / "shared" / "datasets" / "movielens-100k"
 PORT = 18771
+GENRES = '{"genres": {"in": ["Drama", "Comedy"]}}'
 
 
 def pct(values: list[float], p: float) -> float:
@@ -98,7 +101,7 @@ def load(env: dict[str, str], data: str, folder: Path, budget: float) -> list[st
         return sorted({row["user_id"] for row in csv.DictReader(f)})
 
 
-def in_process(settings: Settings, users: list[str]) -> dict[str, list[float]]:
+def in_process(settings: Settings, users: list[str], filter: str | None) -> dict[str, list[float]]:
     from nearrec.query.service import QueryService
     from nearrec.runtime import Runtime
 
@@ -106,13 +109,20 @@ def in_process(settings: Settings, users: list[str]) -> dict[str, list[float]]:
         service = QueryService(
             runtime.read_sessions, runtime.vector_store, runtime.settings, lambda: runtime.embedder
         )
+        meta = service.cf_meta()
+        if meta is not None:
+            print(f"model: {meta.family} ({meta.vector}), text weight {meta.text_weight:g}", flush=True)
+
+        def ask(user: str, method: str | None) -> None:
+            service.recommend(user, k=10, method=method, filter=filter)
+
         for user in users[:20]:  # warm: model load, metadata, connections
-            service.recommend(user, k=10)
-            service.recommend(user, k=10, method="text")
-        return interleaved(users, lambda user, method: service.recommend(user, k=10, method=method))
+            ask(user, None)
+            ask(user, "text")
+        return interleaved(users, ask)
 
 
-def over_http(env: dict[str, str], users: list[str]) -> dict[str, list[float]]:
+def over_http(env: dict[str, str], users: list[str], filter: str | None) -> dict[str, list[float]]:
     import httpx
 
     cmd = [sys.executable, "-m", "nearrec", "serve", "--port", str(PORT), "--no-sync-worker"]
@@ -132,7 +142,11 @@ def over_http(env: dict[str, str], users: list[str]) -> dict[str, list[float]]:
         with httpx.Client(base_url=base, timeout=30) as client:
 
             def ask(user: str, method: str | None) -> None:
-                params = {"k": 10} if method is None else {"k": 10, "method": method}
+                params: dict[str, str | int] = {"k": 10}
+                if method is not None:
+                    params["method"] = method
+                if filter is not None:
+                    params["filter"] = filter
                 client.get(f"/v1/users/{user}/recommendations", params=params).raise_for_status()
 
             for user in users[:20]:
