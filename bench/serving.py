@@ -202,11 +202,13 @@ def main() -> None:
                 data_dir=Path(tmp) / "data",
                 _env_file=None,  # type: ignore[call-arg]
             )
-            ratios = [
-                report("in-process", in_process(settings, users)),
-                report("HTTP", over_http(env, users)),
-            ]
-            print(f"summary: {args.data} default/text p50 in-process {ratios[0]:.2f}x, HTTP {ratios[1]:.2f}x")
+            cases = [("", None)] + ([(", genre filter", GENRES)] if args.data == "movielens" else [])
+            summary = []
+            for label, filter in cases:
+                inside = report(f"in-process{label}", in_process(settings, users, filter))
+                http = report(f"HTTP{label}", over_http(env, users, filter))
+                summary.append(f"in-process{label} {inside:.2f}x, HTTP{label} {http:.2f}x")
+            print(f"summary: {args.data} default/text p50: {'; '.join(summary)}")
         finally:
             drop()
 
