@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
+from nearrec.model import cf
 from nearrec.model.cf import CFConfig, CFMeta, cf_values, fold_in_user, train_cf
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.model.weighting import served_config
@@ -59,3 +61,17 @@ def test_cf_values_follow_the_product_rule_and_meta_round_trips() -> None:
     assert CFMeta.from_metadata({"cf": meta.to_metadata()}) == meta
     assert CFMeta.from_metadata({}) is None
     assert served_config(meta).low_weight == 0.5 and served_config(meta).family == "ridge"
+
+
+def test_randomized_svd_matches_the_exact_one_on_a_taste_matrix() -> None:
+    """Large catalogs take the randomized path: its top singular values and vectors match LAPACK's."""
+    rng = np.random.default_rng(3)
+    taste = rng.standard_normal((600, 8)) @ rng.standard_normal((8, 900))
+    x = sp.csr_matrix((taste + rng.standard_normal(taste.shape) > 2.0).astype(np.float64))
+    s, vt = cf._randomized_svd(x, 20, seed=0)
+    _, s_exact, vt_exact = np.linalg.svd(x.toarray(), full_matrices=False)
+    np.testing.assert_allclose(s, s_exact[:20], rtol=0.02)
+    assert np.all(np.diff(s) <= 0)
+    # The leading (well separated) components are the same directions, up to sign.
+    alignment = np.abs(np.sum(vt[:8] * vt_exact[:8], axis=1))
+    assert np.all(alignment > 0.99), alignment

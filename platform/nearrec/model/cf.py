@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.sparse.linalg import svds
@@ -254,12 +255,20 @@ def fold_in_user(
     return fold_in_users(q, hist).reshape(-1)
 
 
+EXACT_SVD_MAX_SIDE = 5000
+"""Past this many users and items (both), the truncated SVD is randomized (ARPACK took minutes at 10k x 100k)."""
+POWER_ITERATIONS = 6
+"""Subspace iterations of the randomized SVD: each one sharpens the separation of the top singular values."""
+
+
 def _truncated_svd(x: sp.csr_matrix, rank: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Top singular values (descending) and right singular vectors (items x rank), sign-normalised."""
     small = min(x.shape)
     if rank >= small - 1:  # ARPACK needs rank < min(shape) - 1: use the dense SVD
         _, s, vt = np.linalg.svd(x.toarray(), full_matrices=False)
         s, vt = s[:rank], vt[:rank]
+    elif small > EXACT_SVD_MAX_SIDE:
+        s, vt = _randomized_svd(x, rank, seed)
     else:
         rng = np.random.default_rng(seed)
         v0 = rng.standard_normal(small)
@@ -271,6 +280,32 @@ def _truncated_svd(x: sp.csr_matrix, rank: int, seed: int) -> tuple[NDArray[np.f
     signs = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])
     signs[signs == 0] = 1.0
     return s.astype(np.float64), v * signs
+
+
+def _randomized_svd(
+    x: sp.csr_matrix, rank: int, seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Halko-Martinsson-Tropp randomized SVD with subspace iteration on ``x x^T``, in float32 (singular
+    values descending, right vectors as rows). Only the user side (rows) is orthonormalised: a QR of the
+    item side (100k rows) cost more than every sparse product together."""
+    xs = x.astype(np.float32)
+    xt = xs.T.tocsr()
+    width = min(rank + max(16, rank // 4), min(x.shape))
+    omega = np.random.default_rng(seed).standard_normal((x.shape[1], width)).astype(np.float32)
+    q = _orthonormal(xs @ omega)
+    for _ in range(POWER_ITERATIONS):
+        q = _orthonormal(xs @ (xt @ q))
+    b = np.asarray((xt @ q).T, dtype=np.float64)  # width x items: x projected on the range found
+    eig, w = np.linalg.eigh(b @ b.T)  # b's SVD through its small Gram matrix
+    top = np.argsort(-eig)[:rank]
+    s = np.sqrt(np.maximum(eig[top], 0.0))
+    vt = (w[:, top].T @ b) / np.where(s > 0, s, 1.0)[:, None]
+    return s, vt
+
+
+def _orthonormal(y: NDArray[np.float32]) -> NDArray[np.float32]:
+    q: NDArray[np.float32] = scipy.linalg.qr(y, mode="economic", overwrite_a=True, check_finite=False)[0]
+    return q
 
 
 def train_cf(

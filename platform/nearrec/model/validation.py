@@ -67,21 +67,38 @@ def ndcg_of_targets(
     return np.where(np.isfinite(target) & (rank < K), 1.0 / np.log2(rank + 2.0), 0.0)
 
 
+Ranked = tuple[NDArray[np.int64], NDArray[np.bool_]]
+"""A top list per row: item indices best first, and which of them have a finite score."""
+
+
+def top_ranked(scores: NDArray[np.floating], depth: int) -> Ranked:
+    """The top-``depth`` items of each row, best first (ties: stable), as a served list holds them."""
+    d = min(depth, scores.shape[1])
+    top = np.argpartition(-scores, d - 1, axis=1)[:, :d]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(top, order, axis=1)
+    return ranked, np.isfinite(np.take_along_axis(scores, ranked, axis=1))
+
+
 def rrf_fuse(
     cf: NDArray[np.float64], text: NDArray[np.float64], weight: float, depth: int
 ) -> NDArray[np.float64]:
     """Weighted RRF of the top-``depth`` of two score matrices (rows = users), as Qdrant computes it:
     ``sum 1 / ((rank + 1) / w + k - 1)``; items outside a list get nothing from it, outside both -inf."""
+    return rrf_fuse_ranked(cf, top_ranked(text, depth) if weight > 0 else None, weight, depth)
+
+
+def rrf_fuse_ranked(
+    cf: NDArray[np.float64], text: Ranked | None, weight: float, depth: int
+) -> NDArray[np.float64]:
+    """:func:`rrf_fuse` with the text side already ranked (:func:`top_ranked`)."""
     out = np.zeros_like(cf)
     hit = np.zeros(cf.shape, dtype=bool)
-    for scores, w in ((cf, 1.0), (text, weight)):
-        if w <= 0:
-            continue
-        d = min(depth, scores.shape[1])
-        top = np.argpartition(-scores, d - 1, axis=1)[:, :d]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        ranked = np.take_along_axis(top, order, axis=1)
-        finite = np.isfinite(np.take_along_axis(scores, ranked, axis=1))
+    lists = [(top_ranked(cf, depth), 1.0)]
+    if text is not None and weight > 0:
+        lists.append((text, weight))
+    for (ranked, finite), w in lists:
+        d = ranked.shape[1]
         contrib = 1.0 / ((np.arange(d) + 1.0) / w + RRF_K - 1.0)
         rows = np.broadcast_to(np.arange(cf.shape[0])[:, None], ranked.shape)
         np.add.at(out, (rows[finite], ranked[finite]), np.broadcast_to(contrib, ranked.shape)[finite])
@@ -119,7 +136,9 @@ class Evaluator:
         self.seen = sp.csr_matrix(x[users])
         self.fitter = Fitter(self.train, seed)
         self.text = text
-        self._text_scores: NDArray[np.float64] | None = None
+        self._text_users: NDArray[np.float32] | None = None
+        self._text_ranked: list[Ranked] = []
+        self._histories: dict[tuple[object, ...], sp.csr_matrix] = {}
         self.last_se = 0.0
         self.last_per_user: NDArray[np.float64] = np.zeros(0)
         if text is not None:
@@ -128,25 +147,52 @@ class Evaluator:
                 self.train.user_idx, self.train.item_idx, w, self.train.timestamps,
                 data.n_users, data.n_items, text.half_life,
             )[users]  # fmt: skip
-            u = np.asarray(h @ text.item_vectors, dtype=np.float64)
+            u = np.asarray(h @ text.item_vectors, dtype=np.float32)
             norms = np.linalg.norm(u, axis=1, keepdims=True)
-            u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
-            self._text_scores = u @ np.asarray(text.item_vectors, dtype=np.float64).T
+            self._text_users = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
+
+    def _history(self, config: ModelConfig) -> sp.csr_matrix:
+        """The validation users' query rows under ``config`` (cached: many candidates share a weighting)."""
+        key = (
+            config.family == "ridge",
+            config.low_weight,
+            config.type_weights,
+            config.half_life,
+            config.history,
+        )
+        if key not in self._histories:
+            if len(self._histories) > 8:
+                self._histories.clear()
+            self._histories[key] = sp.csr_matrix(history(self.train, config)[self.users])
+        return self._histories[key]
+
+    def _chunk(self) -> int:
+        return max(1, 2_000_000 // max(self.train.n_items, 1))
+
+    def _text_lists(self) -> list[Ranked]:
+        """Each chunk's text list, seen items excluded: ranked once, on the first hybrid candidate."""
+        if not self._text_ranked and self.text is not None and self._text_users is not None:
+            items = np.asarray(self.text.item_vectors, dtype=np.float32)
+            for start in range(0, self.users.size, self._chunk()):
+                part = slice(start, start + self._chunk())
+                t = np.asarray(self._text_users[part] @ items.T, dtype=np.float64)
+                t[sp.csr_matrix(self.seen[part]).nonzero()] = -np.inf
+                self._text_ranked.append(top_ranked(t, self.text.depth))
+        return self._text_ranked
 
     def score(self, config: ModelConfig, scorer: Scorer | None = None) -> float:
         scorer = scorer or self.fitter.fit(config, listed=config.text_weight > 0)
-        h = history(self.train, config)[self.users]
+        h = self._history(config)
         parts: list[NDArray[np.float64]] = []
-        chunk = max(1, 2_000_000 // max(self.train.n_items, 1))
-        for start in range(0, self.users.size, chunk):
-            part = slice(start, start + chunk)
+        fused = config.text_weight > 0 and self.text is not None and self._text_users is not None
+        text_lists = self._text_lists() if fused else []
+        for n, start in enumerate(range(0, self.users.size, self._chunk())):
+            part = slice(start, start + self._chunk())
             s = scorer(sp.csr_matrix(h[part]))
             seen = sp.csr_matrix(self.seen[part])
-            if config.text_weight > 0 and self.text is not None and self._text_scores is not None:
+            if fused and self.text is not None:
                 s[seen.nonzero()] = -np.inf
-                t = self._text_scores[part].copy()
-                t[seen.nonzero()] = -np.inf
-                s = rrf_fuse(s, t, config.text_weight, self.text.depth)
+                s = rrf_fuse_ranked(s, text_lists[n], config.text_weight, self.text.depth)
             parts.append(ndcg_of_targets(s, seen, self.items[part]))
         per_user = np.concatenate(parts) if parts else np.zeros(0)
         n = max(per_user.size, 1)
@@ -156,4 +202,13 @@ class Evaluator:
         return mean
 
 
-__all__ = ["Evaluator", "TextSide", "Validation", "carve_validation", "ndcg_of_targets", "rrf_fuse"]
+__all__ = [
+    "Evaluator",
+    "TextSide",
+    "Validation",
+    "carve_validation",
+    "ndcg_of_targets",
+    "rrf_fuse",
+    "rrf_fuse_ranked",
+    "top_ranked",
+]
