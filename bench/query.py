@@ -1,7 +1,10 @@
 """Query latency at scale: every recommendation method in-process and over HTTP, against the raw store query.
 
     .venv/bin/python bench/query.py [--items 100000] [--users 10000] [--queries 1000] [--train-budget 60]
-                                    [--out results.json] [--baseline results-100k.json]
+                                    [--lock /work/bench.lock] [--out results.json] [--baseline results-100k.json]
+
+``--lock`` takes the machine's benchmark lock for the timed part only (index build, queries, HTTP), after the
+untimed data generation and training; ``--no-tune`` trains the untuned ridge model instead (quick runs).
 
 Builds, in a scratch Postgres database (NEARREC_DATABASE_URL's server, else 127.0.0.1:5432, else an embedded
 Postgres) and an embedded vector store: a catalog of ``--items`` random 384-d item vectors (20 categories),
@@ -33,6 +36,7 @@ file of a 100k run and prints those ratios.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -211,12 +215,11 @@ def measure_history(floor: Floor, methods: list[str], reps: int, seed: int, out:
         print(f"{min(size, floor.catalog.n_items // 2):>8} " + " ".join(f"{c:>18}" for c in cells))
 
 
-def train_and_index(
+def train_model(
     url: str, store: VectorStore, settings: Settings, budget: float | None, out: dict[str, Any]
 ) -> None:
-    """`nearrec train --budget` (or `--no-tune` with no budget), then the worker's background index build."""
+    """`nearrec train --budget` (or `--no-tune` with no budget): the library's train job."""
     from nearrec.jobs.train import manual_config, train
-    from nearrec.sync.index import IndexBuilder
 
     config = manual_config(settings) if budget is None else None
     report = train(session_factory(make_engine(url)), store, settings, config, budget=budget)
@@ -226,6 +229,11 @@ def train_and_index(
     print(
         f"train: {meta.family} ({meta.vector}) on {report.interactions:,} interactions in {report.seconds:.1f}s"
     )
+
+
+def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> None:
+    """What the worker does once idle: the background HNSW build (IndexBuilder), timed."""
+    from nearrec.sync.index import IndexBuilder
 
     items, users = settings.items_collection, settings.users_collection
     before = {c: store.unindexed_points(c) for c in (items, users)}  # type: ignore[attr-defined]
@@ -287,7 +295,15 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     catalog = fill_postgres(url, args.items, args.users, args.probes, args.seed)
     store = EdgeVectorStore(tmp / "vectors")
     fill_store(url, store, settings, catalog, args.seed)
-    train_and_index(url, store, settings, None if args.no_tune else args.train_budget, out)
+    train_model(url, store, settings, None if args.no_tune else args.train_budget, out)
+    if args.lock:  # the untimed setup is done: from here on, one timed benchmark at a time on the machine
+        waited = time.perf_counter()
+        lock = os.open(args.lock, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print(
+            f"holding {args.lock} (waited {time.perf_counter() - waited:.0f}s); load average {os.getloadavg()}"
+        )
+    build_index(store, settings, out)
 
     service = QueryService(read_sessions(make_engine(url)), store, settings)
     floor = Floor(service, store, settings, catalog)
@@ -331,6 +347,11 @@ def main() -> None:
     ap.add_argument("--http-queries", type=int, default=3000, help="Requests per HTTP phase (0: no HTTP)")
     ap.add_argument("--out", type=Path, help="Write the figures as JSON here")
     ap.add_argument("--baseline", type=Path, help="The --out file of a smaller run: print the ratios to it")
+    ap.add_argument(
+        "--lock",
+        help="Take this lock file (flock) for the timed part only: the data generation and the training "
+        "run before it, without holding other benchmarks up",
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
