@@ -45,10 +45,10 @@ class Catalog:
     def user_name(self, u: int) -> str:
         return f"user-{u}"
 
-    def exact_top(self, query: np.ndarray, cat: int, excluded: Iterable[int], k: int) -> list[int]:
-        """Exact top ``k`` item ids by cosine among items of category ``cat`` (all are active), none of
-        ``excluded``: numpy brute force on the same vectors the store holds."""
-        ids = np.flatnonzero(self.category == cat) + 1
+    def exact_top(self, query: np.ndarray, cat: int | None, excluded: Iterable[int], k: int) -> list[int]:
+        """Exact top ``k`` item ids by cosine among items of category ``cat`` (None: any; all are active),
+        none of ``excluded``: numpy brute force on the same vectors the store holds."""
+        ids = np.arange(1, self.n_items + 1) if cat is None else np.flatnonzero(self.category == cat) + 1
         scores = self.unit[ids - 1] @ (query / np.linalg.norm(query))
         gone = np.isin(ids, np.fromiter(excluded, np.int64))
         scores[gone] = -np.inf
