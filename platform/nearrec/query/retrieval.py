@@ -41,9 +41,11 @@ class ModelVectors:
     `nearrec train` writes each model under a new vector name (``cf<generation>``) and swaps the model
     record only once all are written, so an item's vector under one name does not change: the cache is keyed
     by the name and emptied when it changes. Entries (an absent vector too) are read again after ``ttl``
-    seconds, so a point removed or rewritten since is seen within that time. Reading them from the store
-    converts every named vector of the point (the 384-d text one too) into Python: most of a cf query's cost
-    before this cache."""
+    seconds, so a point removed or rewritten since is seen within that time. Every call also reads one cached
+    item from the store (the probe): when its vector is gone (a later training dropped the vector a reader
+    of the old model record still names), the cache is emptied and the call reads the store, as without a
+    cache. Reading vectors from the store converts every named vector of the point (the 384-d text one
+    too) into Python: most of a cf query's cost before this cache."""
 
     def __init__(self, max_items: int = MODEL_CACHE_ITEMS, ttl: float = MODEL_CACHE_TTL) -> None:
         self.max_items = max_items
@@ -68,13 +70,16 @@ class ModelVectors:
                 missing.append(i)
             elif entry[1] is not None:
                 out[i] = entry[1]
-        if not missing:
+        probe = next(iter(out), None)
+        if not missing and probe is None:
             return out
-        found = {
-            h.id: np.asarray(h.vector[using], dtype=np.float32)
-            for h in store.retrieve(collection, missing, with_vectors=True)
-            if h.vector and using in h.vector
-        }
+        found = self._read(store, collection, [*missing, *([] if probe is None else [probe])], using)
+        if probe is not None and probe not in found:  # the vector is gone: start again from the store
+            with self._lock:
+                if self._entries is entries:
+                    self._entries = entries = {}
+            out, missing = {}, list(ids)
+            found = self._read(store, collection, missing, using)
         with self._lock:
             if self._entries is entries:
                 if len(entries) + len(missing) > self.max_items:
@@ -83,6 +88,14 @@ class ModelVectors:
                     entries[i] = (now, found.get(i))
         out.update(found)
         return out
+
+    @staticmethod
+    def _read(store: VectorStore, collection: str, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
+        return {
+            h.id: np.asarray(h.vector[using], dtype=np.float32)
+            for h in store.retrieve(collection, ids, with_vectors=True)
+            if h.vector and using in h.vector
+        }
 
 
 class Retriever:
