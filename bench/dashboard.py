@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/dashboard.py [--items 100000] [--users 10000] [--requests 40] [--no-train]
 
-Builds the catalog of bench/query.py (random 384-d item vectors, 20 categories, users with 20-2,000 seen items)
-in a scratch Postgres database and an embedded vector store, trains the cf model on it (so the user page
+Builds the catalog of bench/query.py (bench/query_data.py: random 384-d item vectors, 20 categories, users with
+20-2,000 seen items, the latest interactions in the last hour) in a scratch Postgres database and an embedded vector store, trains the cf model on it (so the user page
 computes all four methods: text, cf, hybrid, popular), then serves it with `nearrec serve` in its own process
 and requests every page over HTTP, one keep-alive client, sequentially: ``--requests`` times each (random
 users and items), after 3 warm-up requests. Prints p50 / p95 per page and p95 / 300 ms (target <= 1.0);
@@ -40,7 +40,7 @@ from pydantic import SecretStr  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
 from nearrec.postgres import migrate  # noqa: E402
-from query import MODEL, build, pct, scratch_database  # noqa: E402
+from query_data import MODEL, fill_postgres, fill_store, pct, scratch_database  # noqa: E402
 
 TARGET_MS = 300.0
 METHODS = ("text", "cf", "hybrid", "popular")
@@ -201,7 +201,7 @@ def main() -> None:
         from nearrec.vectors.edge import EdgeVectorStore
 
         store = EdgeVectorStore(tmp / "vectors")
-        build(url, store, settings, args.items, args.users, args.seed)
+        fill_store(url, store, settings, fill_postgres(url, args.items, args.users, 0, args.seed), args.seed)
         if not args.no_train:
             from nearrec.jobs.train import train
 

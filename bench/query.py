@@ -1,365 +1,388 @@
-"""Query latency: `recommend` with a category filter, in-process and over HTTP, against the raw store query.
+"""Query latency at scale: every recommendation method in-process and over HTTP, against the raw store query.
 
-    .venv/bin/python bench/query.py [--items 100000] [--users 10000] [--queries 2000] [--local-mode-items 20000]
+    .venv/bin/python bench/query.py [--items 100000] [--users 10000] [--queries 1000] [--train-budget 60]
+                                    [--lock /work/bench.lock] [--out results.json] [--baseline results-100k.json]
 
-Builds a catalog of random 384-d item vectors (20 categories, a price, an in-stock flag) and users with 20-2,000
-seen items (log-uniform) in a scratch Postgres database (NEARREC_DATABASE_URL's server, else 127.0.0.1:5432,
-else an embedded Postgres) and an embedded vector store, then measures, in the SAME run:
+``--lock`` takes the machine's benchmark lock for the timed part only (index build, queries, HTTP), after the
+untimed data generation and training; ``--no-tune`` trains the untuned ridge model instead (quick runs).
 
-- raw:        VectorStore.query with the same filter (category + active) and the user's most recent seen ids
-              as the must_not has_id exclusion: the floor any recommender on this store pays;
-- in-process: QueryService.recommend (user lookup, seen ids, user vector, query, exclusion, titles);
-- HTTP:       GET /v1/users/{id}/recommendations on `nearrec serve` in its own process, 8 concurrent clients
-              (threads with a keep-alive connection each, in this process): first closed loop (each client
-              sends as soon as its answer arrives: the saturation throughput), then open loop at fixed total
-              rates below saturation, latency counted from each request's scheduled time.
+Builds, in a scratch Postgres database (NEARREC_DATABASE_URL's server, else 127.0.0.1:5432, else an embedded
+Postgres) and an embedded vector store: a catalog of ``--items`` random 384-d item vectors (20 categories),
+``--users`` users with 20-2,000 seen items (log-uniform) plus ``--probes`` users of each history size 20, 200,
+2,000 and 5,000, their interactions (views, clicks, purchases). Then, as a deployment would:
 
-Targets (embedded default): in-process p50 <= 2x raw p50; HTTP p50 <= 10 ms, p99 <= 30 ms. The server adapter
-(qdrant-client) is measured too, in qdrant-client's LOCAL MODE (pure Python, no Qdrant server can run here) on a
-smaller catalog (--local-mode-items); its figures say nothing about a real Qdrant server.
+1. trains the collaborative model on those interactions (the library's train job, ``--train-budget`` seconds
+   of tuning: what `nearrec train --budget` runs), so ``hybrid`` becomes the default method;
+2. builds the HNSW index through the worker's background build (:class:`nearrec.sync.index.IndexBuilder`: a
+   child process optimizes a copy of the shard, then the store switches to it), timed.
+
+And measures, in the SAME run, with a category filter on every query:
+
+- raw: the store call of each method with the arguments the retriever passes (filter + active flag, the
+  user's most recent seen ids as the ``must_not has_id`` exclusion, the first page): ``text`` and ``cf``
+  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the retrieve of the popularity pool;
+- recall@10 of the raw text query (the HNSW index) against exact numpy search on the same vectors, same
+  filter, same exclusion;
+- in-process: QueryService.recommend with each method (text, cf, hybrid, popular), its p50 and ratio to raw
+  (target <= 1.5x), and p50 by seen-history size (20, 200, 2,000, 5,000);
+- HTTP: `nearrec serve` in its own process, 8 keep-alive clients with the default method: saturation (closed
+  loop), then an open loop at half that rate, p50 / p99 against the in-process p50 (targets <= 1.5x and
+  <= 3x), saturation rate against 1000 / in-process p50 in ms (target >= 1), the server's RSS.
+
+At 1M items the targets are recall@10 >= 0.95 and p50 < 3x the 100k p50: ``--baseline`` reads the ``--out``
+file of a 100k run and prints those ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
+import logging
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from pydantic import SecretStr  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
-from nearrec.filters import And, Eq  # noqa: E402
+from nearrec.filters import And, Eq, FilterExpr  # noqa: E402
+from nearrec.model.user_vector import UserVectorParams  # noqa: E402
 from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres import query_repo as repo  # noqa: E402
 from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
-from nearrec.postgres.scratch import create_database, drop_database  # noqa: E402
+from nearrec.query.collaborative import CF_HISTORY, cf_user_vector  # noqa: E402
+from nearrec.query.popular import POPULAR_POOL, RETRIEVE_CHUNK  # noqa: E402
+from nearrec.query.retrieval import ACTIVE, TEXT  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
-from nearrec.sync.collections import ensure_collections  # noqa: E402
-from nearrec.vectors.base import PointRecord, VectorStore  # noqa: E402
+from nearrec.vectors.base import VectorStore  # noqa: E402
+from query_data import (  # noqa: E402
+    CATEGORIES,
+    MODEL,
+    Catalog,
+    fill_postgres,
+    fill_store,
+    pct,
+    scratch_database,
+)
+from query_http import http_figures  # noqa: E402
 
-DIM = 384
-MODEL = f"hashing:{DIM}"  # the model id recorded on the collections; vectors are random, nothing is embedded
-CATEGORIES = [f"cat{i:02d}" for i in range(20)]
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def scratch_database() -> tuple[str, Callable[[], None]]:
-    base = os.environ.get("NEARREC_DATABASE_URL")
-    if base is None:
-        import socket
-
-        try:
-            socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-            base = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        except OSError:
-            from nearrec.postgres.embedded_server import start_embedded_postgres
-
-            base = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="nearrec-bench-pg-")))
-    name = f"nearrec_bench_query_{os.getpid()}"
-    return create_database(base, name), lambda: drop_database(base, name)
+METHODS = ("text", "cf", "hybrid", "popular")
+K = 10
+Query = tuple[int, int]  # (user index, category index)
 
 
-def copy_rows(url: str, table: str, columns: list[str], rows: list[tuple[object, ...]]) -> None:
-    import psycopg
+class Floor:
+    """The store call each method makes for a query, with the arguments the retriever passes (k=10)."""
 
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
-        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # our own constants
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
+    def __init__(
+        self, service: QueryService, store: VectorStore, settings: Settings, catalog: Catalog
+    ) -> None:
+        self.service, self.store, self.settings, self.catalog = service, store, settings, catalog
+        self.items = settings.items_collection
+        self.meta = service.cf_meta()
+        self.text: dict[int, Any] = {}
+        self.cf: dict[int, Any] = {}
+        with service.sessions() as session:
+            self.popular = [
+                i for i, _ in repo.popular_item_ids(session, settings.popular_window_days, POPULAR_POOL)
+            ]
 
+    def prepare(self, users: set[int]) -> None:
+        """The text and cf vectors of ``users`` (computed before timing: the raw floor is the store call)."""
+        todo = sorted(users - set(self.text))
+        for hit in self.store.retrieve(
+            self.settings.users_collection, [u + 1 for u in todo], with_vectors=True
+        ):
+            if hit.vector:
+                self.text[hit.id - 1] = np.asarray(hit.vector[TEXT], dtype=np.float32)
+        if self.meta is None:
+            return
+        params = UserVectorParams.from_settings(self.settings)
+        with self.service.sessions() as session:
+            for u in todo:
+                found = repo.user_with_history(session, self.catalog.user_name(u), None, CF_HISTORY)
+                assert found is not None
+                self.cf[u] = cf_user_vector(self.service.retriever, found[2], self.meta, params)
 
-def build(
-    url: str, store: VectorStore, settings: Settings, n_items: int, n_users: int, seed: int
-) -> list[list[int]]:
-    """Fill Postgres and the store; return each user's seen item ids, most recent first."""
-    rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
-    cats = rng.integers(0, len(CATEGORIES), n_items)
-    prices = np.round(rng.uniform(1, 500, n_items), 2)
-    stock = rng.random(n_items) < 0.8
-    import json
+    def split(self, u: int) -> tuple[list[int], int]:
+        limit = self.settings.seen_filter_limit
+        seen = self.catalog.seen[u]
+        return seen[:limit], max(0, len(seen) - limit)
 
-    copy_rows(
-        url,
-        "items",
-        ["external_id", "title", "text", "attributes", "content_hash"],
-        [
-            (
-                f"item-{i}",
-                f"Item {i}",
-                f"text {i}",
-                json.dumps(
-                    {"category": CATEGORIES[cats[i]], "price": float(prices[i]), "in_stock": bool(stock[i])}
-                ),
-                "x",
+    def call(self, method: str, u: int, cat: int) -> Callable[[], object]:
+        flt: FilterExpr = And((ACTIVE, Eq("category", CATEGORIES[cat])))
+        pushed, rest = self.split(u)
+        store, items = self.store, self.items
+        if method == "text" or (method == "cf" and self.meta is not None):
+            vector = self.text[u] if method == "text" else self.cf[u]
+            using = TEXT if method == "text" else self.meta.vector  # type: ignore[union-attr]
+            page = K + min(rest, 4 * K)
+            return lambda: store.query(items, vector, using, page, filter=flt, exclude_ids=pushed)
+        if method == "hybrid" and self.meta is not None and self.meta.text_weight <= 0:
+            return self.call("cf", u, cat)  # the tuner chose no text: hybrid is the model's list
+        if method == "hybrid" and self.meta is not None:
+            meta = self.meta
+            queries = [(self.cf[u], meta.vector, 1.0), (self.text[u], TEXT, meta.text_weight)]
+            prefetch = max(meta.candidates, K + rest)
+            return lambda: store.query_fused(
+                items,
+                queries,
+                limit=K + rest,
+                filter=flt,
+                exclude_ids=pushed,
+                prefetch_limit=prefetch,
+                method="rrf",
             )
-            for i in range(n_items)
-        ],
-    )
-    copy_rows(url, "users", ["external_id"], [(f"user-{u}",) for u in range(n_users)])
-    seen: list[list[int]] = []
-    buf = []
-    base = 1_700_000_000
-    for u in range(n_users):
-        n = min(int(np.exp(rng.uniform(np.log(20), np.log(2000)))), n_items // 2)
-        items = rng.choice(n_items, size=n, replace=False) + 1  # identity ids start at 1, in COPY order
-        seen.append([int(i) for i in items[::-1]])  # last written = most recent
-        for j, it in enumerate(items):
-            buf.append(
-                (u + 1, int(it), "view", f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(base + j))}Z")
-            )
-    copy_rows(url, "interactions", ["user_id", "item_id", "type", "occurred_at"], buf)
-    with make_engine(url).begin() as conn:
-        conn.execute(text("ANALYZE"))
-    print(
-        f"postgres: {n_items:,} items, {n_users:,} users, {len(buf):,} interactions in {time.perf_counter() - t0:.1f}s"
-    )
+        banned = set(self.catalog.seen[u])
+        ids = [i for i in self.popular if i not in banned][:RETRIEVE_CHUNK]
+        return lambda: store.retrieve(items, ids)
 
-    t0 = time.perf_counter()
-    with session_factory(make_engine(url)).begin() as session:
-        ensure_collections(session, store, settings.items_collection, settings.users_collection, MODEL, DIM)
-    from nearrec.postgres import schema_repo
-    from nearrec.sync.collections import ItemSchema
 
-    with session_factory(make_engine(url)).begin() as session:  # the attribute types an ingest would declare
-        schema_repo.add(session, "item", {"category": "string", "price": "float", "in_stock": "bool"})
-    with session_factory(make_engine(url))() as session:  # as the worker does: index and record attributes
-        ItemSchema.load(session).ensure_indexes(store, settings.items_collection)
-    vecs = rng.standard_normal((n_items, DIM), dtype=np.float32)
-    for start in range(0, n_items, 2000):
-        store.upsert(
-            settings.items_collection,
-            [
-                PointRecord(
-                    i + 1,
-                    {"text": vecs[i]},
-                    {
-                        "external_id": f"item-{i}",
-                        "content_hash": "x",
-                        "active": 1,
-                        "category": CATEGORIES[cats[i]],
-                        "price": float(prices[i]),
-                        "in_stock": int(stock[i]),
-                    },
-                )
-                for i in range(start, min(n_items, start + 2000))
-            ],
+def timed(call: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    call()
+    return (time.perf_counter() - t) * 1000
+
+
+def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float], list[float]]:
+    """Raw and in-process latencies (ms) of ``method`` on ``queries``, interleaved (same load, same cache)."""
+    service, catalog = floor.service, floor.catalog
+    raw, inproc = [], []
+    for n, (u, cat) in enumerate(queries):
+        raw.append(timed(floor.call(method, u, cat)))
+        t = time.perf_counter()
+        recs = service.recommend(
+            catalog.user_name(u), k=K, filter={"category": CATEGORIES[cat]}, method=method
         )
-    users = rng.standard_normal((n_users, DIM), dtype=np.float32)
-    for start in range(0, n_users, 2000):
-        store.upsert(
-            settings.users_collection,
-            [
-                PointRecord(u + 1, {"text": users[u], "profile": users[u]}, {"external_id": f"user-{u}"})
-                for u in range(start, min(n_users, start + 2000))
-            ],
+        inproc.append((time.perf_counter() - t) * 1000)
+        if n == 0 and len(recs) != K:
+            raise RuntimeError(f"{method}: {len(recs)} recommendations, expected {K}")
+        if set(catalog.seen[u]) & {int(r.item_id.split("-")[1]) + 1 for r in recs}:
+            raise RuntimeError(f"{method}: a seen item was recommended to user {u}")
+    return raw, inproc
+
+
+def recall(floor: Floor, queries: list[Query], filtered: bool = True) -> float:
+    """Mean recall@10 of the raw text query against exact search, same filter and exclusion. ``filtered``:
+    the query's category filter (a small category is searched exactly by the engine's planner, whatever the
+    index); else the active flag only, which goes through the HNSW graph once it is built."""
+    found = 0
+    for u, cat in queries:
+        pushed, _ = floor.split(u)
+        if filtered:
+            got = [h.id for h in floor.call("text", u, cat)()][:K]  # type: ignore[attr-defined]
+        else:
+            hits = floor.store.query(floor.items, floor.text[u], TEXT, K, filter=ACTIVE, exclude_ids=pushed)
+            got = [h.id for h in hits]
+        found += len(
+            set(got) & set(floor.catalog.exact_top(floor.text[u], cat if filtered else None, pushed, K))
         )
-    elapsed = time.perf_counter() - t0
+    return found / (K * len(queries))
+
+
+def measure_methods(floor: Floor, methods: list[str], queries: list[Query], out: dict[str, Any]) -> None:
     print(
-        f"vectors: {n_items + n_users:,} points upserted in {elapsed:.1f}s ({(n_items + n_users) / elapsed:,.0f}/s)"
+        f"\n{'method':8} {'raw p50':>9} {'raw p99':>9} {'in-proc p50':>12} {'p99':>8}  ratio p50 (target <= 1.5)"
     )
-    return seen
+    for method in methods:
+        compare(floor, method, queries[:30])  # warm up
+        raw, inproc = compare(floor, method, queries)
+        r50, i50 = pct(raw, 50), pct(inproc, 50)
+        out["methods"][method] = {"raw_p50": r50, "raw_p99": pct(raw, 99), "p50": i50, "p99": pct(inproc, 99)}
+        print(
+            f"{method:8} {r50:7.2f}ms {pct(raw, 99):7.2f}ms {i50:10.2f}ms {pct(inproc, 99):6.2f}ms  "
+            f"{i50 / r50:5.2f}x {'ok' if i50 <= 1.5 * r50 else 'MISSED'}"
+        )
 
 
-def measure(
-    label: str,
-    store: VectorStore,
-    settings: Settings,
-    url: str,
-    seen: list[list[int]],
-    queries: int,
-    seed: int,
-) -> tuple[float, float]:
+def measure_history(floor: Floor, methods: list[str], reps: int, seed: int, out: dict[str, Any]) -> None:
     rng = random.Random(seed)
-    service = QueryService(read_sessions(make_engine(url)), store, settings)
-    users = [rng.randrange(len(seen)) for _ in range(queries)]
-    cats = [rng.choice(CATEGORIES) for _ in range(queries)]
-    user_vecs = {
-        h.id: h.vector["text"]
-        for h in store.retrieve(settings.users_collection, [u + 1 for u in set(users)], with_vectors=True)
-        if h.vector
-    }
-    limit = settings.seen_filter_limit
-    raw: list[float] = []
-    inproc: list[float] = []
-    for n, (u, c) in enumerate(zip(users, cats, strict=True)):
-        flt = And((Eq("active", 1), Eq("category", c)))
-        t = time.perf_counter()
-        store.query(
-            settings.items_collection, user_vecs[u + 1], "text", 10, filter=flt, exclude_ids=seen[u][:limit]
-        )
-        raw.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        recs = service.recommend(f"user-{u}", k=10, filter={"category": c})
-        inproc.append(time.perf_counter() - t)
-        if n == 0:
-            assert len(recs) == 10
-    r50, i50 = pct(raw, 50) * 1000, pct(inproc, 50) * 1000
-    print(
-        f"[{label}] raw store query   p50 {r50:6.2f} ms  p99 {pct(raw, 99) * 1000:6.2f} ms  ({queries} queries)"
-    )
-    print(
-        f"[{label}] recommend in-proc p50 {i50:6.2f} ms  p99 {pct(inproc, 99) * 1000:6.2f} ms  "
-        f"ratio p50 {i50 / r50:.2f}x raw (target <= 2.0)"
-    )
-    return r50, i50
+    print(f"\nin-process p50 by seen-history size (raw p50 in brackets), {reps} queries each")
+    print(f"{'history':>8} " + " ".join(f"{m:>18}" for m in methods))
+    for size, users in floor.catalog.probes.items():
+        queries = [(rng.choice(users), rng.randrange(len(CATEGORIES))) for _ in range(reps)]
+        cells = []
+        for method in methods:
+            raw, inproc = compare(floor, method, queries)
+            out["history"].setdefault(str(size), {})[method] = {
+                "raw_p50": pct(raw, 50),
+                "p50": pct(inproc, 50),
+            }
+            cells.append(f"{pct(inproc, 50):7.2f} ({pct(raw, 50):6.2f}) ms")
+        print(f"{min(size, floor.catalog.n_items // 2):>8} " + " ".join(f"{c:>18}" for c in cells))
 
 
-def _drive(base: str, n_users: int, queries: int, clients: int, rate: float) -> tuple[list[float], float]:
-    """``clients`` threads with one keep-alive connection each. rate 0: closed loop (each sends as soon as its
-    previous answer arrives). rate > 0: open loop at ``rate`` req/s in total; latency is measured from each
-    request's scheduled time, so a slow answer also delays (and is charged to) the ones queued behind it."""
-    import httpx
-
-    lat: list[float] = []
-    lock = threading.Lock()
-    per_client = queries // clients
-    interval = clients / rate if rate else 0.0
-
-    def run(seed: int) -> None:
-        rng = random.Random(seed)
-        mine = []
-        with httpx.Client(base_url=base) as http:
-            for _ in range(50):  # warm up the connection and the server's per-connection statement cache
-                http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations")
-            start = time.perf_counter() + rng.random() * interval
-            for n in range(per_client):
-                due = start + n * interval
-                if interval:
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                t = due if interval else time.perf_counter()
-                params = {"k": 10, "filter": f'{{"category": "{rng.choice(CATEGORIES)}"}}'}
-                r = http.get(f"/v1/users/user-{rng.randrange(n_users)}/recommendations", params=params)
-                mine.append(time.perf_counter() - t)
-                assert r.status_code == 200, r.text
-        with lock:
-            lat.extend(mine)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in range(clients)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return lat, time.perf_counter() - t0
-
-
-def http_load(
-    url: str, data_dir: Path, n_users: int, queries: int, rates: list[float], clients: int = 8
+def train_model(
+    url: str, store: VectorStore, settings: Settings, budget: float | None, out: dict[str, Any]
 ) -> None:
-    import httpx
+    """`nearrec train --budget` (or `--no-tune` with no budget): the library's train job."""
+    from nearrec.jobs.train import manual_config, train
 
-    port = 18765
-    env = {
-        **os.environ,
-        "NEARREC_DATABASE_URL": url,
-        "NEARREC_DATA_DIR": str(data_dir),
-        "NEARREC_EMBEDDING_MODEL": MODEL,
-        "NEARREC_LOG_LEVEL": "WARNING",
-    }
-    env.pop("NEARREC_API_KEYS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "nearrec", "serve", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        for rate in rates or [0.0]:
-            lat, wall = _drive(base, n_users, queries, clients, rate)
-            mode = f"paced at {rate:.0f} req/s" if rate else "closed loop (saturation)"
+    config = manual_config(settings) if budget is None else None
+    report = train(session_factory(make_engine(url)), store, settings, config, budget=budget)
+    meta = report.meta
+    assert meta is not None
+    out["train_seconds"] = report.seconds
+    print(
+        f"train: {meta.family} ({meta.vector}) on {report.interactions:,} interactions in {report.seconds:.1f}s"
+    )
+
+
+def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> None:
+    """What the worker does once idle: the background HNSW build (IndexBuilder), timed."""
+    from nearrec.sync.index import IndexBuilder
+
+    items, users = settings.items_collection, settings.users_collection
+    before = {c: store.unindexed_points(c) for c in (items, users)}  # type: ignore[attr-defined]
+    builder = IndexBuilder(store, [items, users], settings.index_build_min_points)
+    t0 = time.perf_counter()
+    while builder.maybe_start() is not None:
+        builder.join()
+    out["build_seconds"] = elapsed = time.perf_counter() - t0
+    after = {c: store.unindexed_points(c) for c in (items, users)}  # type: ignore[attr-defined]
+    print(
+        f"index: background build (worker's IndexBuilder, min {settings.index_build_min_points:,} points) "
+        f"{elapsed:.1f}s; unindexed before {before}, after {after}"
+    )
+    if after[items] >= before[items]:
+        print(
+            "  (no HNSW graph: below the engine's indexing threshold, ~6,500 384-d points, search is exact)"
+        )
+
+
+def report_http(out: dict[str, Any], default: str, half_p50_target: float = 1.5) -> None:
+    sat, half, i50 = out["http_saturation"], out["http_half"], out["methods"][default]["p50"]
+    capacity = 1000 / i50
+    print(
+        f"\nHTTP ({default}, the default method), 8 clients\n"
+        f"  saturation (closed loop): {sat['rate']:.0f} req/s, p50 {sat['p50_ms']:.2f} ms; "
+        f"1000 / in-process p50 = {capacity:.0f} req/s: ratio {sat['rate'] / capacity:.2f} (target >= 1)\n"
+        f"  paced at {half['rate']:.0f} req/s (half): p50 {half['p50_ms']:.2f} ms = "
+        f"{half['p50_ms'] / i50:.2f}x in-process (target <= {half_p50_target}), p99 {half['p99_ms']:.2f} ms = "
+        f"{half['p99_ms'] / i50:.2f}x in-process p50 (target <= 3)\n"
+        f"  server RSS after the load {out['rss_mb']:.0f} MB (peak {out['rss_peak_mb']:.0f} MB)"
+    )
+
+
+def report_baseline(out: dict[str, Any], path: Path) -> None:
+    base = json.loads(path.read_text())
+    print(f"\nagainst {path} ({base['items']:,} items); targets: recall >= 0.95, p50 < 3x")
+    print(f"  recall@10 {out['recall']:.3f} (baseline {base['recall']:.3f})")
+    for method, now in out["methods"].items():
+        then = base["methods"].get(method)
+        if then:
             print(
-                f"[HTTP, {clients} clients, {mode}] p50 {pct(lat, 50) * 1000:6.2f} ms  "
-                f"p99 {pct(lat, 99) * 1000:6.2f} ms  {len(lat) / wall:,.0f} req/s  "
-                "(targets: p50 <= 10 ms, p99 <= 30 ms)"
+                f"  {method:8} raw p50 {now['raw_p50'] / then['raw_p50']:.2f}x, "
+                f"in-process p50 {now['p50'] / then['p50']:.2f}x"
             )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    print(
+        f"  build {out['build_seconds']:.0f}s vs {base['build_seconds']:.0f}s; RSS {out['rss_mb']:.0f} vs {base['rss_mb']:.0f} MB"
+    )
+
+
+def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
+    from nearrec.vectors.edge import EdgeVectorStore
+
+    migrate.upgrade(url)
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None,
+        index_build_min_points=min(50_000, args.items // 2),
+    )  # fmt: skip
+    out: dict[str, Any] = {"items": args.items, "users": args.users, "methods": {}, "history": {}}
+    catalog = fill_postgres(url, args.items, args.users, args.probes, args.seed)
+    store = EdgeVectorStore(tmp / "vectors")
+    fill_store(url, store, settings, catalog, args.seed)
+    train_model(url, store, settings, None if args.no_tune else args.train_budget, out)
+    if args.lock:  # the untimed setup is done: from here on, one timed benchmark at a time on the machine
+        waited = time.perf_counter()
+        lock = os.open(args.lock, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print(
+            f"holding {args.lock} (waited {time.perf_counter() - waited:.0f}s); load average {os.getloadavg()}"
+        )
+    build_index(store, settings, out)
+
+    service = QueryService(read_sessions(make_engine(url)), store, settings)
+    floor = Floor(service, store, settings, catalog)
+    rng = random.Random(args.seed)
+    queries = [(rng.randrange(args.users), rng.randrange(len(CATEGORIES))) for _ in range(args.queries)]
+    floor.prepare({u for u, _ in queries} | {u for users in catalog.probes.values() for u in users})
+    out["recall"] = recall(floor, queries[: args.recall_queries])
+    out["recall_unfiltered"] = recall(floor, queries[: args.recall_queries], filtered=False)
+    print(f"\nrecall@10 of the store query vs exact search (same filter and exclusion), "
+          f"{min(len(queries), args.recall_queries)} queries: {out['recall']:.3f} (target >= 0.95 at 1M); "
+          f"without the category filter (the HNSW path): {out['recall_unfiltered']:.3f}")  # fmt: skip
+    methods = list(args.methods.split(","))
+    measure_methods(floor, methods, queries, out)
+    measure_history(floor, methods, args.history_queries, args.seed, out)
+    store.close()  # the server process owns the store from here on
+
+    default = "hybrid" if floor.meta is not None else "text"
+    if args.http_queries and default in out["methods"]:
+        users = [catalog.user_name(u) for u in range(args.users)]
+        sat, half, rss, peak = http_figures(url, tmp, users, args.http_queries, 8, args.seed)
+        out.update(http_saturation=vars(sat), http_half=vars(half), rss_mb=rss, rss_peak_mb=peak)
+        report_http(out, default)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=10_000)
-    ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--http-queries", type=int, default=4000)
     ap.add_argument(
-        "--http-rates",
-        default="0,100,150",
-        help="Total request rates to drive over HTTP, in order (req/s); 0 = closed loop, as fast as answers "
-        "come: the saturation throughput (it runs first and also warms the server up)",
+        "--probes", type=int, default=10, help="Users of each history size (20, 200, 2,000, 5,000)"
     )
-    ap.add_argument("--local-mode-items", type=int, default=20_000)
+    ap.add_argument("--queries", type=int, default=1000, help="In-process queries per method")
+    ap.add_argument("--recall-queries", type=int, default=300)
+    ap.add_argument("--history-queries", type=int, default=100, help="Queries per history size and method")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--train-budget", type=float, default=60.0, help="Seconds of tuning (nearrec train --budget)"
+    )
+    ap.add_argument(
+        "--no-tune", action="store_true", help="Train the untuned ridge model (nearrec train --no-tune)"
+    )
+    ap.add_argument("--http-queries", type=int, default=3000, help="Requests per HTTP phase (0: no HTTP)")
+    ap.add_argument("--out", type=Path, help="Write the figures as JSON here")
+    ap.add_argument("--baseline", type=Path, help="The --out file of a smaller run: print the ratios to it")
+    ap.add_argument(
+        "--lock",
+        help="Take this lock file (flock) for the timed part only: the data generation and the training "
+        "run before it, without holding other benchmarks up",
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("nearrec.sync.index").setLevel(logging.INFO)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     url, drop = scratch_database()
     tmp = Path(tempfile.mkdtemp(prefix="nearrec-bench-query-"))
     try:
-        migrate.upgrade(url)
-        settings = Settings(database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None)  # type: ignore[call-arg]
-        from nearrec.vectors.edge import EdgeVectorStore
-
-        store = EdgeVectorStore(tmp / "vectors")
-        seen = build(url, store, settings, args.items, args.users, args.seed)
-        measure("embedded qdrant-edge", store, settings, url, seen, args.queries, args.seed)
-        store.close()  # the server process owns the store from here on
-        http_load(url, tmp, args.users, args.http_queries, [float(r) for r in args.http_rates.split(",")])
+        out = run(args, url, tmp)
     finally:
         drop()
+        import shutil
 
-    if args.local_mode_items:
-        url, drop = scratch_database()
-        try:
-            migrate.upgrade(url)
-            settings = Settings(
-                database_url=SecretStr(url), data_dir=tmp, embedding_model=MODEL, _env_file=None
-            )  # type: ignore[call-arg]
-            from qdrant_client import QdrantClient
-
-            from nearrec.vectors.server import ServerVectorStore
-
-            local = ServerVectorStore(QdrantClient(":memory:"), where="qdrant-client local mode")
-            n_users = max(100, args.users * args.local_mode_items // args.items)
-            seen = build(url, local, settings, args.local_mode_items, n_users, args.seed)
-            measure(
-                f"server adapter, qdrant-client LOCAL MODE, {args.local_mode_items:,} items",
-                local,
-                settings,
-                url,
-                seen,
-                max(50, args.queries // 20),
-                args.seed,
-            )
-            local.close()
-        finally:
-            drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    out["load_average_end"] = os.getloadavg()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=2))
+    if args.baseline:
+        report_baseline(out, args.baseline)
 
 
 if __name__ == "__main__":

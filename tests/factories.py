@@ -129,6 +129,12 @@ def delete_items(sessions: sessionmaker[Session], external_ids: Sequence[str]) -
         return ingest.delete_items(session, external_ids)
 
 
+def delete_users(sessions: sessionmaker[Session], external_ids: Sequence[str]) -> ingest.DeleteResult:
+    """Delete users as ``nearrec delete users`` does (their history too, through the outbox)."""
+    with transaction(sessions) as session:
+        return ingest.delete_users(session, external_ids)
+
+
 def item_rows(sessions: sessionmaker[Session], ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The stored items as factory rows (``external_id``, ``title``, ``text``, ``attributes``) by ``items.id``."""
     with sessions() as session:

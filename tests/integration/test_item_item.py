@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from factories import Stack, ids
+from factories import Stack, delete_users, ids
 from factories import genre_catalog as catalog
 from nearrec.config import Settings
 from nearrec.jobs.train import train
@@ -50,8 +50,8 @@ def test_sparse_item_item_equals_numpy_ease_under_a_filter_and_exclusion(stack: 
     items, users = histories(stack)
     report = train(stack.sessions, stack.store, stack.settings, EASE)
     meta = report.meta
-    assert meta is not None and meta.sparse and meta.vector == "ii1"
-    assert stack.store.sparse_vectors(stack.settings.items_collection) == ["ii1"]
+    assert meta is not None and meta.sparse and meta.vector == "ii_a"
+    assert stack.store.sparse_vectors(stack.settings.items_collection) == ["ii_a", "ii_b"]
     # numpy reference: every interacted item, in internal id order
     interacted = sorted({i for picks in users.values() for i in picks})
     col = {item: n for n, item in enumerate(interacted)}
@@ -134,6 +134,33 @@ def test_retraining_with_another_family_and_rank_while_queries_answer(stack: Sta
     assert meta is not None and meta.vector == "cf3" and meta.rank == 8 and meta.generation == 3
     # the new model and the previous one (for readers of the old metadata) remain; older ones are dropped
     assert set(stack.store.vector_sizes(alias)) == {"text", "cf3"}
-    assert stack.store.sparse_vectors(alias) == ["ii2"]
+    assert stack.store.sparse_vectors(alias) == ["ii_a", "ii_b"]  # the item-item slots always stay
     fresh = QueryService(stack.sessions, stack.store, stack.settings, embedder=lambda: stack.embedder)
     assert fresh.cf_meta() == meta and len(fresh.recommend("u1", k=5)) == 5
+
+
+def test_a_retrained_slot_holds_no_vector_of_an_older_model(stack: Stack) -> None:
+    """Two item-item trainings later the same slot is written again: it is emptied first, so an item
+    that lost every interaction meanwhile has no stale column in it."""
+    items, _ = histories(stack)
+    lonely = stack.add_items(
+        [{"id": "lonely", "title": "lonely", "text": "a lonely drama", "attributes": {"genre": "drama"}}]
+    )["lonely"]
+    solo = stack.add_user("solo")
+    stack.interact(solo, [lonely, items["drama-0"]])
+    stack.sync()
+    alias = stack.settings.items_collection
+
+    def slot_holders(slot: str) -> set[int]:
+        return {h.id for h in stack.store.scroll(alias, with_vectors=True) if slot in (h.sparse or {})}
+
+    first = train(stack.sessions, stack.store, stack.settings, EASE)
+    assert first.meta is not None and first.meta.vector == "ii_a" and lonely in slot_holders("ii_a")
+    delete_users(stack.sessions, ["solo"])
+    stack.sync()
+    assert train(stack.sessions, stack.store, stack.settings, EASE).meta.vector == "ii_b"  # type: ignore[union-attr]
+    third = train(stack.sessions, stack.store, stack.settings, EASE)
+    assert third.meta is not None and third.meta.vector == "ii_a"
+    holders = slot_holders("ii_a")
+    assert lonely not in holders and len(holders) == third.item_vectors
+    assert "lonely" not in ids(stack.service.recommend("u1", k=20, method="cf"))

@@ -15,6 +15,7 @@ from factories import GENRE_WORDS, GENRES, Stack, deactivate_items, ids
 from factories import genre_catalog as catalog
 from nearrec.config import Settings
 from nearrec.errors import NotFoundError, ValidationError
+from nearrec.postgres import query_repo
 from nearrec.postgres.engine import read_sessions
 from nearrec.postgres.models import Item
 from nearrec.query.service import QueryService
@@ -61,6 +62,25 @@ def test_user_with_five_thousand_seen_items(stack: Stack) -> None:
     assert len(recs) == 50
     returned = {int(r.item_id.split("-")[1]) for r in recs}
     assert all(i >= 5000 for i in returned)
+
+
+def test_seen_ids_come_newest_first_once_each_and_only_of_the_seen_types(stack: Stack) -> None:
+    items = stack.add_items(catalog())
+    u = stack.add_user("again")
+    a, b, c, d = (items[f"comedy-{i}"] for i in range(4))
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    stack.interact(u, [a], "view", t0 - timedelta(hours=1))
+    stack.interact(u, [c], "view", t0)  # b and c at the same time: the smaller id first
+    stack.interact(u, [b], "view", t0)
+    stack.interact(u, [a], "view", t0 + timedelta(hours=1))  # a again: now the most recent view
+    stack.interact(u, [d], "purchase", t0 + timedelta(hours=2))
+    with stack.sessions() as session:
+        found = query_repo.user_with_history(session, "again", None, 0)
+        assert found is not None and found[1] == [d, a, *sorted([b, c])] and found[2] == []
+        found = query_repo.user_with_history(session, "again", ["view"], 2)
+        assert found is not None and found[1] == [a, *sorted([b, c])]
+        assert [(e.item_id, e.type) for e in found[2]] == [(d, "purchase"), (a, "view")]  # any type
+        assert query_repo.user_with_history(session, "nobody", None, 0) is None
 
 
 def test_seen_all_but_three_matching_a_filter(stack: Stack) -> None:

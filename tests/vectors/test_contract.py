@@ -20,6 +20,7 @@ import nearrec
 from nearrec.errors import ModelMismatchError, ValidationError, VectorStoreLockedError
 from nearrec.filters import FieldType, FilterExpr, matches, parse_filter, payload_value
 from nearrec.vectors import CollectionNotFoundError, Hit, PointRecord, Sparse, VectorStore
+from nearrec.vectors.base import UPSERT_CHUNK
 from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.server import ServerVectorStore
 
@@ -492,6 +493,31 @@ def test_sparse_vectors_are_created_and_deleted(store: VectorStore) -> None:
         store.ensure_collection(COL, {}, sparse=["text"])
     with pytest.raises(ValidationError):
         store.ensure_collection("other", {"x": DIM}, sparse=["x"])
+
+
+def test_clearing_a_vector_keeps_the_name_and_every_other_vector(store: VectorStore) -> None:
+    """The item-item slots are cleared, not dropped, before a new model is written into them."""
+    store.ensure_collection("items_v1", {"text": DIM}, sparse=["a", "b"])
+    store.set_alias(COL, "items_v1")  # cleared through the alias, as the train job does
+    store.upsert(
+        COL,
+        [
+            PointRecord(
+                pid, {"text": np.full(DIM, float(pid)), "a": Sparse([pid], [1.0]), "b": Sparse([9], [1.0])}
+            )
+            for pid in range(1, 2 * UPSERT_CHUNK + 3)  # more than one write chunk
+        ],
+    )
+    store.clear_vector(COL, "a")
+    store.clear_vector(COL, "nope")  # absent: no-op
+    assert store.sparse_vectors(COL) == ["a", "b"]
+    assert store.query(COL, Sparse([1, 2, 3], [1.0, 1.0, 1.0]), using="a", limit=5) == []
+    assert len(store.query(COL, Sparse([9], [1.0]), using="b", limit=5)) == 5
+    assert store.count(COL) == 2 * UPSERT_CHUNK + 2
+    got = store.retrieve(COL, [7], with_vectors=True)[0]
+    assert got.vector is not None and "text" in got.vector and "a" not in got.vector
+    store.update_vectors(COL, {7: {"a": Sparse([4], [2.0])}})  # the slot takes new values
+    assert ids(store.query(COL, Sparse([4], [1.0]), using="a", limit=5)) == [7]
 
 
 def test_aliases_switch_collections(store: VectorStore) -> None:

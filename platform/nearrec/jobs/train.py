@@ -5,13 +5,15 @@ live ones, then swap the model in atomically.
    carved from them (:mod:`nearrec.model.tuning`): EASE / item-kNN (item-item weights) and the low-rank
    ridge model, the weighting of the history, and the hybrid text weight (emulating the served fusion on
    the stored item text vectors). ``config`` skips the search (the manual path).
-2. Fit the winner on all interactions and write every item's vector under a NEW named vector of the items
-   collection: ``ii<generation>`` (sparse: the item's pruned weight column, see :mod:`nearrec.model.ease`)
-   or ``cf<generation>`` (dense: the ridge factors augmented for a cosine store, see
-   :mod:`nearrec.model.fusion`). The live vectors are untouched meanwhile, so queries keep answering.
+2. Fit the winner on all interactions and write every item's vector beside the live ones: an item-item model
+   (sparse: the item's pruned weight column, see :mod:`nearrec.model.ease`) into the item-item slot
+   (``ii_a`` / ``ii_b``, :data:`~nearrec.vectors.payload.ITEM_ITEM_SLOTS`) the live model does not use,
+   emptied first; a ridge model into a new dense vector ``cf<generation>`` (its factors augmented for a
+   cosine store, see :mod:`nearrec.model.fusion`). The live vectors are untouched meanwhile, so queries keep
+   answering.
 3. Swap: one metadata write (key ``cf``, :class:`~nearrec.model.cf.CFMeta`) points the query service at the
-   new vector. Vectors older than the previous generation are then dropped (the previous one stays for
-   queries that read the metadata before the swap).
+   new vector. Dense model vectors older than the previous generation are then dropped (the previous one
+   stays for queries that read the metadata before the swap); the two slots stay.
 
 Which interactions count as positive is the product's rule (:func:`nearrec.model.cf.cf_values`). Items
 without interactions get no model vector (the text branch still finds them). Items with no point in the
@@ -48,7 +50,7 @@ from nearrec.model.user_vector import UserVectorParams, type_weight
 from nearrec.postgres import train_repo
 from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import AnyVector, Sparse, VectorStore
-from nearrec.vectors.payload import TEXT_VECTOR
+from nearrec.vectors.payload import ITEM_ITEM_SLOTS, TEXT_VECTOR
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ def _train(
     old = CFMeta.from_metadata(store.get_metadata(items_alias))
     generation = (old.generation if old is not None else 0) + 1
     step("fitting", 0, 1)
-    fitted = _fit(store, physical, data, config, generation, seed)
+    fitted = _fit(store, physical, data, config, generation, seed, old.vector if old is not None else None)
     step("fitting", 1, 1)
     report.item_vectors, report.skipped_items = _write(
         store, items_alias, fitted.name, fitted.vectors, lambda n, t: step("item vectors", n, t)
@@ -195,7 +197,13 @@ def _read(sessions: sessionmaker[Session], settings: Settings, step: Progress) -
 
 
 def _fit(
-    store: VectorStore, physical: str, data: _Data, config: tuner.ModelConfig, generation: int, seed: int
+    store: VectorStore,
+    physical: str,
+    data: _Data,
+    config: tuner.ModelConfig,
+    generation: int,
+    seed: int,
+    live: str | None,
 ) -> _Vectors:
     """Fit ``config`` on all interactions; create its new named vector in the physical items collection."""
     fitter = tuner.Fitter(data.inter, seed)
@@ -209,10 +217,24 @@ def _fit(
         dense: dict[int, AnyVector] = {int(item_ids[i]): augmented[n] for n, i in enumerate(nonzero)}
         store.ensure_collection(physical, {name: dim})
         return _Vectors(name, dim, scale, dense)
-    name = f"ii{generation}"
     sparse = item_sparse_vectors(fitter.item_weights(config), item_ids)
-    store.ensure_collection(physical, {}, sparse=[name])
+    name = _free_slot(store, physical, live)
     return _Vectors(name, 0, 1.0, {pid: Sparse(idx, vals) for pid, (idx, vals) in sparse.items()})
+
+
+def _free_slot(store: VectorStore, physical: str, live: str | None) -> str:
+    """The item-item slot the live model does not use, emptied for the new model. A collection created
+    before the slots existed gets it added, without the fast filtered index until `nearrec reindex`."""
+    name = next(slot for slot in ITEM_ITEM_SLOTS if slot != live)
+    if name in store.sparse_vectors(physical):
+        store.clear_vector(physical, name)
+    else:
+        log.warning(
+            "collection %s predates the item-item slots: filtered item-item queries stay slow until "
+            "`nearrec reindex`", physical,
+        )  # fmt: skip
+        store.ensure_collection(physical, {}, sparse=[name])
+    return name
 
 
 def _meta(

@@ -64,7 +64,7 @@ def cf_user_vector(
         np.zeros(len(events), dtype=np.int64), [rows[e.item_id] for e in events][oldest_first],
         weights[oldest_first], [e.timestamp for e in events][oldest_first], 1, len(order), config.half_life,
     ).tocoo()  # fmt: skip
-    stored = retriever.vectors(order, using=meta.vector)
+    stored = retriever.model_vectors(order, meta.vector)
     known = [i for i in order if i in stored]
     if not known:
         return None

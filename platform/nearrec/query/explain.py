@@ -48,7 +48,7 @@ def items_explainer(session: Session, retriever: Retriever, history: list[int]) 
         cand = retriever.vectors([h.id for h in hits])
         if not known:
             return [Reason("profile", h.score) for h in hits]
-        rows = repo.items_by_ids(session, known)
+        rows = repo.items_by_ids(session, known, attributes=False)
         hmat = np.stack([hist[i] for i in known])
         out = []
         for h in hits:

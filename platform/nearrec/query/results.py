@@ -51,7 +51,7 @@ def finish(
     session: Session, hits: list[Hit], fields: Sequence[str], explainer: Explainer | None
 ) -> list[Recommendation]:
     """Join the hits with their Postgres rows (title, fields); drop any that are no longer active."""
-    rows = repo.items_by_ids(session, [h.id for h in hits])
+    rows = repo.items_by_ids(session, [h.id for h in hits], attributes=bool(fields))
     hits = [h for h in hits if h.id in rows and rows[h.id].active]
     reasons: list[Reason | None] = list(explainer(hits)) if explainer else [None] * len(hits)
     out = []

@@ -9,6 +9,8 @@ weighted reciprocal rank fusion (:meth:`Retriever.fused`).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,8 +28,74 @@ TEXT = "text"
 """Name of the text vector of items and users."""
 ACTIVE = Eq(payload.ACTIVE, 1)
 MAX_PAGES = 12
+MODEL_CACHE_ITEMS = 250_000
+"""Trained item vectors kept in memory (~65 MB of 65-d float32 ones), see :class:`ModelVectors`."""
+MODEL_CACHE_TTL = 300.0
 
 FloatVector = np.ndarray[Any, np.dtype[np.float32]]
+
+
+class ModelVectors:
+    """The trained model's dense item vectors, cached (thread safe).
+
+    `nearrec train` writes each model under a new vector name (``cf<generation>``) and swaps the model
+    record only once all are written, so an item's vector under one name does not change: the cache is keyed
+    by the name and emptied when it changes. Entries (an absent vector too) are read again after ``ttl``
+    seconds, so a point removed or rewritten since is seen within that time. Every call also reads one cached
+    item from the store (the probe): when its vector is gone (a later training dropped the vector a reader
+    of the old model record still names), the cache is emptied and the call reads the store, as without a
+    cache. Reading vectors from the store converts every named vector of the point (the 384-d text one
+    too) into Python: most of a cf query's cost before this cache."""
+
+    def __init__(self, max_items: int = MODEL_CACHE_ITEMS, ttl: float = MODEL_CACHE_TTL) -> None:
+        self.max_items = max_items
+        self.ttl = ttl
+        self._name: str | None = None
+        self._entries: dict[int, tuple[float, FloatVector | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, store: VectorStore, collection: str, ids: Sequence[int], using: str
+    ) -> dict[int, FloatVector]:
+        now = time.monotonic()
+        with self._lock:
+            if self._name != using:
+                self._name, self._entries = using, {}
+            entries = self._entries
+        out: dict[int, FloatVector] = {}
+        missing = []
+        for i in ids:
+            entry = entries.get(i)
+            if entry is None or now - entry[0] > self.ttl:
+                missing.append(i)
+            elif entry[1] is not None:
+                out[i] = entry[1]
+        probe = next(iter(out), None)
+        if not missing and probe is None:
+            return out
+        found = self._read(store, collection, [*missing, *([] if probe is None else [probe])], using)
+        if probe is not None and probe not in found:  # the vector is gone: start again from the store
+            with self._lock:
+                if self._entries is entries:
+                    self._entries = entries = {}
+            out, missing = {}, list(ids)
+            found = self._read(store, collection, missing, using)
+        with self._lock:
+            if self._entries is entries:
+                if len(entries) + len(missing) > self.max_items:
+                    entries.clear()
+                for i in missing:
+                    entries[i] = (now, found.get(i))
+        out.update(found)
+        return out
+
+    @staticmethod
+    def _read(store: VectorStore, collection: str, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
+        return {
+            h.id: np.asarray(h.vector[using], dtype=np.float32)
+            for h in store.retrieve(collection, ids, with_vectors=True)
+            if h.vector and using in h.vector
+        }
 
 
 class Retriever:
@@ -37,6 +105,7 @@ class Retriever:
         self.store = store
         self.settings = settings
         self.items = settings.items_collection
+        self._model_vectors = ModelVectors()
 
     def vectors(self, ids: Sequence[int], using: str = TEXT) -> dict[int, FloatVector]:
         """The ``using`` vector of each item that has one."""
@@ -46,6 +115,10 @@ class Retriever:
             for h in hits
             if h.vector and using in h.vector
         }
+
+    def model_vectors(self, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
+        """The trained model's dense ``using`` vector of each item that has one (cached: :class:`ModelVectors`)."""
+        return self._model_vectors.get(self.store, self.items, ids, using)
 
     def model(
         self,
@@ -170,4 +243,4 @@ class Retriever:
         )
 
 
-__all__ = ["ACTIVE", "TEXT", "Retriever"]
+__all__ = ["ACTIVE", "TEXT", "ModelVectors", "Retriever"]

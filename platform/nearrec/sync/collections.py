@@ -26,6 +26,7 @@ from nearrec.vectors.payload import (
     ACTIVE,
     CONTENT_HASH,
     EXTERNAL_ID,
+    ITEM_ITEM_SLOTS,
     META_ATTRIBUTES,
     META_DIM,
     META_MODEL,
@@ -44,6 +45,11 @@ def physical_name(alias: str, stamp: str | None = None) -> str:
 
 def item_vectors(dim: int) -> dict[str, int]:
     return {TEXT_VECTOR: dim}
+
+
+def item_sparse_vectors() -> tuple[str, ...]:
+    """The sparse vectors an items collection is created with: the item-item model's two slots."""
+    return ITEM_ITEM_SLOTS
 
 
 def user_vectors(dim: int) -> dict[str, int]:
@@ -70,15 +76,17 @@ def ensure_collections(
     Serialised across processes by a Postgres advisory lock held until the caller's transaction ends, so
     concurrent workers create them once."""
     sync_repo.advisory_xact_lock(session, f"nearrec_collections:{prefix_items}")
-    for alias, vectors in ((prefix_items, item_vectors(dim)), (prefix_users, user_vectors(dim))):
-        _ensure_one(store, alias, vectors, model_id)
+    _ensure_one(store, prefix_items, item_vectors(dim), model_id, item_sparse_vectors())
+    _ensure_one(store, prefix_users, user_vectors(dim), model_id)
 
 
-def _ensure_one(store: VectorStore, alias: str, vectors: Mapping[str, int], model_id: str) -> None:
+def _ensure_one(
+    store: VectorStore, alias: str, vectors: Mapping[str, int], model_id: str, sparse: tuple[str, ...] = ()
+) -> None:
     target = store.resolve_alias(alias)
     if target is None and not store.collection_exists(alias):
         target = physical_name(alias)
-        store.ensure_collection(target, vectors)
+        store.ensure_collection(target, vectors, sparse=sparse)
         store.set_metadata(target, {META_MODEL: model_id, META_DIM: next(iter(vectors.values()))})
         store.ensure_index(target, EXTERNAL_ID, FieldType.KEYWORD)
         if alias.endswith("items"):

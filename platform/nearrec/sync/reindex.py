@@ -33,7 +33,13 @@ from nearrec.model.cf import META_CF
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.postgres.models import Item, User
 from nearrec.sync.check import check_stores, repair
-from nearrec.sync.collections import ItemSchema, item_vectors, physical_name, user_vectors
+from nearrec.sync.collections import (
+    ItemSchema,
+    item_sparse_vectors,
+    item_vectors,
+    physical_name,
+    user_vectors,
+)
 from nearrec.sync.items import ItemSyncResult, sync_items
 from nearrec.sync.users import UserSyncResult, sync_users
 from nearrec.vectors.base import VectorStore
@@ -83,11 +89,11 @@ def start(session: Session, store: VectorStore, embedder: Embedder, settings: Se
     report = ReindexReport(physical_name(items_alias, stamp), physical_name(users_alias, stamp))
     old_items = _current(store, items_alias)
     other: dict[str, int] = {}
-    sparse: list[str] = []
+    sparse = list(item_sparse_vectors())
     meta: dict[str, Any] = {META_MODEL: embedder.model_id, META_DIM: embedder.dim}
     if old_items is not None:  # collaborative vectors and the model record that reads them carry over
         other = {k: v for k, v in store.vector_sizes(old_items).items() if k != TEXT_VECTOR}
-        sparse = store.sparse_vectors(old_items)
+        sparse = sorted({*sparse, *store.sparse_vectors(old_items)})
         if META_CF in (old_meta := store.get_metadata(old_items)):
             meta[META_CF] = old_meta[META_CF]
     store.ensure_collection(report.items_collection, {**item_vectors(embedder.dim), **other}, sparse=sparse)

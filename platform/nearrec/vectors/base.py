@@ -113,6 +113,10 @@ class VectorStore(Protocol):
         """Drop a named vector (dense or sparse) from the collection and its points; no-op if absent."""
         ...
 
+    def clear_vector(self, name: str, vector: str) -> None:
+        """Remove ``vector``'s values from every point, keeping the named vector and its index config."""
+        ...
+
     def ensure_index(self, name: str, field: str, type: FieldType) -> None:
         """Create a payload index on ``field`` if missing (BOOL fields are indexed as integers)."""
         ...

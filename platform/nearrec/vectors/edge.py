@@ -104,7 +104,7 @@ class EdgeVectorStore:
                 self._create(name, dict(vectors), set(sparse))
                 return
             if add_named_vectors(name, col, vectors, sparse):
-                self._write_config(name, col)
+                col.save(self.root / name)
 
     def vector_sizes(self, name: str) -> dict[str, int]:
         return dict(self._col(name).vectors)
@@ -121,7 +121,10 @@ class EdgeVectorStore:
             col.write(name, UpdateOperation.delete_vector_name(vector), (), schema=True)
             col.vectors.pop(vector, None)
             col.sparse.discard(vector)
-            self._write_config(real, col)
+            col.save(self.root / real)
+
+    def clear_vector(self, name: str, vector: str) -> None:
+        self._col(name).clear_vector(name, vector, [h.id for h in self.scroll(name, batch=UPSERT_CHUNK)])
 
     def ensure_index(self, name: str, field: str, type: FieldType) -> None:
         col = self._col(name)
@@ -186,7 +189,7 @@ class EdgeVectorStore:
                 else:
                     merged[key] = value
             col.metadata = merged
-            self._write_config(real, col)
+            col.save(self.root / real)
 
     # --- points ------------------------------------------------------------------------------------------
 
@@ -332,7 +335,7 @@ class EdgeVectorStore:
 
     def _switched(self, name: str, col: EdgeCollection) -> None:
         with self._guard:
-            self._write_config(name, col)
+            col.save(self.root / name)
 
     def close(self) -> None:
         with self._guard:
@@ -391,9 +394,6 @@ class EdgeVectorStore:
     def _create(self, name: str, vectors: dict[str, int], sparse: set[str]) -> None:
         threads, threshold = self._max_search_threads, self._indexing_threshold_kb
         self._open[name] = EdgeCollection.create(self.root / name, name, vectors, sparse, threads, threshold)
-
-    def _write_config(self, name: str, col: EdgeCollection) -> None:
-        col.save(self.root / name)
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
         write_json(self.root / "aliases.json", aliases)

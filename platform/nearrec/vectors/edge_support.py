@@ -44,6 +44,7 @@ from nearrec.filters import FieldType, FilterExpr
 from nearrec.vectors.base import (
     RRF_K,
     SPARSE_FULL_SCAN_THRESHOLD,
+    UPSERT_CHUNK,
     AnyVector,
     FusedQuery,
     FusionMethod,
@@ -120,6 +121,14 @@ class EdgeCollection:
         with edge_errors(name):
             info = self.shard.info()
         return max(0, info.points_count * len(self.vectors) - info.indexed_vectors_count)
+
+    def clear_vector(self, name: str, vector: str, ids: Sequence[int]) -> None:
+        """Remove ``vector``'s values from the points ``ids`` (the named vector and its config stay)."""
+        if vector not in self.vectors and vector not in self.sparse:
+            return
+        for start in range(0, len(ids), UPSERT_CHUNK):
+            chunk: list[Any] = list(ids[start : start + UPSERT_CHUNK])
+            self.write(name, UpdateOperation.delete_vectors(chunk, [vector]), chunk)
 
     def write(self, name: str, op: UpdateOperation, ids: Collection[int], schema: bool = False) -> None:
         """Apply a write to the live shard; during an index build, journal it for the switch."""

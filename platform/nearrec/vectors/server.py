@@ -142,6 +142,11 @@ class ServerVectorStore:
         with self._errors(name):
             self.client.delete_vector_name(self.resolve_alias(name) or name, vector)
 
+    def clear_vector(self, name: str, vector: str) -> None:
+        if vector in self.vector_sizes(name) or vector in self.sparse_vectors(name):
+            with self._errors(name):
+                self.client.delete_vectors(name, [vector], models.FilterSelector(filter=models.Filter()))
+
     def vector_sizes(self, name: str) -> dict[str, int]:
         with self._errors(name):
             params = self.client.get_collection(name).config.params.vectors

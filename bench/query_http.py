@@ -1,0 +1,132 @@
+"""The HTTP part of bench/query.py: `nearrec serve` in its own process, driven by keep-alive clients.
+
+The clients use the standard library's http.client (a fraction of the CPU of a full-featured client), in
+threads of the bench process: on a 2-core machine they share the cores with the server, like any load
+generator on the same host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from query_data import CATEGORIES, MODEL, pct, rss_mb
+
+
+@dataclass(frozen=True)
+class Load:
+    p50_ms: float
+    p99_ms: float
+    rate: float  # answers per second achieved
+    count: int
+
+
+@contextmanager
+def server(url: str, data_dir: Path, port: int = 18765) -> Iterator[subprocess.Popen[bytes]]:
+    """`nearrec serve` (one process, the embedded store, its in-process worker) until the block ends."""
+    env = {
+        **os.environ,
+        "NEARREC_DATABASE_URL": url,
+        "NEARREC_DATA_DIR": str(data_dir),
+        "NEARREC_EMBEDDING_MODEL": MODEL,
+        "NEARREC_LOG_LEVEL": "WARNING",
+    }
+    env.pop("NEARREC_API_KEYS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "nearrec", "serve", "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(port):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _ready(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/readyz")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+def paths(users: list[str], n: int, seed: int) -> list[str]:
+    """``n`` recommendation requests: random users, k=10, a random category filter, the default method."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        query = urllib.parse.urlencode({"k": 10, "filter": json.dumps({"category": rng.choice(CATEGORIES)})})
+        out.append(f"/v1/users/{rng.choice(users)}/recommendations?{query}")
+    return out
+
+
+def drive(port: int, requests: list[str], clients: int, rate: float) -> Load:
+    """``clients`` threads with one keep-alive connection each share ``requests``. rate 0: closed loop (each
+    sends as soon as its previous answer arrives). rate > 0: open loop at ``rate`` req/s in total, latency
+    counted from each request's scheduled time (a slow answer is also charged to the ones queued behind)."""
+    lat: list[float] = []
+    lock = threading.Lock()
+    interval = clients / rate if rate else 0.0
+    shares = [requests[c::clients] for c in range(clients)]
+    errors: list[str] = []
+
+    def run(mine: list[str], phase: float) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        times = []
+        start = time.perf_counter() + phase * interval
+        for n, path in enumerate(mine):
+            due = start + n * interval
+            if interval:
+                time.sleep(max(0.0, due - time.perf_counter()))
+            t = due if interval else time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            times.append(time.perf_counter() - t)
+            if response.status != 200:
+                errors.append(f"{response.status}: {body[:200]!r}")
+                break
+        conn.close()
+        with lock:
+            lat.extend(times)
+
+    threads = [threading.Thread(target=run, args=(s, c / clients)) for c, s in enumerate(shares)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"HTTP errors: {errors[:3]}")
+    return Load(pct(lat, 50) * 1000, pct(lat, 99) * 1000, len(lat) / wall, len(lat))
+
+
+def http_figures(
+    url: str, data_dir: Path, users: list[str], queries: int, clients: int, seed: int
+) -> tuple[Load, Load, float, float]:
+    """Saturation (closed loop), then an open loop at half the saturation rate; and the server's RSS (MB)
+    and its peak after the load."""
+    with server(url, data_dir) as proc:
+        drive(18765, paths(users, 20 * clients, seed + 1), clients, 0.0)  # warm up connections and caches
+        saturation = drive(18765, paths(users, queries, seed + 2), clients, 0.0)
+        half = drive(18765, paths(users, queries, seed + 3), clients, saturation.rate / 2)
+        rss, peak = rss_mb(proc.pid)
+    return saturation, half, rss, peak
