@@ -16,11 +16,10 @@ that is rejected or a repeat creates nothing (no user, no item).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -167,17 +166,18 @@ def insert(
         unknown = sorted((int(line), str(item)) for line, item in session.execute(_REMOVE_UNKNOWN_ITEMS))
     users_created = staging.rowcount(session.execute(_CREATE_MISSING_USERS))
     per_user = _insert_staged(session)
-    users = [int(user_id) for user_id, _ in per_user]
-    inserted = sum(int(n) for _, n in per_user)
+    users = [user_id for user_id, _ in per_user]
+    inserted = sum(n for _, n in per_user)
     return InsertCounts(
         inserted, users_created, items_created, outbox.enqueue_refresh(session, "user", users), unknown
     )
 
 
-def _insert_staged(session: Session) -> Sequence[Row[Any]]:
+def _insert_staged(session: Session) -> list[tuple[int, int]]:
     """Insert the staged rows that are new; returns (user id, rows inserted) per user."""
     try:
         with session.begin_nested():
-            return session.execute(_INSERT_NEW).all()
+            rows = session.execute(_INSERT_NEW).all()
     except IntegrityError:  # a concurrent load stored one of the keys after the probe: see _INSERT_NEW
-        return session.execute(_INSERT).all()
+        rows = session.execute(_INSERT).all()
+    return [(int(user_id), int(n)) for user_id, n in rows]
