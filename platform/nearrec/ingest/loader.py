@@ -5,7 +5,9 @@ file fails with nothing loaded. Then rows stream through in batches: this thread
 batch N+1 while a writer thread, on ONE connection, writes batch N (Postgres and Python work in parallel;
 at most two batches wait in between, so memory stays flat).
 
-- ``on_error="skip"``: one transaction per batch; bad records are reported and skipped. A file that becomes
+- ``on_error="skip"``: one transaction per batch; bad records are reported and skipped. The batches commit
+  without waiting for their WAL to reach the disk, and one synchronous commit at the end makes them all
+  durable before the load returns (see :func:`nearrec.postgres.staging.flush_commits`). A file that becomes
   unreadable midway (an undecodable byte) stops the load; the batches before it stay committed and the
   summary carries the error.
 - ``on_error="abort"``: one transaction for everything; the first bad record rolls it all back.
@@ -45,6 +47,7 @@ from nearrec.ingest.records import (
 from nearrec.ingest.schema import Schema
 from nearrec.ingest.service import OnError, Prepared, RecordOptions
 from nearrec.ingest.summary import Kind, Summary
+from nearrec.postgres import staging
 
 KEEP_REJECTIONS = 1000  # kept in the summary for display; all of them go to the on_rejections callback
 _QUEUE_DEPTH = 2
@@ -221,6 +224,7 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
         self.prune = False
         self._aborting = threading.Event()  # abort: roll back and exit
+        self._unflushed = False  # skip mode: batches committed without waiting for the WAL flush
 
     def put(self, batch: Prepared) -> None:
         """Hand a batch over; blocks while the writer is behind. Raises the writer's error, if any."""
@@ -257,7 +261,11 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             with self.engine.connect() as connection, Session(bind=connection) as session:
-                self._run(session)
+                try:
+                    self._run(session)
+                finally:
+                    if self._unflushed:  # the batches committed without waiting: make them durable now
+                        staging.flush_commits(session)
         except _Aborted:
             pass
         except BaseException as exc:
@@ -277,6 +285,9 @@ class _Writer(threading.Thread):
                 if batch is None:
                     break
                 with self._unit(session):
+                    if plan.on_error == "skip":
+                        staging.commit_without_waiting(session)  # flushed once at the end
+                        self._unflushed = True
                     result = service.write(session, batch, plan.options, track_seen=plan.prune)
                 _merge(self.summary, result, self.on_rejections)
             if self._aborting.is_set():

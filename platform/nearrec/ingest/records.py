@@ -218,7 +218,9 @@ def _attributes(
         try:
             if name in list_columns:
                 parts = v.split_list(value, list_sep)
-                if parts:
+                if parts and type(value) is str and "\x00" not in value:  # the common case, kept cheap
+                    attributes[name] = parts
+                elif parts:
                     attributes[name], n = v.strip_nul_json(parts)
                     nuls += n
                 continue

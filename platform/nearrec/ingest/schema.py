@@ -46,6 +46,7 @@ _EXPECTED: dict[AttrType, str] = {
 }
 _LEADING_ZERO = re.compile(r"[+-]?0[0-9]+")
 _NUMBER_START = frozenset("0123456789+-.")
+_BOOL_TEXT = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
 
 
 def parse_types(spec: str | Iterable[str]) -> dict[str, AttrType]:
@@ -119,6 +120,8 @@ def coerce(value: Any, kind: AttrType, *, text: bool, list_sep: str = "|") -> v.
     if type(value) is str and text:  # the common case (CSV cells), kept cheap
         if kind == "string":
             return value
+        if kind == "bool" and value in _BOOL_TEXT:
+            return _BOOL_TEXT[value]
         if kind == "float" and value[:1] in _NUMBER_START:
             try:
                 number = float(value)
@@ -126,6 +129,8 @@ def coerce(value: Any, kind: AttrType, *, text: bool, list_sep: str = "|") -> v.
                 number = math.nan
             if math.isfinite(number) and "_" not in value:
                 return number
+    elif kind == "list" and type(value) is list and all(type(p) is str for p in value):
+        return cast(v.JsonValue, value)  # a split text cell
     try:
         out = _coerce(value, kind, text=text, list_sep=list_sep)
     except (ValueError, TypeError):

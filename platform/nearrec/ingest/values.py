@@ -148,6 +148,11 @@ def compose_text(parts: Iterable[str]) -> str:
     kept = [p for p in parts if p]
     if len(kept) < 2:
         return kept[0] if kept else ""
+    if len(kept) == 2:  # the common case (title and body), kept cheap
+        first, second = kept
+        if second.startswith(first):
+            return second
+        return f"{first} {second}" if first[-1] in ".!?:;" else f"{first}. {second}"
     out: list[str] = []
     for part, following in zip(kept, kept[1:], strict=False):
         if not following.startswith(part):

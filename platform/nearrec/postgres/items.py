@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Boolean, Text
 
@@ -25,7 +26,7 @@ _TRUNCATE_STAGE = text("TRUNCATE nearrec_stage_items")
 _COPY_STAGE = "COPY nearrec_stage_items (line, external_id, title, text, attributes, content_hash) FROM STDIN"
 
 # The last row of an id wins within a batch. Unchanged rows are neither written nor returned; each inserted
-# or changed row gets exactly one outbox row.
+# or changed row gets exactly one outbox row. (Used when the fast path below meets a concurrent load.)
 _UPSERTED = (
     text(
         """
@@ -53,6 +54,49 @@ _UPSERT = outbox.with_queued(
     "item",
     "upsert",
 )
+
+# The fast path writes a batch in two statements: the UPDATE of the stored items that changed, then a plain
+# INSERT of the items not stored yet (one probe of the external id's index per row), cheaper than the
+# speculative insertion of ON CONFLICT; the last row of an id in the batch wins, as there. A concurrent load
+# can insert one of these ids between the probe and the insert: the unique index then raises, and the
+# batch's inserts are redone (from a savepoint) by _UPSERT.
+_CHANGED = (
+    text(
+        """
+        UPDATE items AS i
+        SET title = d.title, text = d.text, attributes = d.attributes, active = true,
+            content_hash = d.content_hash, updated_at = now()
+        FROM (
+            SELECT DISTINCT ON (s.external_id) s.*
+            FROM nearrec_stage_items AS s ORDER BY s.external_id, s.line DESC
+        ) AS d
+        WHERE i.external_id = d.external_id
+          AND (i.title, i.text, i.attributes, i.active) IS DISTINCT FROM (d.title, d.text, d.attributes, true)
+        RETURNING i.id
+        """
+    )
+    .columns(column("id", BigInteger))
+    .cte("changed")
+)
+_UPDATE = outbox.with_queued(select(func.count()).select_from(_CHANGED), _CHANGED, "item", "upsert")
+_NEW = (
+    text(
+        """
+        INSERT INTO items (external_id, title, text, attributes, active, content_hash)
+        SELECT d.external_id, d.title, d.text, d.attributes, true, d.content_hash
+        FROM (
+            SELECT DISTINCT ON (s.external_id) s.*
+            FROM nearrec_stage_items AS s ORDER BY s.external_id, s.line DESC
+        ) AS d
+        WHERE (SELECT 1 FROM items AS x WHERE x.external_id = d.external_id LIMIT 1) IS NULL
+        ORDER BY d.line
+        RETURNING id
+        """
+    )
+    .columns(column("id", BigInteger))
+    .cte("new")
+)
+_INSERT = outbox.with_queued(select(func.count()).select_from(_NEW), _NEW, "item", "upsert")
 
 _CREATE_SEEN = text(
     "CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_seen_items (external_id text PRIMARY KEY)"
@@ -93,7 +137,13 @@ def upsert(session: Session, rows: Iterable[StagedItem], *, track_seen: bool = F
     staging.prepare(session, _CREATE_STAGE, _TRUNCATE_STAGE)
     if staging.copy_rows(session, _COPY_STAGE, rows) == 0:
         return UpsertCounts(0, 0)
-    inserted, updated = session.execute(_UPSERT).one()
+    updated = int(session.execute(_UPDATE).scalar_one())
+    try:
+        with session.begin_nested():
+            inserted = int(session.execute(_INSERT).scalar_one())
+    except IntegrityError:  # a concurrent load inserted one of the ids: see _NEW
+        inserted, also_updated = session.execute(_UPSERT).one()
+        updated += int(also_updated)
     if track_seen:
         session.execute(_SEEN_FROM_STAGE)
     return UpsertCounts(int(inserted), int(updated))

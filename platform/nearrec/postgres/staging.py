@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, LiteralString, cast
 
 import psycopg
-from sqlalchemy import TextClause
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 
@@ -54,3 +54,23 @@ def copy_bytes(session: Session, copy_statement: LiteralString, data: bytes) -> 
 def rowcount(result: object) -> int:
     """Rows affected by an INSERT/UPDATE/DELETE result."""
     return int(getattr(result, "rowcount", 0))
+
+
+# A bulk load commits many batches. Each batch's commit need not wait for its WAL to reach the disk: one
+# synchronous commit at the end flushes the WAL up to its own commit record, so every earlier batch is
+# durable before the load reports anything (a crash in between loses only batches of a load that never
+# finished, and re-running a load is idempotent).
+_NO_COMMIT_WAIT = text("SET LOCAL synchronous_commit = off")
+_TAKE_XID = text("SELECT pg_current_xact_id()")  # a transaction with an id writes a commit record
+
+
+def commit_without_waiting(session: Session) -> None:
+    """Let the current transaction's commit return before its WAL is flushed (see :func:`flush_commits`)."""
+    session.execute(_NO_COMMIT_WAIT)
+
+
+def flush_commits(session: Session) -> None:
+    """Wait until every transaction committed on this connection is on disk: commit one (tiny) transaction
+    synchronously. Call outside a transaction."""
+    with session.begin():
+        session.execute(_TAKE_XID)
