@@ -52,7 +52,9 @@ def int8_kernels(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     if machine in ("arm64", "aarch64"):
         return "u8s8"
     try:
-        flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for f in line.split()}
+        flags = {
+            f for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for f in line.split()
+        }
     except OSError:
         return "u8u8"
     return "u8s8" if flags & VNNI_FLAGS else "u8u8"
@@ -78,7 +80,15 @@ def ensure_onnx_model(model_dir: Path, fingerprint: str, backend: str, cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     log.warning("building the %s model of %s in %s (once)", backend, fingerprint, cache_dir)
-    command = [sys.executable, "-m", "nearrec.embedding.onnx_build", str(model_dir), backend, str(partial), kernels]
+    command = [
+        sys.executable,
+        "-m",
+        "nearrec.embedding.onnx_build",
+        str(model_dir),
+        backend,
+        str(partial),
+        kernels,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.is_file():

@@ -126,7 +126,10 @@ def _json(path: Path, default: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (3, 4):
-        print("usage: python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE [u8s8|u8u8]", file=sys.stderr)
+        print(
+            "usage: python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE [u8s8|u8u8]",
+            file=sys.stderr,
+        )
         return 2
     import warnings
 

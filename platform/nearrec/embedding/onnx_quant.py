@@ -65,7 +65,9 @@ def linear_layers(model: Any) -> dict[str, list[Any]]:
     return groups
 
 
-def activation_ranges(model: Any, tokenizer_file: Path, texts: list[str], batch: int = 64) -> dict[str, Array]:
+def activation_ranges(
+    model: Any, tokenizer_file: Path, texts: list[str], batch: int = 64
+) -> dict[str, Array]:
     """The largest magnitude of each channel of each linear layer's input over ``texts`` (real tokens only)."""
     import onnx
     import onnxruntime as ort
@@ -74,7 +76,9 @@ def activation_ranges(model: Any, tokenizer_file: Path, texts: list[str], batch:
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     names = sorted(linear_layers(model))
-    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    probe.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names
+    )
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_padding()
@@ -103,7 +107,9 @@ def smooth(model: Any, ranges: dict[str, Array], alpha: float) -> None:
 
     weights = {i.name: i for i in model.graph.initializer}
     for source, nodes in linear_layers(model).items():
-        w_max = np.max([np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in nodes], axis=0)
+        w_max = np.max(
+            [np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in nodes], axis=0
+        )
         scale = (np.maximum(ranges[source], 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha)).astype(
             np.float32
         )
@@ -114,7 +120,9 @@ def smooth(model: Any, ranges: dict[str, Array], alpha: float) -> None:
             node.input[0] = smoothed
         model.graph.initializer.append(numpy_helper.from_array(1 / scale, f"{source}_inverse_smoothing"))
         first = min(i for i, n in enumerate(model.graph.node) if smoothed in n.input)
-        model.graph.node.insert(first, helper.make_node("Mul", [source, f"{source}_inverse_smoothing"], [smoothed]))
+        model.graph.node.insert(
+            first, helper.make_node("Mul", [source, f"{source}_inverse_smoothing"], [smoothed])
+        )
 
 
 def per_token_int8(model: Any, *, unsigned_weights: bool) -> int:
@@ -124,7 +132,7 @@ def per_token_int8(model: Any, *, unsigned_weights: bool) -> int:
     graph = model.graph
     weights = {i.name: i for i in graph.initializer}
     layers = {n.output[0]: x for x, nodes in linear_layers(model).items() for n in nodes}
-    constants = {
+    constants: dict[str, npt.NDArray[Any]] = {
         "q8_inverse_127": np.array(1 / 127, dtype=np.float32),
         "q8_one": np.array(1.0, dtype=np.float32),
         "q8_tiny": np.array(1e-12, dtype=np.float32),
@@ -145,10 +153,24 @@ def per_token_int8(model: Any, *, unsigned_weights: bool) -> int:
         weight = numpy_helper.to_array(weights[node.input[1]])
         replaced.add(node.input[1])
         q_weight, w_scale, w_zero = int8_weight(weight, unsigned=unsigned_weights)
-        for suffix, value in (("_q8", q_weight), ("_q8_scale", w_scale), ("_q8_zero", w_zero)):
-            graph.initializer.append(numpy_helper.from_array(value, prefix + suffix))
-        inputs = [f"{source}_u8", prefix + "_q8", "q8_one", prefix + "_q8_scale", "q8_zero_point", prefix + "_q8_zero"]
-        nodes.append(helper.make_node("MatMulIntegerToFloat", inputs, [prefix + "_q8_out"], domain="com.microsoft"))
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q_weight, prefix + "_q8"),
+                numpy_helper.from_array(w_scale, prefix + "_q8_scale"),
+                numpy_helper.from_array(w_zero, prefix + "_q8_zero"),
+            ]
+        )
+        inputs = [
+            f"{source}_u8",
+            prefix + "_q8",
+            "q8_one",
+            prefix + "_q8_scale",
+            "q8_zero_point",
+            prefix + "_q8_zero",
+        ]
+        nodes.append(
+            helper.make_node("MatMulIntegerToFloat", inputs, [prefix + "_q8_out"], domain="com.microsoft")
+        )
         nodes.append(helper.make_node("Mul", [prefix + "_q8_out", f"{source}_row_scale"], [node.output[0]]))
     kept = [i for i in graph.initializer if i.name not in replaced]
     del graph.initializer[:]
