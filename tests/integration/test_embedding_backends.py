@@ -111,7 +111,7 @@ def test_backend_is_chosen_by_settings_cached_and_keyed_into_the_model_id(models
     int8 = load_embedder(settings_for("onnx-int8", models_dir))
     assert int8.model_id == f"{fingerprint}+onnx-int8.2"
     int8_file = onnx_model_file(models_dir / "models", fingerprint, "onnx-int8", int8_kernels())
-    assert int8_file.is_file() and int8_file.stat().st_size < built.stat().st_size / 3  # int8 weights
+    assert int8_file.is_file() and int8_file.stat().st_size < built.stat().st_size * 0.7  # int8 layers
     stamp = built.stat().st_mtime_ns
     again = load_embedder(settings_for("onnx", models_dir))  # cached: not built again
     assert built.stat().st_mtime_ns == stamp and again.model_id == onnx.model_id
