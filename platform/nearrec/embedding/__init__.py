@@ -5,9 +5,10 @@ all-MiniLM-L6-v2; a directory or a cached model name loads that sentence-transfo
 ``hashing:<dims>`` selects the deterministic :class:`HashingEmbedder` (tests, demos).
 
 ``NEARREC_EMBEDDING_BACKEND`` says what runs a real model: ``torch`` (sentence-transformers), ``onnx`` (the
-same model exported to ONNX, run by onnxruntime: same vectors, faster) or ``onnx-int8`` (attention in int8).
-The backend is part of the model id (``all-MiniLM-L6-v2@<hash>+onnx``): vectors of two backends are never
-mixed in one collection; changing it means ``nearrec reindex``, as for a model change.
+same model exported to ONNX, run by onnxruntime: same vectors, faster) or ``onnx-int8`` (the default: every
+linear layer in int8, smoothed and per token, within the quality gate of torch's vectors, faster again).
+The backend is part of the model id (``all-MiniLM-L6-v2@<hash>+onnx-int8.2``): vectors of two backends are
+never mixed in one collection; changing it means ``nearrec reindex``, as for a model change.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def configured_model_id(settings: Settings) -> str:
 
 
 def _with_backend(model_id: str, backend: str) -> str:
-    """``<model id>+<backend>``; torch keeps the bare model id (collections made before backends existed)."""
-    return model_id if backend == "torch" else f"{model_id}+{backend}"
+    """``<model id>+<backend tag>``; torch keeps the bare model id (collections made before backends existed)."""
+    from nearrec.embedding.onnx import backend_tag
+
+    return model_id if backend == "torch" else f"{model_id}+{backend_tag(backend)}"
 
 
 def _onnx_model_dir(name: str, backend: str) -> Path:

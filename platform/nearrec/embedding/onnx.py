@@ -2,8 +2,9 @@
 
 The ONNX file is built once from the local sentence-transformers model (:mod:`nearrec.embedding.onnx_build`,
 in a child process: this process never imports torch) and cached under ``<data_dir>/models/``, keyed by the
-model fingerprint, the backend and the onnxruntime version. Builders race safely: each writes a private
-temporary file and renames it into place.
+model fingerprint, the backend's tag (the backend and the revision of its recipe), the int8 layout for this
+CPU and the onnxruntime version. Builders race safely: each writes a private temporary file and renames it
+into place.
 
 Texts are tokenised with the model's own ``tokenizer.json`` (truncated at the model's ``max_seq_length``),
 sorted by length and padded per batch to the longest text of the batch only, as sentence-transformers does.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,26 +29,66 @@ from nearrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 ONNX_BACKENDS = ("onnx", "onnx-int8")
+# What the model id and the cache file say: a backend whose recipe changes (its vectors move) gets a new
+# revision, so that collections of the old recipe refuse the new vectors. onnx-int8 revision 1 (int8
+# attention only, dynamic per-tensor activations) was replaced by the smoothed per-token recipe.
+BACKEND_TAGS = {"onnx": "onnx", "onnx-int8": "onnx-int8.2"}
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 DEFAULT_MAX_SEQ_LENGTH = 256
 
 
-def onnx_model_file(cache_dir: Path, fingerprint: str, backend: str) -> Path:
-    """Where the ONNX file of ``fingerprint`` for ``backend`` is cached."""
+def backend_tag(backend: str) -> str:
+    """The backend's name in model ids and cache files (``onnx``, ``onnx-int8.2``)."""
+    return BACKEND_TAGS.get(backend, backend)
+
+
+def int8_kernels(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``u8s8`` where the CPU multiplies u8 x s8 without saturating (VNNI, ARM), else ``u8u8``.
+
+    On x86 without VNNI, onnxruntime's u8 x s8 kernel sums pairs of products in 16 bits (``vpmaddubsw``) and
+    can saturate; the u8 x u8 kernel cannot. Both give the same integers, so the same vectors.
+    """
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return "u8s8"
+    try:
+        flags = {
+            f for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for f in line.split()
+        }
+    except OSError:
+        return "u8u8"
+    return "u8s8" if flags & VNNI_FLAGS else "u8u8"
+
+
+def onnx_model_file(cache_dir: Path, fingerprint: str, backend: str, kernels: str | None = None) -> Path:
+    """Where the ONNX file of ``fingerprint`` for ``backend`` is cached (int8: per integer layout)."""
     import onnxruntime
 
     safe = fingerprint.replace("/", "_")
-    return cache_dir / f"{safe}.{backend}.ort-{onnxruntime.__version__}.onnx"
+    tag = backend_tag(backend)
+    if backend == "onnx-int8":
+        tag += f"-{kernels or int8_kernels()}"
+    return cache_dir / f"{safe}.{tag}.ort-{onnxruntime.__version__}.onnx"
 
 
 def ensure_onnx_model(model_dir: Path, fingerprint: str, backend: str, cache_dir: Path) -> Path:
     """The cached ONNX file, built first (a few seconds to a minute) when it is missing."""
-    path = onnx_model_file(cache_dir, fingerprint, backend)
+    kernels = int8_kernels()
+    path = onnx_model_file(cache_dir, fingerprint, backend, kernels)
     if path.is_file():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     log.warning("building the %s model of %s in %s (once)", backend, fingerprint, cache_dir)
-    command = [sys.executable, "-m", "nearrec.embedding.onnx_build", str(model_dir), backend, str(partial)]
+    command = [
+        sys.executable,
+        "-m",
+        "nearrec.embedding.onnx_build",
+        str(model_dir),
+        backend,
+        str(partial),
+        kernels,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.is_file():

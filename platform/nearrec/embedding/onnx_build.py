@@ -3,13 +3,13 @@
 Run in a child process by :func:`nearrec.embedding.onnx.ensure_onnx_model` so that the worker never imports
 torch (its memory stays that of onnxruntime alone)::
 
-    python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE
+    python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE [u8s8|u8u8]
 
 The graph takes ``input_ids``, ``attention_mask`` and ``token_type_ids`` and returns the mean-pooled,
 L2-normalised sentence vector (``embedding``), then onnxruntime's transformer optimizer fuses attention,
-layer norms and GELU. ``onnx-int8`` quantises the attention projections (query, key, value and attention
-output) to int8 (dynamic, per output channel) and keeps the feed-forward layers in fp32: quantising them too
-is 1.5x faster again but moves too many nearest neighbours (docs/operations.md has the measurements).
+layer norms and GELU. ``onnx-int8`` keeps the query, key and value projections apart (multi-head attention
+fusion) and turns every linear layer into int8 (:mod:`nearrec.embedding.onnx_quant`; the last argument
+picks the integer layout for this CPU).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 from nearrec.errors import ConfigError
 
 OPSET = 17
-FEED_FORWARD_MARKERS = ("/intermediate/dense/", "/output/dense/")
 
 
 def check_mean_pooling(model_dir: Path) -> None:
@@ -40,19 +39,23 @@ def check_mean_pooling(model_dir: Path) -> None:
         )
 
 
-def build(model_dir: Path, backend: str, out: Path) -> None:
-    """Write the ``backend`` ONNX file of ``model_dir`` to ``out``."""
+def build(model_dir: Path, backend: str, out: Path, kernels: str = "u8s8") -> None:
+    """Write the ``backend`` ONNX file of ``model_dir`` to ``out`` (``kernels``: the int8 layout)."""
+    from nearrec.embedding.onnx_quant import KERNELS, quantise
+
     if backend not in ("onnx", "onnx-int8"):
         raise ConfigError(f"unknown onnx backend {backend!r}")
+    if kernels not in KERNELS:
+        raise ConfigError(f"unknown int8 kernels {kernels!r}; choose from {', '.join(KERNELS)}")
     check_mean_pooling(model_dir)
     with tempfile.TemporaryDirectory(prefix="nearrec-onnx-") as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
         config = _export(model_dir, raw)
-        _fuse(raw, fused, config)
+        _fuse(raw, fused, config, separate_projections=backend == "onnx-int8")
         if backend == "onnx":
             fused.replace(out)
-        else:
-            _quantise_attention(fused, out)
+        elif quantise(fused, out, model_dir / "tokenizer.json", kernels) == 0:
+            raise ConfigError(f"onnx-int8: found no linear layer to quantise in {model_dir}")
 
 
 def _export(model_dir: Path, out: Path) -> dict[str, Any]:
@@ -95,42 +98,23 @@ def _export(model_dir: Path, out: Path) -> dict[str, Any]:
     return dict(model.config.to_dict())
 
 
-def _fuse(src: Path, out: Path, config: dict[str, Any]) -> None:
+def _fuse(src: Path, out: Path, config: dict[str, Any], *, separate_projections: bool) -> None:
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    # MultiHeadAttention takes the query, key and value projections as three MatMuls, which int8 replaces;
+    # the Attention op would pack them inside itself (as fast in fp32).
+    options.use_multi_head_attention = separate_projections
     optimised = optimize_model(
         str(src),
         model_type="bert",
         num_heads=int(config.get("num_attention_heads", 0)),
         hidden_size=int(config.get("hidden_size", 0)),
         opt_level=1,
+        optimization_options=options,
     )
     optimised.save_model_to_file(str(out))
-
-
-def _quantise_attention(src: Path, out: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    nodes = [n for n in onnx.load(str(src)).graph.node if n.op_type in ("MatMul", "Attention")]
-    feed_forward = [
-        n.name
-        for n in nodes
-        if n.op_type == "MatMul"
-        and "/attention/" not in n.name
-        and any(m in n.name for m in FEED_FORWARD_MARKERS)
-    ]
-    if not feed_forward or len(feed_forward) == len(nodes):
-        raise ConfigError(f"onnx-int8: cannot tell the feed-forward layers of {src.name} from the attention")
-    quantize_dynamic(
-        str(src),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=feed_forward,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
 
 
 def _json(path: Path, default: Any) -> Any:
@@ -141,14 +125,17 @@ def _json(path: Path, default: Any) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print(
+            "usage: python -m nearrec.embedding.onnx_build MODEL_DIR BACKEND OUT_FILE [u8s8|u8u8]",
+            file=sys.stderr,
+        )
         return 2
     import warnings
 
     warnings.simplefilter("ignore")  # the exporter's tracer warnings are about code paths not taken
     try:
-        build(Path(argv[0]), argv[1], Path(argv[2]))
+        build(Path(argv[0]), argv[1], Path(argv[2]), *argv[3:])
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
