@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,6 +219,21 @@ def test_evaluation_page_shows_the_last_saved_report(web: httpx.Client, settings
     page = web.get("/dashboard/evaluation").text
     assert 'id="eval-table"' in page and "0.3000" in page and "<svg" in page
     path.unlink()
+
+
+def test_the_overview_stats_are_loaded_when_the_server_starts(settings_mod: Settings, tmp_path: Path) -> None:
+    """The first overview after a start does not wait for the table scans: the server loads them itself."""
+    from starlette.testclient import TestClient
+
+    from nearrec.api.app import create_app
+
+    app = create_app(settings_mod.model_copy(update={"data_dir": tmp_path / "data"}), run_worker=False)
+    with TestClient(app):  # runs the lifespan; no request is made
+        deadline = time.monotonic() + 60
+        while (stats := app.state.dashboard_stats.cached()) is None:
+            assert time.monotonic() < deadline, "the overview's stats were not loaded at start"
+            time.sleep(0.05)
+        assert stats.counts.items > 0 and stats.counts.interactions > 0
 
 
 def test_every_dashboard_route_was_requested(server: Server) -> None:

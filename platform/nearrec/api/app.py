@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
         if want_worker:
             _start_worker(state)
         app.state.nearrec = state
+        app.state.dashboard_stats.warm(state)
         try:
             yield
         finally:

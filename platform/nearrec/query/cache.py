@@ -48,6 +48,11 @@ class Refreshing(Generic[T]):
             threading.Thread(target=self._refresh, name="nearrec-cache-refresh", daemon=True).start()
         return value
 
+    def cached(self) -> T | None:
+        """The value loaded so far (possibly stale), without loading it."""
+        with self._lock:
+            return self._value
+
     def _store(self, value: T) -> T:
         with self._lock:
             self._value, self._at = value, time.monotonic()

@@ -3,6 +3,7 @@ last evaluation report."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +26,7 @@ from nearrec.vectors.payload import ACTIVE, META_MODEL
 if TYPE_CHECKING:
     from nearrec.api.deps import State
 
+log = logging.getLogger(__name__)
 STATS_TTL = 30.0
 """Seconds the :class:`Stats` may be old (counting scans the interactions table and the collections)."""
 ACTIVITY_DAYS = 60
@@ -66,6 +68,26 @@ class StatsCache:
                 self._cache = Refreshing(lambda: load_stats(s), STATS_TTL)
             cache = self._cache
         return cache.get()
+
+    def cached(self) -> Stats | None:
+        """The stats loaded so far, without loading them (None before the first load)."""
+        with self._lock:
+            cache = self._cache
+        return None if cache is None else cache.cached()
+
+    def warm(self, s: State) -> threading.Thread:
+        """Fill the cache in a background thread (at server start), so the first overview does not wait for
+        the table scans (seconds on a catalog of millions of interactions)."""
+
+        def fill() -> None:
+            try:
+                self.get(s)
+            except Exception as exc:  # noqa: BLE001 - the first request loads it again and reports
+                log.info("dashboard stats not warmed: %s", exc)
+
+        thread = threading.Thread(target=fill, name="nearrec-dashboard-warm", daemon=True)
+        thread.start()
+        return thread
 
 
 def load_stats(s: State) -> Stats:
