@@ -19,7 +19,6 @@ import argparse
 import csv
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,36 +27,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pydantic import SecretStr  # noqa: E402
 
 from nearrec.config import Settings  # noqa: E402
 from nearrec.model import synthetic  # noqa: E402
-from nearrec.postgres.scratch import create_database, drop_database  # noqa: E402
+from query_data import pct, scratch_database  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO.parent / "shared" / "datasets" / "movielens-100k"
 PORT = 18771
 GENRES = '{"genres": {"in": ["Drama", "Comedy"]}}'
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def scratch_database() -> tuple[str, Callable[[], None]]:
-    base = os.environ.get("NEARREC_DATABASE_URL")
-    if base is None:
-        try:
-            socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-            base = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        except OSError:
-            from nearrec.postgres.embedded_server import start_embedded_postgres
-
-            base = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="nearrec-bench-pg-")))
-    name = f"nearrec_bench_serving_{os.getpid()}"
-    return create_database(base, name), lambda: drop_database(base, name)
 
 
 def sequential_files(folder: Path) -> tuple[list[str], Path, Path]:
