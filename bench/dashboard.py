@@ -23,7 +23,6 @@ import argparse
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pydantic import SecretStr  # noqa: E402
 from nearrec.config import Settings  # noqa: E402
 from nearrec.postgres import migrate  # noqa: E402
 from query_data import MODEL, fill_postgres, fill_store, pct, scratch_database  # noqa: E402
+from query_http import server  # noqa: E402
 
 TARGET_MS = 300.0
 METHODS = ("text", "cf", "hybrid", "popular")
@@ -62,31 +62,6 @@ def pages(n_items: int, n_users: int) -> list[tuple[str, Callable[[random.Random
         ("user page, no JS", lambda r: f"/dashboard/users/{user(r)}?inline=1"),
         ("evaluation", lambda r: "/dashboard/evaluation"),
     ]
-
-
-def serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NEARREC_DATABASE_URL": url,
-        "NEARREC_DATA_DIR": str(data_dir),
-        "NEARREC_EMBEDDING_MODEL": MODEL,
-        "NEARREC_LOG_LEVEL": "WARNING",
-    }
-    env.pop("NEARREC_API_KEYS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nearrec", "serve", "--port", str(port), "--no-sync-worker"], env=env
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.terminate()
-            raise RuntimeError("server did not become ready")
-        time.sleep(0.2)
 
 
 def api_path(n_users: int, method: str) -> Callable[[random.Random], str]:
@@ -210,12 +185,8 @@ def main() -> None:
             print(f"trained cf: {report.item_vectors:,} item vectors in {time.perf_counter() - t:.1f}s")
         store.close()  # the server process owns the store from here on
         port = 18766
-        proc = serve(url, tmp, port)
-        try:
+        with server(url, tmp, port, "--no-sync-worker"):
             measure(f"http://127.0.0.1:{port}", args.items, args.users, args.requests, args.seed)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     finally:
         drop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,9 @@ class Load:
 
 
 @contextmanager
-def server(url: str, data_dir: Path, port: int = 18765) -> Iterator[subprocess.Popen[bytes]]:
-    """`nearrec serve` (one process, the embedded store, its in-process worker) until the block ends."""
+def server(url: str, data_dir: Path, port: int = 18765, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`nearrec serve` (one process, the embedded store, its in-process worker unless ``args`` say
+    otherwise) on the benchmark catalog until the block ends."""
     env = {
         **os.environ,
         "NEARREC_DATABASE_URL": url,
@@ -43,7 +44,15 @@ def server(url: str, data_dir: Path, port: int = 18765) -> Iterator[subprocess.P
         "NEARREC_LOG_LEVEL": "WARNING",
     }
     env.pop("NEARREC_API_KEYS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "nearrec", "serve", "--port", str(port)], env=env)
+    with serving(env, port, *args) as proc:
+        yield proc
+
+
+@contextmanager
+def serving(env: Mapping[str, str], port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`nearrec serve --port PORT ARGS` with ``env``, once /readyz answers, until the block ends."""
+    cmd = [sys.executable, "-m", "nearrec", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env=dict(env))
     try:
         deadline = time.monotonic() + 120
         while not _ready(port):

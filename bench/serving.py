@@ -34,6 +34,7 @@ from pydantic import SecretStr  # noqa: E402
 from nearrec.config import Settings  # noqa: E402
 from nearrec.model import synthetic  # noqa: E402
 from query_data import pct, scratch_database  # noqa: E402
+from query_http import serving  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO.parent / "shared" / "datasets" / "movielens-100k"
@@ -106,37 +107,20 @@ def in_process(settings: Settings, users: list[str], filter: str | None) -> dict
 def over_http(env: dict[str, str], users: list[str], filter: str | None) -> dict[str, list[float]]:
     import httpx
 
-    cmd = [sys.executable, "-m", "nearrec", "serve", "--port", str(PORT), "--no-sync-worker"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{PORT}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=30) as client:
+    with serving(env, PORT, "--no-sync-worker"), httpx.Client(base_url=f"http://127.0.0.1:{PORT}") as client:
 
-            def ask(user: str, method: str | None) -> None:
-                params: dict[str, str | int] = {"k": 10}
-                if method is not None:
-                    params["method"] = method
-                if filter is not None:
-                    params["filter"] = filter
-                client.get(f"/v1/users/{user}/recommendations", params=params).raise_for_status()
+        def ask(user: str, method: str | None) -> None:
+            params: dict[str, str | int] = {"k": 10}
+            if method is not None:
+                params["method"] = method
+            if filter is not None:
+                params["filter"] = filter
+            client.get(f"/v1/users/{user}/recommendations", params=params, timeout=30).raise_for_status()
 
-            for user in users[:20]:
-                ask(user, None)
-                ask(user, "text")
-            return interleaved(users, ask)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for user in users[:20]:
+            ask(user, None)
+            ask(user, "text")
+        return interleaved(users, ask)
 
 
 def interleaved(users: list[str], call: Callable[[str, str | None], object]) -> dict[str, list[float]]:

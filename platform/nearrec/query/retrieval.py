@@ -35,6 +35,17 @@ MODEL_CACHE_TTL = 300.0
 FloatVector = np.ndarray[Any, np.dtype[np.float32]]
 
 
+def read_vectors(
+    store: VectorStore, collection: str, ids: Sequence[int], using: str
+) -> dict[int, FloatVector]:
+    """The dense ``using`` vector of each point of ``ids`` that has one, as float32."""
+    return {
+        h.id: np.asarray(h.vector[using], dtype=np.float32)
+        for h in store.retrieve(collection, list(ids), with_vectors=True)
+        if h.vector and using in h.vector
+    }
+
+
 class ModelVectors:
     """The trained model's dense item vectors, cached (thread safe).
 
@@ -73,13 +84,13 @@ class ModelVectors:
         probe = next(iter(out), None)
         if not missing and probe is None:
             return out
-        found = self._read(store, collection, [*missing, *([] if probe is None else [probe])], using)
+        found = read_vectors(store, collection, [*missing, *([] if probe is None else [probe])], using)
         if probe is not None and probe not in found:  # the vector is gone: start again from the store
             with self._lock:
                 if self._entries is entries:
                     self._entries = entries = {}
             out, missing = {}, list(ids)
-            found = self._read(store, collection, missing, using)
+            found = read_vectors(store, collection, missing, using)
         with self._lock:
             if self._entries is entries:
                 if len(entries) + len(missing) > self.max_items:
@@ -88,14 +99,6 @@ class ModelVectors:
                     entries[i] = (now, found.get(i))
         out.update(found)
         return out
-
-    @staticmethod
-    def _read(store: VectorStore, collection: str, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
-        return {
-            h.id: np.asarray(h.vector[using], dtype=np.float32)
-            for h in store.retrieve(collection, ids, with_vectors=True)
-            if h.vector and using in h.vector
-        }
 
 
 class Retriever:
@@ -109,12 +112,7 @@ class Retriever:
 
     def vectors(self, ids: Sequence[int], using: str = TEXT) -> dict[int, FloatVector]:
         """The ``using`` vector of each item that has one."""
-        hits = self.store.retrieve(self.items, list(ids), with_vectors=True)
-        return {
-            h.id: np.asarray(h.vector[using], dtype=np.float32)
-            for h in hits
-            if h.vector and using in h.vector
-        }
+        return read_vectors(self.store, self.items, ids, using)
 
     def model_vectors(self, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
         """The trained model's dense ``using`` vector of each item that has one (cached: :class:`ModelVectors`)."""
