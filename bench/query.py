@@ -276,6 +276,10 @@ def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> 
         f"+ calibration {elapsed:.1f}s, of which calibration {calibrated:.1f}s; load average "
         f"{load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end; unindexed before {before}, after {after}"
     )
+    m, ef_construct = record.get("graph", [16, 100])
+    print(
+        f"  graph: m {m}, ef_construct {ef_construct} (the calibration rebuilds it denser if it loses to exact)"
+    )
     for vector, chosen in sorted(record.get("vectors", {}).items()):
         effort = "exact search" if chosen.get("exact") else f"hnsw_ef {chosen.get('ef')}"
         tried = ", ".join(f"{ef}: {r:.3f} ({ms:.2f} ms)" for ef, r, ms in chosen.get("tried", []))

@@ -16,7 +16,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from nearrec.filters import And, Eq, FieldType
-from nearrec.vectors.base import Effort, Hit, PointRecord, stored_efforts
+from nearrec.vectors.base import Effort, Graph, Hit, PointRecord, stored_efforts
 from nearrec.vectors.calibrate import calibrate, calibrate_vector, calibration_due, probes, recall
 from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.payload import META_SEARCH
@@ -203,3 +203,39 @@ def test_the_effort_cache_rereads_the_metadata_after_its_ttl() -> None:
     cache.ttl = 0
     metadata[META_SEARCH] = {"vectors": {"text": {"exact": True}}}
     assert cache.get(COL, "text", read) == Effort(exact=True) and len(reads) == 3
+
+
+def test_a_graph_that_loses_to_exact_search_is_rebuilt_denser_and_calibrated_again(
+    built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's builder: no ef up to MAX_EF reaches the target, so exact search is chosen, the graph is
+    rebuilt with m and ef_construct doubled (up to MAX_M) and calibrated again. Last in the module: it leaves
+    the shared collection with the denser graph."""
+    from nearrec.sync.index import IndexBuilder
+    from nearrec.vectors import calibrate as calibration
+
+    monkeypatch.setattr(calibration, "MAX_EF", 64)  # ef 16-64 reach ~0.6-0.8 here
+    monkeypatch.setattr(calibration, "MAX_M", 32)  # one rebuild
+    store = built.store
+    store.set_metadata(COL, {META_SEARCH: None})
+    probe = probes(store, COL, "text", 60, seed=6)
+    exact = _answers(store, probe, Effort(exact=True))
+    sparse_before = recall(_answers(store, probe, Effort(ef=64)), exact, 10)
+    assert store.graph(COL) == Graph()
+
+    builder = IndexBuilder(store, [COL], min_points=10**9, target_recall=0.99)
+    assert builder.maybe_start() == COL  # a graph, never calibrated
+    builder.join(600)
+    assert store.graph(COL) == Graph(32, 200)
+    record = store.get_metadata(COL)[META_SEARCH]
+    assert record["graph"] == [32, 200] and record["vectors"]["text"]["exact"]
+    assert not calibration_due(store, COL, 0.99, 10**9)
+    assert recall(_answers(store, probe, Effort(ef=64)), exact, 10) > sparse_before  # denser: better per ef
+    assert _ids(_answers(store, probe, None)) == _ids(exact)  # the recorded effort: exact search
+    assert store.count(COL) == N and store.indexed_vectors(COL) == N
+
+    reopened = built.reopen()  # the parameters are the collection's: kept by a reopen
+    assert reopened.graph(COL) == Graph(32, 200)
+    assert calibration.needs_denser_graph(record, Graph(32, 200)) is None
+    assert calibration.needs_denser_graph({"vectors": {"text": {"ef": 64}}}, Graph()) is None
+    assert calibration.needs_denser_graph(record, Graph()) == Graph(32, 200)

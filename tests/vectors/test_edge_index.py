@@ -188,8 +188,8 @@ def test_every_kind_of_write_made_during_a_build_survives_the_switch(
 
     real = edge_index.optimize_copy
 
-    def build_then_write(directory: Path, timeout: float | None = None) -> None:
-        real(directory, timeout)
+    def build_then_write(directory: Path, timeout: float | None = None, rebuild: Any = None) -> None:
+        real(directory, timeout, rebuild)
         writes_during_the_build()
 
     monkeypatch.setattr(edge_index, "optimize_copy", build_then_write)

@@ -11,7 +11,9 @@ background build, a Qdrant server's own indexing) the worker measures it, per de
 2. their exact top ``k`` (every point scored, the engine's ``exact`` search) and its median latency;
 3. their graph top ``k`` with ef 16, 32, 64, ...: the first ef whose mean recall@k reaches ``target`` is
    chosen. If the graph gets as slow as exact search first (a small collection, or data without structure),
-   exact search is chosen instead: better answers at no higher cost.
+   exact search is chosen instead: better answers at no higher cost. A graph that loses to exact search is
+   then rebuilt denser (:func:`needs_denser_graph`: m and ef_construct doubled, up to m 64) and calibrated
+   again: a denser graph needs a much smaller ef for the same recall.
 
 The choice goes into the collection metadata (:data:`nearrec.vectors.payload.META_SEARCH`), which every
 adapter applies to the dense queries on that vector. A hit counts as found when it scores at least the exact
@@ -27,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from nearrec.vectors.base import Effort, Hit, VectorStore
+from nearrec.vectors.base import Effort, Graph, Hit, VectorStore
 from nearrec.vectors.payload import META_SEARCH
 
 MIN_EF = 16
 MAX_EF = 1 << 15
+MAX_M = 64
+"""Densest graph tried (ef_construct 400 with it): each doubling of m doubles the build time and link memory."""
 TIE = 1e-5  # float32 rounding of a cosine
 
 
@@ -131,7 +135,7 @@ def calibrate(
     """Calibrate every dense named vector of ``name`` and record the choices in its metadata; returns the
     record (see :data:`META_SEARCH`)."""
     started = time.perf_counter()
-    indexed = store.indexed_vectors(name)
+    indexed, graph = store.indexed_vectors(name), store.graph(name)
     chosen: dict[str, Any] = {}
     for using in sorted(store.vector_sizes(name)):
         result = calibrate_vector(store, name, using, target, queries)
@@ -141,6 +145,7 @@ def calibrate(
                 on_vector(result)
     record = {
         "indexed": indexed or 0,
+        "graph": [graph.m, graph.ef_construct],
         "target": target,
         "vectors": chosen,
         "seconds": round(time.perf_counter() - started, 2),
@@ -150,18 +155,39 @@ def calibrate(
     return record
 
 
+def needs_denser_graph(record: dict[str, Any], graph: Graph) -> Graph | None:
+    """The parameters of a denser graph when the calibration found a vector whose graph cannot reach the
+    target recall before it costs as much as exact search (up to m :data:`MAX_M`); None otherwise."""
+    if graph.m >= MAX_M or not any(v.get("exact") for v in record.get("vectors", {}).values()):
+        return None
+    return graph.denser()
+
+
 def calibration_due(store: VectorStore, name: str, target: float, min_points: int) -> bool:
     """True when ``name``'s graph changed since its last calibration: it was never calibrated (or for another
-    target) and has a graph, or its graph grew or shrank by half, or by ``min_points`` vectors if positive."""
+    target) and has a graph, or the graph was rebuilt with other parameters, or it grew or shrank by half, or
+    by ``min_points`` vectors if positive."""
     indexed = store.indexed_vectors(name)
     if not indexed:
         return False
     record = store.get_metadata(name).get(META_SEARCH)
     if not isinstance(record, dict) or record.get("target") != target:
         return True
+    graph = store.graph(name)
+    if record.get("graph", [16, 100]) != [graph.m, graph.ef_construct]:
+        return True
     before = int(record.get("indexed") or 0)
     half = max(before // 2, 1)
     return abs(indexed - before) >= (min(min_points, half) if min_points > 0 else half)
 
 
-__all__ = ["Calibration", "Step", "calibrate", "calibrate_vector", "calibration_due", "probes", "recall"]
+__all__ = [
+    "Calibration",
+    "Step",
+    "calibrate",
+    "calibrate_vector",
+    "calibration_due",
+    "needs_denser_graph",
+    "probes",
+    "recall",
+]

@@ -33,7 +33,6 @@ from qdrant_edge import (
     Query,
     QueryRequest,
     Sample,
-    ScrollRequest,
     UpdateOperation,
 )
 
@@ -47,6 +46,7 @@ from nearrec.vectors.base import (
     Effort,
     FusedQuery,
     FusionMethod,
+    Graph,
     Hit,
     PointRecord,
     check_limit,
@@ -126,12 +126,8 @@ class EdgeVectorStore:
         real = self._aliases.get(name, name)
         with self._guard:
             col = self._col(real)
-            if vector not in col.vectors and vector not in col.sparse:
-                return
-            col.write(name, UpdateOperation.delete_vector_name(vector), (), schema=True)
-            col.vectors.pop(vector, None)
-            col.sparse.discard(vector)
-            col.save(self.root / real)
+            if col.drop_vector(name, vector):
+                col.save(self.root / real)
 
     def clear_vector(self, name: str, vector: str) -> None:
         self._col(name).clear_vector(name, vector, [h.id for h in self.scroll(name, batch=UPSERT_CHUNK)])
@@ -231,19 +227,7 @@ class EdgeVectorStore:
     def scroll(
         self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
     ) -> Iterator[Hit]:
-        col = self._col(name)
-        edge_filter = to_edge_filter(filter)
-        offset: Any = None
-        while True:
-            request = ScrollRequest(
-                offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=with_vectors
-            )
-            with edge_errors(name):
-                records, offset = col.shard.scroll(request)
-            for r in records:
-                yield edge_hit(r, 0.0, with_vectors)
-            if offset is None:
-                return
+        return self._col(name).scroll(name, batch, with_vectors, filter)
 
     def count(self, name: str, filter: FilterExpr | None = None) -> int:
         col = self._col(name)
@@ -322,10 +306,11 @@ class EdgeVectorStore:
         """Vectors of ``name`` not yet in an HNSW graph (searched exactly until :meth:`build_index`)."""
         return self._col(name).unindexed(name)
 
-    def build_index(self, name: str) -> edge_index.BuildReport:
+    def build_index(self, name: str, graph: Graph | None = None) -> edge_index.BuildReport:
         """Build the HNSW index of ``name`` in a child process on a copy of its shard, then switch to it;
         queries go on meanwhile, writes wait only while the shard is copied and while the switch replays the
-        writes made during the build. One build per collection at a time."""
+        writes made during the build. One build per collection at a time. ``graph``: rebuild the whole
+        graph with these parameters (else the shard's own; only the unindexed points are indexed)."""
         real = self._aliases.get(name, name)
         col = self._col(real)
         with self._guard:
@@ -333,11 +318,16 @@ class EdgeVectorStore:
                 raise ValidationError(f"collection {name!r}: an index build is already running")
             col.building = True
         try:
-            return edge_index.build(
-                col, self.root / real, real, load_config(self._max_search_threads), self._switched
-            )
+            config = load_config(self._max_search_threads)
+            return edge_index.build(col, self.root / real, real, config, self._switched, graph)
         finally:
             col.journal, col.building = None, False
+
+    def graph(self, name: str) -> Graph:
+        return self._col(name).graph
+
+    def rebuild_graph(self, name: str, graph: Graph) -> None:
+        self.build_index(name, graph)
 
     def _switched(self, name: str, col: EdgeCollection) -> None:
         with self._guard:

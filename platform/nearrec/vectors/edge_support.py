@@ -22,6 +22,7 @@ from qdrant_edge import (
     EdgeShard,
     EdgeSparseVectorParams,
     EdgeVectorParams,
+    ScrollRequest,
     SearchParams,
     UpdateOperation,
 )
@@ -34,9 +35,17 @@ from nearrec.errors import (
     ValidationError,
     VectorStoreLockedError,
 )
-from nearrec.filters import FieldType
-from nearrec.vectors.base import SPARSE_FULL_SCAN_THRESHOLD, UPSERT_CHUNK, check_names, stored_efforts
-from nearrec.vectors.edge_requests import search_params
+from nearrec.filters import FieldType, FilterExpr
+from nearrec.vectors.base import (
+    SPARSE_FULL_SCAN_THRESHOLD,
+    UPSERT_CHUNK,
+    Graph,
+    Hit,
+    check_names,
+    stored_efforts,
+)
+from nearrec.vectors.edge_requests import edge_hit, search_params
+from nearrec.vectors.filters_edge import to_edge_filter
 
 _NAME = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 INDEX_TYPES = {
@@ -62,6 +71,7 @@ class EdgeCollection:
     schema_ops: list[UpdateOperation] = field(default_factory=list)  # index / vector changes meanwhile
     building: bool = False
     efforts: dict[str, SearchParams] = field(default_factory=dict)  # per named vector, from the metadata
+    graph: Graph = field(default_factory=Graph)  # the HNSW parameters the shard was built with
 
     def __post_init__(self) -> None:
         self.set_metadata(self.metadata)
@@ -80,7 +90,8 @@ class EdgeCollection:
         with edge_errors(name):
             shard = EdgeShard.load(str(base / shard_dir), config)
         vectors, metadata = dict(data.get("vectors", {})), dict(data.get("metadata", {}))
-        return cls(shard, vectors, metadata, set(data.get("sparse", [])), shard_dir=shard_dir)
+        graph = Graph(*data["graph"]) if "graph" in data else Graph()
+        return cls(shard, vectors, metadata, set(data.get("sparse", [])), shard_dir=shard_dir, graph=graph)
 
     @classmethod
     def create(
@@ -104,13 +115,38 @@ class EdgeCollection:
     def save(self, base: Path) -> None:
         """Write ``collection.json``: what the collection holds, its metadata and its live shard directory."""
         data = {"vectors": self.vectors, "sparse": sorted(self.sparse), "metadata": self.metadata}
-        write_json(base / "collection.json", {**data, "shard": self.shard_dir})
+        graph = [self.graph.m, self.graph.ef_construct]
+        write_json(base / "collection.json", {**data, "shard": self.shard_dir, "graph": graph})
 
     def unindexed(self, name: str) -> int:
         """Dense vectors not yet in an HNSW graph."""
         with edge_errors(name):
             info = self.shard.info()
         return max(0, info.points_count * len(self.vectors) - info.indexed_vectors_count)
+
+    def drop_vector(self, name: str, vector: str) -> bool:
+        """Drop the named vector from the shard and the config; False if the collection has no such vector."""
+        if vector not in self.vectors and vector not in self.sparse:
+            return False
+        self.write(name, UpdateOperation.delete_vector_name(vector), (), schema=True)
+        self.vectors.pop(vector, None)
+        self.sparse.discard(vector)
+        return True
+
+    def scroll(self, name: str, batch: int, with_vectors: bool, filter: FilterExpr | None) -> Iterator[Hit]:
+        """Every point (matching ``filter``) in id order, ``batch`` at a time."""
+        edge_filter = to_edge_filter(filter)
+        offset: Any = None
+        while True:
+            request = ScrollRequest(
+                offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=with_vectors
+            )
+            with edge_errors(name):
+                records, offset = self.shard.scroll(request)
+            for r in records:
+                yield edge_hit(r, 0.0, with_vectors)
+            if offset is None:
+                return
 
     def clear_vector(self, name: str, vector: str, ids: Sequence[int]) -> None:
         """Remove ``vector``'s values from the points ``ids`` (the named vector and its config stay)."""

@@ -1,9 +1,8 @@
 """VectorStore on qdrant-client: a Qdrant server (``url``), or qdrant-client's local mode in tests
 (``QdrantClient(":memory:")`` or ``path=``; small data only, payload indexes have no effect there).
 
-Collection metadata (embedding model id, dims) uses Qdrant's collection ``metadata`` (merged on update,
-``None`` removes a key); aliases are Qdrant aliases; a named vector missing from an existing collection is
-added with ``create_vector_name``.
+Collection metadata (model id, dims, search effort) is Qdrant's collection ``metadata`` (merged on update,
+``None`` removes a key); aliases are Qdrant aliases; a missing named vector is added with ``create_vector_name``.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from nearrec.vectors.base import (
     Effort,
     FusedQuery,
     FusionMethod,
+    Graph,
     Hit,
     PointRecord,
     Sparse,
@@ -39,6 +39,7 @@ from nearrec.vectors.server_support import (
     INDEX_TYPES,
     EffortCache,
     add_vectors,
+    alias_ops,
     fused_query,
     qdrant_params,
     server_errors,
@@ -65,13 +66,10 @@ class ServerVectorStore:
         owns_client: bool = True,
         where: str = "Qdrant",
     ) -> None:
-        self.client = client
-        self.shard_number = shard_number
-        self.replication_factor = replication_factor
+        self.client, self._owns_client, self._where = client, owns_client, where
+        self.shard_number, self.replication_factor = shard_number, replication_factor
         self.write_consistency_factor = write_consistency_factor
         self._read: dict[str, Any] = {} if read_consistency is None else {"consistency": read_consistency}
-        self._owns_client = owns_client
-        self._where = where
         self._local = getattr(client, "_client", None).__class__.__name__ == "QdrantLocal"
         self._efforts = EffortCache()
 
@@ -181,16 +179,8 @@ class ServerVectorStore:
             raise ValidationError(f"alias {alias!r}: a collection has that name", path="alias")
         if collection not in self.list_collections():
             raise CollectionNotFoundError(f"collection {collection!r} does not exist")
-        ops: list[models.AliasOperations] = []
-        if self.resolve_alias(alias) is not None:
-            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
-        ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-            )
-        )
         with self._errors(collection):
-            self.client.update_collection_aliases(ops)
+            self.client.update_collection_aliases(alias_ops(alias, collection, self.resolve_alias(alias)))
 
     def resolve_alias(self, alias: str) -> str | None:
         with self._errors(alias):
@@ -229,6 +219,16 @@ class ServerVectorStore:
                 name, query=query, query_filter=only, limit=n, with_vectors=[using]
             )
         return [server_hit(p, 0.0, True) for p in found.points]
+
+    def graph(self, name: str) -> Graph:
+        with self._errors(name):
+            hnsw = self.client.get_collection(name).config.hnsw_config
+        return Graph(hnsw.m, hnsw.ef_construct)
+
+    def rebuild_graph(self, name: str, graph: Graph) -> None:
+        hnsw = models.HnswConfigDiff(m=graph.m, ef_construct=graph.ef_construct)
+        with self._errors(name):
+            self.client.update_collection(self.resolve_alias(name) or name, hnsw_config=hnsw)
 
     def indexed_vectors(self, name: str) -> int | None:
         with self._errors(name):

@@ -122,6 +122,15 @@ def add_vectors(
             client.create_vector_name(name, vname, config_sparse)
 
 
+def alias_ops(alias: str, collection: str, current: str | None) -> list[models.AliasOperations]:
+    """Point ``alias`` at ``collection`` in one atomic change (deleting it first if it points elsewhere)."""
+    ops: list[models.AliasOperations] = []
+    if current is not None:
+        ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+    create = models.CreateAlias(collection_name=collection, alias_name=alias)
+    return [*ops, models.CreateAliasOperation(create_alias=create)]
+
+
 def sparse_params() -> models.SparseVectorParams:
     index = models.SparseIndexParams(full_scan_threshold=SPARSE_FULL_SCAN_THRESHOLD)
     return models.SparseVectorParams(index=index)
@@ -178,6 +187,7 @@ __all__ = [
     "INDEX_TYPES",
     "EffortCache",
     "add_vectors",
+    "alias_ops",
     "error_detail",
     "fused_query",
     "qdrant_params",
