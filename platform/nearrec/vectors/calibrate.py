@@ -8,10 +8,11 @@ background build, a Qdrant server's own indexing) the worker measures it, per de
 1. ``queries`` probe vectors: the normalised sum of two stored vectors drawn at random. A probe is a blend of
    items, like a user's vector, and not a stored point (a stored point is linked into the graph at insertion
    and is found more easily than a user's vector is);
-2. their exact top ``k`` (every point scored, the engine's ``exact`` search) and its median latency;
+2. their exact top ``k`` (every point scored, the engine's ``exact`` search);
 3. their graph top ``k`` with ef 16, 32, 64, ...: the first ef whose mean recall@k reaches ``target`` is
-   chosen. If the graph gets as slow as exact search first (a small collection, or data without structure),
-   exact search is chosen instead: better answers at no higher cost. A graph that loses to exact search is
+   chosen. If the graph gets as slow as exact search first (median latencies, measured side by side at each
+   step: a small collection, or data without structure), exact search is chosen instead: better answers at
+   no higher cost. A graph that loses to exact search is
    then rebuilt denser (:func:`needs_denser_graph`: m and ef_construct doubled, up to m 64) and calibrated
    again: a denser graph needs a much smaller ef for the same recall.
 
@@ -37,6 +38,7 @@ MAX_EF = 1 << 15
 MAX_M = 64
 """Densest graph tried (ef_construct 400 with it): each doubling of m doubles the build time and link memory."""
 TIE = 1e-5  # float32 rounding of a cosine
+EXACT_EVERY = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,27 +92,35 @@ def calibrate_vector(
         return None
     points = store.count(name)
 
-    def run(effort: Effort) -> tuple[list[list[Hit]], float]:
-        times, answers = [], []
-        for v in vectors:
-            started = time.perf_counter()
-            answers.append(store.query(name, v, using, k, search=effort))
-            times.append(time.perf_counter() - started)
-        return answers, float(np.median(times)) * 1000
+    def timed(v: np.ndarray, effort: Effort) -> tuple[list[Hit], float]:
+        started = time.perf_counter()
+        hits = store.query(name, v, using, k, search=effort)
+        return hits, (time.perf_counter() - started) * 1000
 
-    truth, exact_ms = run(Effort(exact=True))
-    run(Effort(ef=MIN_EF))  # untimed: the first graph queries page its links in
+    truth = [timed(v, Effort(exact=True))[0] for v in vectors]
+    for v in vectors:
+        timed(v, Effort(ef=MIN_EF))  # untimed: the first graph queries page its links in
     steps: list[Step] = []
+    exact_times: list[float] = []
     ef = MIN_EF
     while ef <= MAX_EF:
-        got, ms = run(Effort(ef=ef))
-        steps.append(Step(ef, recall(got, truth, k), ms))
+        # graph and exact latencies measured side by side (every EXACT_EVERY-th probe), so a change of the
+        # machine's load between steps does not decide between them
+        got, ms, exact_ms = [], [], []
+        for n, v in enumerate(vectors):
+            hits, took = timed(v, Effort(ef=ef))
+            got.append(hits)
+            ms.append(took)
+            if n % EXACT_EVERY == 0:
+                exact_ms.append(timed(v, Effort(exact=True))[1])
+        exact_times += exact_ms
+        steps.append(Step(ef, recall(got, truth, k), float(np.median(ms))))
         if steps[-1].recall >= target:
-            return Calibration(using, Effort(ef=ef), steps[-1].recall, exact_ms, steps)
-        if ms >= exact_ms or ef >= points:
+            return Calibration(using, Effort(ef=ef), steps[-1].recall, float(np.median(exact_times)), steps)
+        if steps[-1].ms >= float(np.median(exact_ms)) or ef >= points:
             break
         ef *= 2
-    return Calibration(using, Effort(exact=True), 1.0, exact_ms, steps)
+    return Calibration(using, Effort(exact=True), 1.0, float(np.median(exact_times)), steps)
 
 
 def recall(got: Sequence[Sequence[Hit]], truth: Sequence[Sequence[Hit]], k: int) -> float:
