@@ -71,7 +71,7 @@ def _ids(answers: list[list[Hit]]) -> list[list[int]]:
 def test_calibration_raises_ef_to_the_target_records_it_and_queries_use_it(built: Built) -> None:
     store = built.store
     store.set_metadata(COL, {META_SEARCH: None})
-    probe = probes(store, COL, "text", 60, seed=3)
+    probe, _ = probes(store, COL, "text", 60, seed=3)
     exact = _answers(store, probe, Effort(exact=True))
     assert recall(_answers(store, probe, None), exact, 10) < 0.95, (
         "the default effort must miss neighbours here"
@@ -101,7 +101,7 @@ def test_calibration_raises_ef_to_the_target_records_it_and_queries_use_it(built
 
 def test_a_recorded_effort_applies_to_fused_and_mmr_queries_too(built: Built) -> None:
     store = built.store
-    probe = probes(store, COL, "text", 40, seed=4)
+    probe, _ = probes(store, COL, "text", 40, seed=4)
     exact = _answers(store, probe, Effort(exact=True))
     exact_record = {"indexed": N, "target": 1.0, "vectors": {"text": {"exact": True, "recall": 1.0}}}
     store.set_metadata(COL, {META_SEARCH: exact_record})
@@ -218,7 +218,7 @@ def test_a_graph_that_loses_to_exact_search_is_rebuilt_denser_and_calibrated_aga
     monkeypatch.setattr(calibration, "MAX_M", 32)  # one rebuild
     store = built.store
     store.set_metadata(COL, {META_SEARCH: None})
-    probe = probes(store, COL, "text", 60, seed=6)
+    probe, _ = probes(store, COL, "text", 60, seed=6)
     exact = _answers(store, probe, Effort(exact=True))
     sparse_before = recall(_answers(store, probe, Effort(ef=64)), exact, 10)
     assert store.graph(COL) == Graph()
