@@ -162,6 +162,38 @@ def test_no_calibration_without_a_graph(tmp_path: Path) -> None:
         assert not calibration_due(store, COL, 0.95, 1000)
 
 
+def test_probes_are_the_stored_query_vectors_where_there_are_some_and_blends_otherwise(
+    tmp_path: Path,
+) -> None:
+    with EdgeVectorStore(tmp_path / "v") as store:
+        rng = np.random.default_rng(8)
+        store.ensure_collection(COL, {"text": 8, "cf": 4})
+        store.upsert(
+            COL,
+            [
+                PointRecord(i, {"text": rng.standard_normal(8), "cf": rng.standard_normal(4)})
+                for i in range(1, 201)
+            ],
+        )
+        store.ensure_collection("users", {"text": 8, "cf": 3})
+        users = {i: rng.standard_normal(8) for i in range(1, 31)}
+        store.upsert(
+            "users", [PointRecord(i, {"text": v, "cf": rng.standard_normal(3)}) for i, v in users.items()]
+        )
+        stored = {tuple(np.round(v / np.linalg.norm(v), 5)) for v in users.values()}
+
+        got, source = probes(store, COL, "text", 20, queries_from="users")
+        assert source == "users" and len(got) == 20
+        assert all(tuple(np.round(v, 5)) in stored for v in got)  # the users' own (normalised) vectors
+        got, source = probes(store, COL, "text", 50, queries_from="users")  # 30 users, then 20 blends
+        assert source == "users + blends" and len(got) == 50
+        assert sum(tuple(np.round(v, 5)) in stored for v in got) == 30
+        assert all(abs(np.linalg.norm(v) - 1) < 1e-9 for v in got)
+        assert probes(store, COL, "cf", 10, queries_from="users")[1] == "blends"  # another size: not queries
+        assert probes(store, COL, "text", 10, queries_from="absent")[1] == "blends"
+        assert probes(store, COL, "text", 10)[1] == "blends"
+
+
 def test_the_server_adapter_reads_the_recorded_effort_and_samples(tmp_path: Path) -> None:
     """qdrant-client's local mode (the server adapter's code path; it searches exactly, so ef 16 is enough)."""
     store = ServerVectorStore(QdrantClient(":memory:"))
