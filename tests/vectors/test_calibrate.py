@@ -255,7 +255,7 @@ def test_a_graph_that_loses_to_exact_search_is_rebuilt_denser_and_calibrated_aga
     sparse_before = recall(_answers(store, probe, Effort(ef=64)), exact, 10)
     assert store.graph(COL) == Graph()
 
-    builder = IndexBuilder(store, [COL], min_points=10**9, target_recall=0.99)
+    builder = IndexBuilder(store, [COL], min_points=10**9, target_recall=0.99, check_every=0)
     assert builder.maybe_start() == COL  # a graph, never calibrated
     builder.join(600)
     assert store.graph(COL) == Graph(32, 200)

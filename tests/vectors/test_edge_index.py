@@ -129,7 +129,7 @@ def test_the_worker_index_builder_starts_one_build_when_enough_is_unindexed(tmp_
     rng = np.random.default_rng(5)
     store = EdgeVectorStore(tmp_path / "v", indexing_threshold_kb=40)
     store.ensure_collection(COL, {"text": DIM})
-    builder = IndexBuilder(store, [COL, "absent"], min_points=2000)
+    builder = IndexBuilder(store, [COL, "absent"], min_points=2000, check_every=0)
     store.upsert(COL, [_point(i, rng.standard_normal(DIM)) for i in range(1, 1500)])
     assert builder.maybe_start() is None  # 1,499 unindexed: below the threshold
     store.upsert(COL, [_point(i, rng.standard_normal(DIM)) for i in range(1500, 3001)])
@@ -145,6 +145,13 @@ def test_the_worker_index_builder_starts_one_build_when_enough_is_unindexed(tmp_
     assert builder.maybe_start() == COL
     builder.join(120)
     assert store.get_metadata(COL)[META_SEARCH]["indexed"] == record["indexed"]
+    quiet = IndexBuilder(store, [COL], min_points=10**9)  # looks again 30 s after finding nothing due
+    assert quiet.maybe_start() is None
+    store.set_metadata(COL, {META_SEARCH: None})
+    assert quiet.maybe_start() is None and not quiet.running
+    quiet._quiet_until = 0.0  # 30 s later
+    assert quiet.maybe_start() == COL
+    quiet.join(120)
     store.close()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from nearrec.vectors.base import VectorStore
@@ -35,14 +36,19 @@ class IndexBuilder:
         min_points: int,
         target_recall: float = 0.95,
         queries_from: Mapping[str, str] | None = None,
+        check_every: float = 30.0,
     ) -> None:
         """``queries_from``: collection -> the collection whose stored vectors are the queries made against
-        it (the items' -> the users': a user's vector is a recommendation's query), the calibration's probes."""
+        it (the items' -> the users': a user's vector is a recommendation's query), the calibration's probes.
+        ``check_every``: seconds between two looks for a due calibration (three store calls per collection,
+        requests to a Qdrant server) once one found nothing due."""
         self.store = store
         self.collections = list(collections)
         self.min_points = min_points
         self.target_recall = target_recall
         self.queries_from = dict(queries_from or {})
+        self.check_every = check_every
+        self._quiet_until = 0.0
         self._baseline: dict[str, int] = {}
         self._thread: threading.Thread | None = None
 
@@ -56,15 +62,18 @@ class IndexBuilder:
         unindexed = getattr(self.store, "unindexed_points", None) if self.min_points > 0 else None
         if self.running:
             return None
+        check = self.target_recall > 0 and time.monotonic() >= self._quiet_until
+        if unindexed is None and not check:
+            return None  # no request to a Qdrant server between two looks
         for name in self.collections:
             if not self.store.collection_exists(name):
                 continue
             if unindexed is not None and unindexed(name) - self._baseline.get(name, 0) >= self.min_points:
                 return self._start(self._build, name)
-            if self.target_recall > 0 and calibration_due(
-                self.store, name, self.target_recall, self.min_points
-            ):
+            if check and calibration_due(self.store, name, self.target_recall, self.min_points):
                 return self._start(self._calibrate, name)
+        if check:
+            self._quiet_until = time.monotonic() + self.check_every
         return None
 
     def _start(self, work: Callable[[str], None], name: str) -> str:
