@@ -305,8 +305,11 @@ def report_http(out: dict[str, Any], default: str, half_p50_target: float = 1.5)
     total = cost["server_ms"] + (cost["database_ms"] or 0) + cost["client_ms"]
     bound = (os.cpu_count() or 1) * 1000 / total
     db = "n/a" if local["database_ms"] is None else f"{local['database_ms']:.2f}"
+    single = out["http_single"]
     print(
-        f"\nHTTP ({default}, the default method), 8 clients\n"
+        f"\nHTTP ({default}, the default method), one client: p50 {single['p50_ms']:.2f} ms = "
+        f"{single['p50_ms'] / i50:.2f}x in-process (+{single['p50_ms'] - i50:.2f} ms), p99 {single['p99_ms']:.2f} ms"
+        f"\n8 clients\n"
         f"  saturation (closed loop): {sat['rate']:.0f} req/s, p50 {sat['p50_ms']:.2f} ms; "
         f"1000 / in-process p50 = {capacity:.0f} req/s: ratio {sat['rate'] / capacity:.2f} (target >= 1)\n"
         f"  CPU per request: in-process {local['server_ms']:.2f} ms (+ database {db}); over HTTP server "
@@ -380,7 +383,8 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     store.close()  # the server process owns the store from here on
     if http:
         users = [catalog.user_name(u) for u in range(args.users)]
-        sat, cost, half, rss, peak = http_figures(url, tmp, users, args.http_queries, 8, args.seed)
+        single, sat, cost, half, rss, peak = http_figures(url, tmp, users, args.http_queries, 8, args.seed)
+        out["http_single"] = vars(single)
         out.update(
             http_saturation=vars(sat), http_cpu=vars(cost), http_half=vars(half), rss_mb=rss, rss_peak_mb=peak
         )

@@ -153,19 +153,21 @@ def drive(port: int, requests: list[str], clients: int, rate: float) -> Load:
 
 def http_figures(
     url: str, data_dir: Path, users: list[str], queries: int, clients: int, seed: int
-) -> tuple[Load, CpuCost, Load, float, float]:
-    """Saturation (closed loop) and the CPU per request it took, then an open loop at half the saturation
-    rate; and the server's RSS (MB) and its peak after the load."""
+) -> tuple[Load, Load, CpuCost, Load, float, float]:
+    """One client (no queueing: what HTTP itself adds to a request), saturation (closed loop) with the CPU per
+    request it took, then an open loop at half the saturation rate; and the server's RSS (MB) and its peak
+    after the load."""
     with server(url, data_dir) as proc:
         # warm up connections and caches as the in-process service was (the model's item vectors are cached)
         drive(18765, paths(users, queries, seed + 1), clients, 0.0)
         quiet(proc.pid)
+        single = drive(18765, paths(users, max(queries // 3, 1), seed + 4), 1, 0.0)
         saturation, cost = cpu_cost(
             url, proc.pid, lambda: drive(18765, paths(users, queries, seed + 2), clients, 0.0)
         )
         half = drive(18765, paths(users, queries, seed + 3), clients, saturation.rate / 2)
         rss, peak = rss_mb(proc.pid)
-    return saturation, cost, half, rss, peak
+    return single, saturation, cost, half, rss, peak
 
 
 def quiet(pid: int, timeout: float = 60.0) -> None:
