@@ -20,7 +20,7 @@ And measures, in the SAME run, with a category filter on every query:
 
 - raw: the store call of each method with the arguments the retriever passes (filter + active flag, the
   user's most recent seen ids as the ``must_not has_id`` exclusion, the first page): ``text`` and ``cf``
-  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the retrieve of the popularity pool;
+  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the first retrieve of the popular items;
 - recall@10 of the raw text query (the HNSW index) against exact numpy search on the same vectors, same
   filter, same exclusion;
 - in-process: QueryService.recommend with each method (text, cf, hybrid, popular), its p50 and ratio to raw
@@ -61,7 +61,7 @@ from nearrec.postgres import migrate  # noqa: E402
 from nearrec.postgres import query_repo as repo  # noqa: E402
 from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
 from nearrec.query.collaborative import CF_HISTORY, cf_user_vector  # noqa: E402
-from nearrec.query.popular import POPULAR_POOL, RETRIEVE_CHUNK  # noqa: E402
+from nearrec.query.popular import POPULAR_POOL, first_chunk  # noqa: E402
 from nearrec.query.retrieval import ACTIVE, TEXT  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.vectors.base import VectorStore  # noqa: E402
@@ -159,7 +159,7 @@ class Floor:
                 method="rrf",
             )
         banned = set(self.catalog.seen[u])
-        ids = [i for i in self.popular if i not in banned][:RETRIEVE_CHUNK]
+        ids = [i for i in self.popular if i not in banned][: first_chunk(K)]
         return lambda: store.retrieve(items, ids)
 
 
