@@ -1,5 +1,10 @@
-"""The data of bench/query.py: a scratch Postgres database and an embedded store filled with a random catalog,
-generated users and interactions, and the exact (numpy) search the store's answers are checked against."""
+"""The data of bench/query.py: a scratch Postgres database and an embedded store filled with a generated catalog,
+users and interactions, and the exact (numpy) search the store's answers are checked against.
+
+Vectors (``kind``): ``random``, 384-d Gaussian (no neighbourhood structure: the worst case for a graph index),
+or ``clustered``, closer to real embeddings: each vector is one of :data:`CLUSTERS` random unit centres plus
+isotropic noise of norm :data:`NOISE` (two vectors of one cluster have cosine ~0.64, of two clusters ~0), the
+users' text vectors drawn the same way."""
 
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ DIM = 384
 MODEL = f"hashing:{DIM}"  # the model id recorded on the collections; vectors are random, nothing is embedded
 CATEGORIES = [f"cat{i:02d}" for i in range(20)]
 HISTORY_SIZES = (20, 200, 2000, 5000)
+VECTOR_KINDS = ("random", "clustered")
+CLUSTERS = 1000
+NOISE = 0.75
 TYPES = ("view", "view", "view", "click", "purchase")  # mostly views, some stronger signals for training
 
 
@@ -45,15 +53,17 @@ class Catalog:
     def user_name(self, u: int) -> str:
         return f"user-{u}"
 
-    def exact_top(self, query: np.ndarray, cat: int | None, excluded: Iterable[int], k: int) -> list[int]:
-        """Exact top ``k`` item ids by cosine among items of category ``cat`` (None: any; all are active),
-        none of ``excluded``: numpy brute force on the same vectors the store holds."""
-        ids = np.arange(1, self.n_items + 1) if cat is None else np.flatnonzero(self.category == cat) + 1
-        scores = self.unit[ids - 1] @ (query / np.linalg.norm(query))
-        gone = np.isin(ids, np.fromiter(excluded, np.int64))
-        scores[gone] = -np.inf
+    def exact_top(
+        self, query: np.ndarray, keep: np.ndarray | None, excluded: Iterable[int], k: int
+    ) -> list[int]:
+        """Exact top ``k`` item ids by cosine among the items where the boolean mask ``keep`` is true (None:
+        all; all are active), none of ``excluded``: numpy brute force on the same vectors the store holds."""
+        scores = self.unit @ (query / np.linalg.norm(query)).astype(np.float32)
+        if keep is not None:
+            scores[~keep] = -np.inf
+        scores[np.fromiter(excluded, np.int64) - 1] = -np.inf
         top = np.argpartition(-scores, k)[:k]
-        return [int(ids[j]) for j in top[np.argsort(-scores[top])]]
+        return [int(j) + 1 for j in top[np.argsort(-scores[top])]]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -147,9 +157,25 @@ def fill_postgres(url: str, n_items: int, n_users: int, probes: int, seed: int) 
     return catalog
 
 
-def fill_store(url: str, store: VectorStore, settings: Settings, catalog: Catalog, seed: int) -> None:
-    """The collections as the worker creates them, random item and user text vectors."""
+def vectors(rng: np.random.Generator, n: int, kind: str, centres: np.ndarray | None) -> np.ndarray:
+    """``n`` vectors of ``kind`` (float32; ``centres``: the clusters of ``clustered``)."""
+    if kind == "random" or centres is None:
+        return rng.standard_normal((n, DIM), dtype=np.float32)
+    noise = rng.standard_normal((n, DIM), dtype=np.float32)
+    noise *= NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
+    noise += centres[rng.integers(0, len(centres), n)]
+    return noise
+
+
+def fill_store(
+    url: str, store: VectorStore, settings: Settings, catalog: Catalog, seed: int, kind: str = "random"
+) -> None:
+    """The collections as the worker creates them, item and user text vectors of ``kind``."""
     rng = np.random.default_rng(seed + 1)
+    centres = None
+    if kind == "clustered":
+        centres = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     t0 = time.perf_counter()
     with session_factory(make_engine(url)).begin() as session:
         ensure_collections(session, store, settings.items_collection, settings.users_collection, MODEL, DIM)
@@ -157,7 +183,7 @@ def fill_store(url: str, store: VectorStore, settings: Settings, catalog: Catalo
         schema = ItemSchema.load(session)
     schema.ensure_indexes(store, settings.items_collection)
     n_items = catalog.n_items
-    vecs = rng.standard_normal((n_items, DIM), dtype=np.float32)
+    vecs = vectors(rng, n_items, kind, centres)
     for start in range(0, n_items, 2000):
         store.upsert(
             settings.items_collection,
@@ -167,7 +193,7 @@ def fill_store(url: str, store: VectorStore, settings: Settings, catalog: Catalo
     catalog.unit = vecs
     n_users = len(catalog.seen)
     for start in range(0, n_users, 2000):
-        users = rng.standard_normal((min(n_users, start + 2000) - start, DIM), dtype=np.float32)
+        users = vectors(rng, min(n_users, start + 2000) - start, kind, centres)
         store.upsert(
             settings.users_collection,
             [
@@ -177,7 +203,8 @@ def fill_store(url: str, store: VectorStore, settings: Settings, catalog: Catalo
         )
     elapsed = time.perf_counter() - t0
     print(
-        f"vectors: {n_items + n_users:,} points upserted in {elapsed:.1f}s ({(n_items + n_users) / elapsed:,.0f}/s)"
+        f"vectors ({kind}): {n_items + n_users:,} points upserted in {elapsed:.1f}s "
+        f"({(n_items + n_users) / elapsed:,.0f}/s)"
     )
 
 

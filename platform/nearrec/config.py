@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Embedded store: vectors outside the HNSW graph that make an idle worker build the index "
         "in the background (0: never).",
     )
+    target_recall: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="Recall@10 against exact search that the HNSW search effort (ef) is calibrated to after each "
+        "index build, per vector (0: never calibrate, the engine's default ef).",
+    )
     worker_max_attempts: int = Field(default=5, ge=1, description="Failures before an outbox row is parked.")
 
     # --- user vectors and queries ---

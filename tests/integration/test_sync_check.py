@@ -22,6 +22,7 @@ from nearrec.sync.check import check_stores, repair
 from nearrec.sync.worker import SyncWorker
 from nearrec.vectors.base import PointRecord
 from nearrec.vectors.edge import EdgeVectorStore
+from nearrec.vectors.payload import META_SEARCH
 
 ITEMS, USERS = "nearrec_items", "nearrec_users"
 
@@ -164,6 +165,11 @@ def test_cli_check_repair_and_reindex(
     doc = json.loads(result.output)
     assert doc["vectors"]["items"]["model"] == "hashing:48" and doc["vectors"]["items"]["points"] == 20
     assert doc["outbox"]["pending"] == 0
+    assert doc["vectors"]["items"]["search"] == {}  # 20 points: no graph, nothing calibrated
+    with EdgeVectorStore(settings.data_dir / "vectors") as store:  # as the worker records a calibration
+        store.set_metadata(ITEMS, {META_SEARCH: {"vectors": {"text": {"ef": 64, "recall": 0.97}}}})
+    result = runner.invoke(cli, ["sync", "status"])
+    assert "search text: hnsw_ef 64 (recall@10 0.97)" in result.output
 
 
 def test_status_works_while_another_process_owns_the_embedded_store(

@@ -20,7 +20,7 @@ import nearrec
 from nearrec.errors import ModelMismatchError, ValidationError, VectorStoreLockedError
 from nearrec.filters import FieldType, FilterExpr, matches, parse_filter, payload_value
 from nearrec.vectors import CollectionNotFoundError, Hit, PointRecord, Sparse, VectorStore
-from nearrec.vectors.base import UPSERT_CHUNK
+from nearrec.vectors.base import UPSERT_CHUNK, Effort
 from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.server import ServerVectorStore
 
@@ -233,6 +233,23 @@ def test_scroll_yields_everything_in_id_order(shared: VectorStore, data: Data) -
 
 
 # --- queries -----------------------------------------------------------------------------------------------
+
+
+def test_sample_draws_distinct_points_with_their_vector(shared: VectorStore, data: Data) -> None:
+    drawn = shared.sample(COL, "text", 50)
+    assert len({h.id for h in drawn}) == 50 and {h.id for h in drawn} <= set(data.ids)
+    by_id = dict(zip(data.ids, data.unit, strict=True))
+    for h in drawn:
+        assert h.vector is not None and np.allclose(h.vector["text"], by_id[h.id], atol=1e-5)
+    assert len(shared.sample(COL, "text", 10 * N)) == N
+    assert shared.indexed_vectors(COL) == 0  # 300 points: no graph, searched exactly
+
+
+def test_an_explicit_exact_effort_gives_the_same_answers(shared: VectorStore, data: Data) -> None:
+    q = np.random.default_rng(4).normal(size=DIM)
+    want, _ = data.reference(q, 10)
+    assert ids(shared.query(COL, q, "text", 10, search=Effort(exact=True))) == want
+    assert ids(shared.query(COL, q, "text", 10, search=Effort(ef=64))) == want
 
 
 def test_query_orders_by_cosine(shared: VectorStore, data: Data) -> None:

@@ -20,6 +20,7 @@ from nearrec.filters import And, Eq, FieldType
 from nearrec.vectors.base import Hit, PointRecord
 from nearrec.vectors.edge import EdgeVectorStore
 from nearrec.vectors.edge_index import BuildReport
+from nearrec.vectors.payload import META_SEARCH
 
 DIM = 16
 N = 4000
@@ -135,8 +136,15 @@ def test_the_worker_index_builder_starts_one_build_when_enough_is_unindexed(tmp_
     assert builder.maybe_start() == COL
     builder.join(120)
     assert store.unindexed_points(COL) < 3000
-    assert builder.maybe_start() is None  # built: nothing due until 2,000 more arrive
+    record = store.get_metadata(COL)[META_SEARCH]  # the search effort was calibrated right after the build
+    assert record["indexed"] == store.indexed_vectors(COL) > 0 and record["target"] == 0.95
+    assert record["vectors"]["text"]["recall"] >= 0.95
+    assert builder.maybe_start() is None  # built and calibrated: nothing due until 2,000 more arrive
     assert store.count(COL) == 3000
+    store.set_metadata(COL, {META_SEARCH: None})  # e.g. a calibration that failed: the idle worker redoes it
+    assert builder.maybe_start() == COL
+    builder.join(120)
+    assert store.get_metadata(COL)[META_SEARCH]["indexed"] == record["indexed"]
     store.close()
 
 
@@ -180,8 +188,8 @@ def test_every_kind_of_write_made_during_a_build_survives_the_switch(
 
     real = edge_index.optimize_copy
 
-    def build_then_write(directory: Path, timeout: float | None = None) -> None:
-        real(directory, timeout)
+    def build_then_write(directory: Path, timeout: float | None = None, rebuild: Any = None) -> None:
+        real(directory, timeout, rebuild)
         writes_during_the_build()
 
     monkeypatch.setattr(edge_index, "optimize_copy", build_then_write)

@@ -20,7 +20,7 @@ from nearrec.postgres.engine import transaction
 from nearrec.runtime import Runtime
 from nearrec.sync import last_check
 from nearrec.sync.check import CheckReport, check_stores, repair
-from nearrec.vectors.payload import ACTIVE, META_MODEL
+from nearrec.vectors.payload import ACTIVE, META_MODEL, META_SEARCH
 
 
 @click.group()
@@ -126,6 +126,8 @@ def _print_status(doc: dict[str, Any]) -> None:
             click.echo(
                 f"vectors:  {c['name']} -> {c['collection']}: {c['points']} points{extra}, model {c['model']}"
             )
+            for vector, effort in c["search"].items():
+                click.echo(f"          search {vector}: {effort}")
     for f in doc["failed"]:
         state = "parked" if f["parked"] else "retrying"
         click.echo(
@@ -141,12 +143,14 @@ def _vector_status(rt: Runtime, settings: Settings) -> dict[str, Any]:
             if not store.collection_exists(name):
                 out[kind] = {"name": name, "exists": False}
                 continue
+            metadata = store.get_metadata(name)
             info: dict[str, Any] = {
                 "name": name,
                 "exists": True,
                 "collection": store.resolve_alias(name) or name,
                 "points": store.count(name),
-                "model": store.get_metadata(name).get(META_MODEL),
+                "model": metadata.get(META_MODEL),
+                "search": _search_effort(metadata.get(META_SEARCH)),
             }
             if kind == "items":
                 info["active"] = store.count(name, Eq(ACTIVE, 1))
@@ -154,6 +158,17 @@ def _vector_status(rt: Runtime, settings: Settings) -> dict[str, Any]:
         return out
     except NearrecError as exc:  # e.g. the embedded store is owned by a running worker
         return {"error": str(exc)}
+
+
+def _search_effort(record: Any) -> dict[str, str]:
+    """The calibrated search effort per vector, e.g. {"text": "hnsw_ef 64 (recall@10 0.97)"}."""
+    if not isinstance(record, dict):
+        return {}
+    out = {}
+    for vector, chosen in sorted(record.get("vectors", {}).items()):
+        effort = "exact search" if chosen.get("exact") else f"hnsw_ef {chosen.get('ef')}"
+        out[vector] = f"{effort} (recall@10 {chosen.get('recall', 0):.2f})"
+    return out
 
 
 @sync.command()

@@ -99,7 +99,10 @@ class SyncWorker:
         self.params = UserVectorParams.from_settings(settings)
         self._schema: ItemSchema | None = None
         self.index_builder = IndexBuilder(
-            store, [self.items_collection, self.users_collection], settings.index_build_min_points
+            store,
+            [self.items_collection, self.users_collection],
+            settings.index_build_min_points,
+            settings.target_recall,
         )
 
     # --- setup -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from nearrec.errors import NotFoundError, ValidationError
 from nearrec.filters import FieldType, FilterExpr
+from nearrec.vectors.payload import META_SEARCH
 
 VectorLike: TypeAlias = npt.NDArray[np.floating[Any]] | Sequence[float]
 
@@ -84,6 +85,39 @@ class Hit:
     def all_vectors(self) -> dict[str, AnyVector]:
         """Every named vector of the point (dense and sparse), e.g. to rewrite it whole."""
         return {**(self.vector or {}), **(self.sparse or {})}
+
+
+@dataclass(frozen=True, slots=True)
+class Effort:
+    """How a dense query searches the HNSW graph: with ``ef`` candidates (None: the engine's default, its
+    ``ef_construct``), or ``exact``: every point (matching the filter) scored, no graph."""
+
+    ef: int | None = None
+    exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """HNSW build parameters: ``m`` links per node, ``ef_construct`` candidates per insertion (defaults:
+    Qdrant's). A denser graph (:meth:`denser`) finds more true neighbours per search candidate, for a build
+    about twice as long and more memory for links."""
+
+    m: int = 16
+    ef_construct: int = 100
+
+    def denser(self) -> Graph:
+        return Graph(self.m * 2, self.ef_construct * 2)
+
+
+def stored_efforts(metadata: Mapping[str, Any]) -> dict[str, Effort]:
+    """The calibrated :class:`Effort` per named vector recorded in a collection's metadata."""
+    record = metadata.get(META_SEARCH)
+    vectors = record.get("vectors") if isinstance(record, dict) else None
+    out: dict[str, Effort] = {}
+    for name, chosen in (vectors or {}).items():
+        if isinstance(chosen, dict) and (chosen.get("exact") or isinstance(chosen.get("ef"), int)):
+            out[name] = Effort(exact=True) if chosen.get("exact") else Effort(ef=int(chosen["ef"]))
+    return out
 
 
 FusedQuery: TypeAlias = tuple[AnyVector, str, float]
@@ -187,9 +221,11 @@ class VectorStore(Protocol):
         exclude_ids: Collection[int] = (),
         offset: int = 0,
         with_vectors: bool = False,
+        search: Effort | None = None,
     ) -> list[Hit]:
         """Nearest points by cosine similarity (dot product for a :class:`Sparse` query on a sparse vector),
-        best first; ``exclude_ids`` are never returned."""
+        best first; ``exclude_ids`` are never returned. ``search``: how to walk the HNSW graph (None: the
+        effort calibrated for ``using``, see :data:`META_SEARCH`, else the engine's default)."""
         ...
 
     def query_fused(
@@ -219,6 +255,25 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """Maximal marginal relevance over the nearest ``candidates_limit`` points. ``diversity`` in [0, 1]:
         0 is plain relevance order. Scores are the cosine similarities to ``vector``."""
+        ...
+
+    # --- search effort (see nearrec.vectors.calibrate) --------------------------------------------------
+    def sample(self, name: str, using: str, n: int) -> list[Hit]:
+        """Up to ``n`` points drawn at random among those holding the dense vector ``using``, with vectors."""
+        ...
+
+    def indexed_vectors(self, name: str) -> int | None:
+        """Vectors of the collection inside HNSW graphs; None while the engine is (re)building them."""
+        ...
+
+    def graph(self, name: str) -> Graph:
+        """The HNSW parameters of the collection's graph (its next builds use them too)."""
+        ...
+
+    def rebuild_graph(self, name: str, graph: Graph) -> None:
+        """Rebuild the collection's HNSW graph with ``graph``'s parameters: the embedded store in a child
+        process, returning once queries use it; a Qdrant server in the background (the collection is not
+        green meanwhile)."""
         ...
 
     def close(self) -> None: ...

@@ -28,11 +28,11 @@ from typing import Any
 
 from qdrant_edge import (
     CountRequest,
-    Point,
-    PointVectors,
+    Filter,
+    HasVectorCondition,
     Query,
     QueryRequest,
-    ScrollRequest,
+    Sample,
     UpdateOperation,
 )
 
@@ -43,12 +43,23 @@ from nearrec.vectors.base import (
     UPSERT_CHUNK,
     AnyVector,
     CollectionNotFoundError,
+    Effort,
     FusedQuery,
     FusionMethod,
+    Graph,
     Hit,
     PointRecord,
     check_limit,
     order_like,
+)
+from nearrec.vectors.edge_requests import (
+    edge_hit,
+    edge_vector,
+    fused_request,
+    mmr_request,
+    search_params,
+    upsert_ops,
+    vector_ops,
 )
 from nearrec.vectors.edge_support import (
     INDEX_TYPES,
@@ -58,11 +69,7 @@ from nearrec.vectors.edge_support import (
     check_collection_args,
     check_name,
     edge_errors,
-    edge_hit,
-    edge_vector,
-    fused_request,
     load_config,
-    mmr_request,
     read_json,
     valid_name,
     write_json,
@@ -101,7 +108,10 @@ class EdgeVectorStore:
                 raise ValidationError(f"{name!r} is an alias, not a collection", path="name")
             col = self._get(name, missing_ok=True)
             if col is None:
-                self._create(name, dict(vectors), set(sparse))
+                threads, threshold = self._max_search_threads, self._indexing_threshold_kb
+                self._open[name] = EdgeCollection.create(
+                    self.root / name, name, dict(vectors), set(sparse), threads, threshold
+                )
                 return
             if add_named_vectors(name, col, vectors, sparse):
                 col.save(self.root / name)
@@ -116,12 +126,8 @@ class EdgeVectorStore:
         real = self._aliases.get(name, name)
         with self._guard:
             col = self._col(real)
-            if vector not in col.vectors and vector not in col.sparse:
-                return
-            col.write(name, UpdateOperation.delete_vector_name(vector), (), schema=True)
-            col.vectors.pop(vector, None)
-            col.sparse.discard(vector)
-            col.save(self.root / real)
+            if col.drop_vector(name, vector):
+                col.save(self.root / real)
 
     def clear_vector(self, name: str, vector: str) -> None:
         self._col(name).clear_vector(name, vector, [h.id for h in self.scroll(name, batch=UPSERT_CHUNK)])
@@ -182,40 +188,21 @@ class EdgeVectorStore:
         real = self._aliases.get(name, name)
         with self._guard:
             col = self._col(real)
-            merged = dict(col.metadata)
-            for key, value in json.loads(json.dumps(dict(metadata))).items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            col.metadata = merged
+            merged = {**col.metadata, **json.loads(json.dumps(dict(metadata)))}
+            col.set_metadata({k: v for k, v in merged.items() if v is not None})
             col.save(self.root / real)
 
     # --- points ------------------------------------------------------------------------------------------
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         col = self._col(name)
-        for start in range(0, len(points), UPSERT_CHUNK):
-            chunk = [
-                Point(
-                    p.id,
-                    {k: edge_vector(v) for k, v in p.vectors.items()},
-                    {k: payload_value(v) for k, v in p.payload.items()},
-                )
-                for p in points[start : start + UPSERT_CHUNK]
-            ]
-            col.write(name, UpdateOperation.upsert_points(chunk), [int(p.id) for p in chunk])
+        for op, ids in upsert_ops(points):
+            col.write(name, op, ids)
 
     def update_vectors(self, name: str, vectors: Mapping[int, Mapping[str, AnyVector]]) -> None:
         col = self._col(name)
-        items = list(vectors.items())
-        for start in range(0, len(items), UPSERT_CHUNK):
-            chunk = [
-                PointVectors(pid, {k: edge_vector(v) for k, v in named.items()})
-                for pid, named in items[start : start + UPSERT_CHUNK]
-            ]
-            ids = [pid for pid, _ in items[start : start + UPSERT_CHUNK]]
-            col.write(name, UpdateOperation.update_vectors(chunk), ids)
+        for op, ids in vector_ops(vectors):
+            col.write(name, op, ids)
 
     def set_payload(self, name: str, ids: Sequence[int], payload: Mapping[str, Any]) -> None:
         col = self._col(name)
@@ -240,19 +227,7 @@ class EdgeVectorStore:
     def scroll(
         self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
     ) -> Iterator[Hit]:
-        col = self._col(name)
-        edge_filter = to_edge_filter(filter)
-        offset: Any = None
-        while True:
-            request = ScrollRequest(
-                offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=with_vectors
-            )
-            with edge_errors(name):
-                records, offset = col.shard.scroll(request)
-            for r in records:
-                yield edge_hit(r, 0.0, with_vectors)
-            if offset is None:
-                return
+        return self._col(name).scroll(name, batch, with_vectors, filter)
 
     def count(self, name: str, filter: FilterExpr | None = None) -> int:
         col = self._col(name)
@@ -271,8 +246,10 @@ class EdgeVectorStore:
         exclude_ids: Collection[int] = (),
         offset: int = 0,
         with_vectors: bool = False,
+        search: Effort | None = None,
     ) -> list[Hit]:
         check_limit(limit, offset)
+        col = self._col(name)
         request = QueryRequest(
             limit=limit,
             offset=offset or None,
@@ -280,6 +257,7 @@ class EdgeVectorStore:
             filter=to_edge_filter(filter, exclude_ids),
             with_payload=True,
             with_vector=with_vectors,
+            params=col.efforts.get(using) if search is None else search_params(search),
         )
         return self._run(name, request, with_vectors)
 
@@ -293,7 +271,8 @@ class EdgeVectorStore:
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
     ) -> list[Hit]:
-        request = fused_request(queries, limit, filter, exclude_ids, prefetch_limit, method)
+        efforts = self._col(name).efforts
+        request = fused_request(queries, limit, filter, exclude_ids, prefetch_limit, method, efforts)
         return self._run(name, request, False)
 
     def query_mmr(
@@ -307,19 +286,31 @@ class EdgeVectorStore:
         filter: FilterExpr | None = None,
         exclude_ids: Collection[int] = (),
     ) -> list[Hit]:
-        request = mmr_request(vector, using, limit, diversity, candidates_limit, filter, exclude_ids)
+        params = self._col(name).efforts.get(using)
+        request = mmr_request(vector, using, limit, diversity, candidates_limit, filter, exclude_ids, params)
         return self._run(name, request, False)
 
-    # --- index build (see nearrec.vectors.edge_index) ----------------------------------------------------
+    # --- search effort and index build (see nearrec.vectors.calibrate and nearrec.vectors.edge_index) ----
+
+    def sample(self, name: str, using: str, n: int) -> list[Hit]:
+        only, vector = Filter(must=[HasVectorCondition(using)]), [using]
+        request = QueryRequest(limit=max(n, 1), query=Sample.Random, filter=only, with_vector=vector)
+        return self._run(name, request, True)
+
+    def indexed_vectors(self, name: str) -> int | None:
+        col = self._col(name)
+        with edge_errors(name):
+            return None if col.building else col.shard.info().indexed_vectors_count
 
     def unindexed_points(self, name: str) -> int:
         """Vectors of ``name`` not yet in an HNSW graph (searched exactly until :meth:`build_index`)."""
         return self._col(name).unindexed(name)
 
-    def build_index(self, name: str) -> edge_index.BuildReport:
+    def build_index(self, name: str, graph: Graph | None = None) -> edge_index.BuildReport:
         """Build the HNSW index of ``name`` in a child process on a copy of its shard, then switch to it;
         queries go on meanwhile, writes wait only while the shard is copied and while the switch replays the
-        writes made during the build. One build per collection at a time."""
+        writes made during the build. One build per collection at a time. ``graph``: rebuild the whole
+        graph with these parameters (else the shard's own; only the unindexed points are indexed)."""
         real = self._aliases.get(name, name)
         col = self._col(real)
         with self._guard:
@@ -327,11 +318,16 @@ class EdgeVectorStore:
                 raise ValidationError(f"collection {name!r}: an index build is already running")
             col.building = True
         try:
-            return edge_index.build(
-                col, self.root / real, real, load_config(self._max_search_threads), self._switched
-            )
+            config = load_config(self._max_search_threads)
+            return edge_index.build(col, self.root / real, real, config, self._switched, graph)
         finally:
             col.journal, col.building = None, False
+
+    def graph(self, name: str) -> Graph:
+        return self._col(name).graph
+
+    def rebuild_graph(self, name: str, graph: Graph) -> None:
+        self.build_index(name, graph)
 
     def _switched(self, name: str, col: EdgeCollection) -> None:
         with self._guard:
@@ -365,12 +361,10 @@ class EdgeVectorStore:
 
     def _col(self, name: str) -> EdgeCollection:
         """The open collection behind ``name`` (alias or collection); hot path: two dict lookups."""
-        col = self._open.get(self._aliases.get(name, name))
-        if col is not None:
-            return col
-        found = self._get(self._aliases.get(name, name), missing_ok=False)
-        assert found is not None
-        return found
+        real = self._aliases.get(name, name)
+        col = self._open.get(real) or self._get(real, missing_ok=False)
+        assert col is not None
+        return col
 
     def _get(self, name: str, missing_ok: bool) -> EdgeCollection | None:
         col = self._open.get(name)
@@ -390,10 +384,6 @@ class EdgeVectorStore:
             col = EdgeCollection.load(self.root / name, name, load_config(self._max_search_threads))
             self._open[name] = col
             return col
-
-    def _create(self, name: str, vectors: dict[str, int], sparse: set[str]) -> None:
-        threads, threshold = self._max_search_threads, self._indexing_threshold_kb
-        self._open[name] = EdgeCollection.create(self.root / name, name, vectors, sparse, threads, threshold)
 
     def _save_aliases(self, aliases: dict[str, str]) -> None:
         write_json(self.root / "aliases.json", aliases)

@@ -1,6 +1,5 @@
-"""Helpers of the embedded vector store (:mod:`nearrec.vectors.edge`): the directory lock and JSON files,
-name checks, conversions between nearrec values and qdrant-edge ones, the fused query request and the
-translation of engine errors."""
+"""Helpers of the embedded vector store (:mod:`nearrec.vectors.edge`): the open collection, the directory lock
+and JSON files, name checks and the translation of engine errors (requests: :mod:`nearrec.vectors.edge_requests`)."""
 
 from __future__ import annotations
 
@@ -23,12 +22,8 @@ from qdrant_edge import (
     EdgeShard,
     EdgeSparseVectorParams,
     EdgeVectorParams,
-    Fusion,
-    Mmr,
-    Prefetch,
-    Query,
-    QueryRequest,
-    SparseVector,
+    ScrollRequest,
+    SearchParams,
     UpdateOperation,
 )
 from qdrant_edge import PayloadSchemaType as EdgeSchema
@@ -42,20 +37,14 @@ from nearrec.errors import (
 )
 from nearrec.filters import FieldType, FilterExpr
 from nearrec.vectors.base import (
-    RRF_K,
     SPARSE_FULL_SCAN_THRESHOLD,
     UPSERT_CHUNK,
-    AnyVector,
-    FusedQuery,
-    FusionMethod,
+    Graph,
     Hit,
-    Sparse,
-    as_list,
-    check_fusion,
-    check_limit,
-    check_mmr,
     check_names,
+    stored_efforts,
 )
+from nearrec.vectors.edge_requests import edge_hit, search_params
 from nearrec.vectors.filters_edge import to_edge_filter
 
 _NAME = re.compile(r"[A-Za-z0-9_\-]{1,200}")
@@ -81,6 +70,17 @@ class EdgeCollection:
     journal: set[int] | None = None  # ids written while an index build runs (see edge_index)
     schema_ops: list[UpdateOperation] = field(default_factory=list)  # index / vector changes meanwhile
     building: bool = False
+    efforts: dict[str, SearchParams] = field(default_factory=dict)  # per named vector, from the metadata
+    graph: Graph = field(default_factory=Graph)  # the HNSW parameters the shard was built with
+
+    def __post_init__(self) -> None:
+        self.set_metadata(self.metadata)
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        """Replace the metadata and the search effort per vector it records (replaced, never mutated:
+        queries read ``efforts`` without a lock)."""
+        self.metadata = metadata
+        self.efforts = {k: search_params(e) for k, e in stored_efforts(metadata).items()}
 
     @classmethod
     def load(cls, base: Path, name: str, config: EdgeConfig | None) -> EdgeCollection:
@@ -90,7 +90,8 @@ class EdgeCollection:
         with edge_errors(name):
             shard = EdgeShard.load(str(base / shard_dir), config)
         vectors, metadata = dict(data.get("vectors", {})), dict(data.get("metadata", {}))
-        return cls(shard, vectors, metadata, set(data.get("sparse", [])), shard_dir=shard_dir)
+        graph = Graph(*data["graph"]) if "graph" in data else Graph()
+        return cls(shard, vectors, metadata, set(data.get("sparse", [])), shard_dir=shard_dir, graph=graph)
 
     @classmethod
     def create(
@@ -114,13 +115,38 @@ class EdgeCollection:
     def save(self, base: Path) -> None:
         """Write ``collection.json``: what the collection holds, its metadata and its live shard directory."""
         data = {"vectors": self.vectors, "sparse": sorted(self.sparse), "metadata": self.metadata}
-        write_json(base / "collection.json", {**data, "shard": self.shard_dir})
+        graph = [self.graph.m, self.graph.ef_construct]
+        write_json(base / "collection.json", {**data, "shard": self.shard_dir, "graph": graph})
 
     def unindexed(self, name: str) -> int:
         """Dense vectors not yet in an HNSW graph."""
         with edge_errors(name):
             info = self.shard.info()
         return max(0, info.points_count * len(self.vectors) - info.indexed_vectors_count)
+
+    def drop_vector(self, name: str, vector: str) -> bool:
+        """Drop the named vector from the shard and the config; False if the collection has no such vector."""
+        if vector not in self.vectors and vector not in self.sparse:
+            return False
+        self.write(name, UpdateOperation.delete_vector_name(vector), (), schema=True)
+        self.vectors.pop(vector, None)
+        self.sparse.discard(vector)
+        return True
+
+    def scroll(self, name: str, batch: int, with_vectors: bool, filter: FilterExpr | None) -> Iterator[Hit]:
+        """Every point (matching ``filter``) in id order, ``batch`` at a time."""
+        edge_filter = to_edge_filter(filter)
+        offset: Any = None
+        while True:
+            request = ScrollRequest(
+                offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=with_vectors
+            )
+            with edge_errors(name):
+                records, offset = self.shard.scroll(request)
+            for r in records:
+                yield edge_hit(r, 0.0, with_vectors)
+            if offset is None:
+                return
 
     def clear_vector(self, name: str, vector: str, ids: Sequence[int]) -> None:
         """Remove ``vector``'s values from the points ``ids`` (the named vector and its config stay)."""
@@ -209,65 +235,6 @@ def add_named_vectors(
     return added
 
 
-def fused_request(
-    queries: Sequence[FusedQuery],
-    limit: int,
-    filter: FilterExpr | None,
-    exclude_ids: Collection[int],
-    prefetch_limit: int,
-    method: FusionMethod,
-) -> QueryRequest:
-    """One request: a prefetch per query (filter and exclusions in each), fused by (weighted) RRF or DBSF."""
-    check_limit(limit)
-    weights = check_fusion(queries, method)
-    edge_filter = to_edge_filter(filter, exclude_ids)
-    prefetches = [
-        Prefetch(
-            limit=max(prefetch_limit, limit),
-            query=Query.Nearest(edge_vector(vector), using=using),
-            filter=edge_filter,
-        )
-        for vector, using, _ in queries
-    ]
-    fusion: Any = Fusion.Rrf(k=RRF_K, weights=weights) if method == "rrf" else Fusion.Dbsf()
-    return QueryRequest(
-        limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=True
-    )
-
-
-def mmr_request(
-    vector: AnyVector,
-    using: str,
-    limit: int,
-    diversity: float,
-    candidates_limit: int,
-    filter: FilterExpr | None,
-    exclude_ids: Collection[int],
-) -> QueryRequest:
-    """A maximal-marginal-relevance query: ``diversity`` 0 is plain relevance, 1 the most varied."""
-    candidates = check_mmr(diversity, limit, candidates_limit)
-    if isinstance(vector, Sparse):
-        raise ValidationError("diversity (MMR) needs a dense vector", path="diversity")
-    mmr = Mmr(as_list(vector), lambda_=1.0 - diversity, candidates_limit=candidates, using=using)
-    return QueryRequest(limit=limit, query=mmr, filter=to_edge_filter(filter, exclude_ids), with_payload=True)
-
-
-def edge_hit(point: Any, score: float, with_vectors: bool) -> Hit:
-    """A Hit from a shard record / scored point (named vectors are always a dict here)."""
-    vector = point.vector if with_vectors and isinstance(point.vector, dict) else None
-    if vector is None:
-        return Hit(int(point.id), score, point.payload or {}, None)
-    dense = {k: v for k, v in vector.items() if not isinstance(v, SparseVector)}
-    sparse = {k: Sparse(v.indices, v.values) for k, v in vector.items() if isinstance(v, SparseVector)}
-    return Hit(int(point.id), score, point.payload or {}, dense, sparse)
-
-
-def edge_vector(vector: AnyVector) -> Any:
-    if isinstance(vector, Sparse):
-        return SparseVector([int(i) for i in vector.indices], [float(v) for v in vector.values])
-    return as_list(vector)
-
-
 def valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
@@ -338,9 +305,6 @@ __all__ = [
     "acquire_lock",
     "check_name",
     "edge_errors",
-    "edge_hit",
-    "edge_vector",
-    "fused_request",
     "load_config",
     "read_json",
     "valid_name",

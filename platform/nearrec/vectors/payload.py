@@ -32,3 +32,7 @@ META_MODEL = "embedding_model"
 META_DIM = "dim"
 META_ATTRIBUTES = "attributes"
 """Collection metadata: the filterable item attributes and their field types."""
+META_SEARCH = "search"
+"""Collection metadata: the search effort chosen per dense named vector by :mod:`nearrec.vectors.calibrate`
+(``{"indexed": n, "target": r, "vectors": {"text": {"ef": 512, "recall": 0.96, ...}}}``); every adapter
+applies it to the dense queries on that vector (plain, fused prefetches, MMR candidates)."""

@@ -1,9 +1,8 @@
 """VectorStore on qdrant-client: a Qdrant server (``url``), or qdrant-client's local mode in tests
 (``QdrantClient(":memory:")`` or ``path=``; small data only, payload indexes have no effect there).
 
-Collection metadata (embedding model id, dims) uses Qdrant's collection ``metadata`` (merged on update,
-``None`` removes a key); aliases are Qdrant aliases; a named vector missing from an existing collection is
-added with ``create_vector_name``.
+Collection metadata (model id, dims, search effort) is Qdrant's collection ``metadata`` (merged on update,
+``None`` removes a key); aliases are Qdrant aliases; a missing named vector is added with ``create_vector_name``.
 """
 
 from __future__ import annotations
@@ -13,19 +12,19 @@ import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from qdrant_client.http.exceptions import UnexpectedResponse
 
-from nearrec.errors import ModelMismatchError, NearrecError, StoreUnavailableError, ValidationError
+from nearrec.errors import ValidationError
 from nearrec.filters import FieldType, FilterExpr, payload_value
 from nearrec.vectors.base import (
-    SPARSE_FULL_SCAN_THRESHOLD,
     UPSERT_CHUNK,
     AnyVector,
     CollectionNotFoundError,
+    Effort,
     FusedQuery,
     FusionMethod,
+    Graph,
     Hit,
     PointRecord,
     Sparse,
@@ -36,7 +35,18 @@ from nearrec.vectors.base import (
     order_like,
 )
 from nearrec.vectors.filters_qdrant import to_qdrant_filter
-from nearrec.vectors.server_support import INDEX_TYPES, error_detail, fused_query, server_hit, server_vector
+from nearrec.vectors.server_support import (
+    INDEX_TYPES,
+    EffortCache,
+    add_vectors,
+    alias_ops,
+    fused_query,
+    qdrant_params,
+    server_errors,
+    server_hit,
+    server_vector,
+    sparse_params,
+)
 
 
 class ServerVectorStore:
@@ -56,14 +66,12 @@ class ServerVectorStore:
         owns_client: bool = True,
         where: str = "Qdrant",
     ) -> None:
-        self.client = client
-        self.shard_number = shard_number
-        self.replication_factor = replication_factor
+        self.client, self._owns_client, self._where = client, owns_client, where
+        self.shard_number, self.replication_factor = shard_number, replication_factor
         self.write_consistency_factor = write_consistency_factor
         self._read: dict[str, Any] = {} if read_consistency is None else {"consistency": read_consistency}
-        self._owns_client = owns_client
-        self._where = where
         self._local = getattr(client, "_client", None).__class__.__name__ == "QdrantLocal"
+        self._efforts = EffortCache()
 
     @classmethod
     def connect(
@@ -104,7 +112,7 @@ class ServerVectorStore:
                     self.client.create_collection(
                         name,
                         vectors_config=config,
-                        sparse_vectors_config={n: _sparse_params() for n in sparse} or None,
+                        sparse_vectors_config={n: sparse_params() for n in sparse} or None,
                         shard_number=self.shard_number,
                         replication_factor=self.replication_factor,
                         write_consistency_factor=self.write_consistency_factor,
@@ -113,23 +121,8 @@ class ServerVectorStore:
                 except UnexpectedResponse as exc:  # created concurrently by another process
                     if exc.status_code != 409:
                         raise
-            have = self.vector_sizes(name)
-            for vname, size in vectors.items():
-                if vname not in have:
-                    dense = models.DenseVectorConfig(size=size, distance=models.Distance.COSINE)
-                    self.client.create_vector_name(name, vname, models.DenseVectorNameConfig(dense=dense))
-                elif have[vname] != size:
-                    raise ModelMismatchError(
-                        f"collection {name!r}: vector {vname!r} has {have[vname]} dimensions, {size} were "
-                        "asked; run `nearrec reindex`"
-                    )
-            have_sparse = set(self.sparse_vectors(name))
-            for vname in sparse:
-                if vname in have:
-                    raise ModelMismatchError(f"collection {name!r}: vector {vname!r} is dense, not sparse")
-                if vname not in have_sparse:
-                    config_sparse = models.SparseVectorNameConfig(sparse=models.SparseVectorConfig())
-                    self.client.create_vector_name(name, vname, config_sparse)
+            have, have_sparse = self.vector_sizes(name), set(self.sparse_vectors(name))
+            add_vectors(self.client, name, have, have_sparse, vectors, sparse)
 
     def sparse_vectors(self, name: str) -> list[str]:
         with self._errors(name):
@@ -186,16 +179,8 @@ class ServerVectorStore:
             raise ValidationError(f"alias {alias!r}: a collection has that name", path="alias")
         if collection not in self.list_collections():
             raise CollectionNotFoundError(f"collection {collection!r} does not exist")
-        ops: list[models.AliasOperations] = []
-        if self.resolve_alias(alias) is not None:
-            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
-        ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-            )
-        )
         with self._errors(collection):
-            self.client.update_collection_aliases(ops)
+            self.client.update_collection_aliases(alias_ops(alias, collection, self.resolve_alias(alias)))
 
     def resolve_alias(self, alias: str) -> str | None:
         with self._errors(alias):
@@ -220,6 +205,35 @@ class ServerVectorStore:
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         with self._errors(name):
             self.client.update_collection(self.resolve_alias(name) or name, metadata=dict(metadata))
+        self._efforts.clear()
+
+    def effort(self, name: str, using: str) -> Effort | None:
+        """The calibrated effort of dense queries on ``using`` (metadata re-read at most every 30 s)."""
+        return self._efforts.get(name, using, self.get_metadata)
+
+    def sample(self, name: str, using: str, n: int) -> list[Hit]:
+        only = models.Filter(must=[models.HasVectorCondition(has_vector=using)])
+        query = models.SampleQuery(sample=models.Sample.RANDOM)
+        with self._errors(name):
+            found = self.client.query_points(
+                name, query=query, query_filter=only, limit=n, with_vectors=[using]
+            )
+        return [server_hit(p, 0.0, True) for p in found.points]
+
+    def graph(self, name: str) -> Graph:
+        with self._errors(name):
+            hnsw = self.client.get_collection(name).config.hnsw_config
+        return Graph(hnsw.m, hnsw.ef_construct)
+
+    def rebuild_graph(self, name: str, graph: Graph) -> None:
+        hnsw = models.HnswConfigDiff(m=graph.m, ef_construct=graph.ef_construct)
+        with self._errors(name):
+            self.client.update_collection(self.resolve_alias(name) or name, hnsw_config=hnsw)
+
+    def indexed_vectors(self, name: str) -> int | None:
+        with self._errors(name):
+            info = self.client.get_collection(name)
+        return info.indexed_vectors_count if info.status == models.CollectionStatus.GREEN else None
 
     # --- points ------------------------------------------------------------------------------------------
 
@@ -297,12 +311,14 @@ class ServerVectorStore:
         exclude_ids: Collection[int] = (),
         offset: int = 0,
         with_vectors: bool = False,
+        search: Effort | None = None,
     ) -> list[Hit]:
         check_limit(limit, offset)
         with self._errors(name):
             points = self.client.query_points(
                 name,
                 **self._read,
+                search_params=None if isinstance(vector, Sparse) else self._params(name, using, search),
                 query=server_vector(vector),
                 using=using,
                 limit=limit,
@@ -324,7 +340,8 @@ class ServerVectorStore:
         method: FusionMethod = "rrf",
     ) -> list[Hit]:
         qfilter = to_qdrant_filter(filter, exclude_ids)
-        prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method)
+        params = {using: self._params(name, using) for _, using, _ in queries}
+        prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method, params)
         with self._errors(name):
             points = self.client.query_points(
                 name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
@@ -357,6 +374,7 @@ class ServerVectorStore:
                 limit=limit,
                 query_filter=to_qdrant_filter(filter, exclude_ids),
                 with_payload=True,
+                search_params=self._params(name, using),
             ).points
         return [server_hit(p, p.score, False) for p in points]
 
@@ -371,30 +389,12 @@ class ServerVectorStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- internals ---------------------------------------------------------------------------------------
+    def _errors(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return server_errors(name, self._where, self._local)
 
-    @contextlib.contextmanager
-    def _errors(self, name: str) -> Iterator[None]:
-        """Translate qdrant-client errors into nearrec errors."""
-        try:
-            yield
-        except NearrecError:
-            raise
-        except UnexpectedResponse as exc:
-            detail = error_detail(exc)
-            if exc.status_code == 404:
-                raise CollectionNotFoundError(f"collection {name!r} does not exist ({detail})") from exc
-            if exc.status_code in (400, 422):
-                raise ValidationError(f"collection {name!r}: {detail}") from exc
-            raise StoreUnavailableError(f"{self._where}: HTTP {exc.status_code}: {detail}") from exc
-        except (ResponseHandlingException, httpx.TransportError, OSError) as exc:
-            raise StoreUnavailableError(f"cannot reach the Qdrant server at {self._where}: {exc}") from exc
-        except ValueError as exc:  # local mode
-            if self._local and str(exc).startswith("Collection ") and str(exc).endswith("not found"):
-                raise CollectionNotFoundError(f"collection {name!r} does not exist") from exc
-            raise ValidationError(f"collection {name!r}: {exc}") from exc
-
-
-def _sparse_params() -> models.SparseVectorParams:
-    index = models.SparseIndexParams(full_scan_threshold=SPARSE_FULL_SCAN_THRESHOLD)
-    return models.SparseVectorParams(index=index)
+    def _params(self, name: str, using: str, search: Effort | None = None) -> models.SearchParams | None:
+        """The search parameters of a dense query on ``using`` (none in local mode: it searches exactly)."""
+        if self._local:
+            return None
+        effort = search or self.effort(name, using)
+        return None if effort is None else qdrant_params(effort)
