@@ -24,7 +24,7 @@ And measures, in the SAME run, with a category filter on every query:
 
 - raw: the store call of each method with the arguments the retriever passes (filter + active flag, the
   user's most recent seen ids as the ``must_not has_id`` exclusion, the first page): ``text`` and ``cf``
-  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the first retrieve of the popular items;
+  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the popular list (its store reads and payload filter, the counts cached);
 - recall@10 of the raw text query against exact numpy search on the same vectors, same filter, same
   exclusion: under the query's category filter (5%: exact below the engine's full-scan threshold, through the
   graph at 1M), under the in-stock flag (80%: through the graph, filtered) and with the active flag only;
@@ -66,7 +66,6 @@ from nearrec.postgres import migrate  # noqa: E402
 from nearrec.postgres import query_repo as repo  # noqa: E402
 from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
 from nearrec.query.collaborative import CF_HISTORY, cf_user_vector  # noqa: E402
-from nearrec.query.popular import POPULAR_POOL, first_chunk  # noqa: E402
 from nearrec.query.retrieval import ACTIVE, TEXT  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.vectors.base import VectorStore  # noqa: E402
@@ -99,10 +98,8 @@ class Floor:
         self.meta = service.cf_meta()
         self.text: dict[int, Any] = {}
         self.cf: dict[int, Any] = {}
-        with service.sessions() as session:
-            self.popular = [
-                i for i, _ in repo.popular_item_ids(session, settings.popular_window_days, POPULAR_POOL)
-            ]
+        self.session = service.sessions()  # fills the popular list's counts once, then unused
+        service.popular.hits(self.session, None, (), K)
 
     def prepare(self, users: set[int]) -> None:
         """The text and cf vectors of ``users`` (computed before timing: the raw floor is the store call)."""
@@ -164,9 +161,12 @@ class Floor:
                 prefetch_limit=prefetch,
                 method="rrf",
             )
-        banned = set(self.catalog.seen[u])
-        ids = [i for i in self.popular if i not in banned][: first_chunk(K)]
-        return lambda: store.retrieve(items, ids)
+        banned, popular, expr = (
+            set(self.catalog.seen[u]),
+            self.service.popular,
+            Eq("category", CATEGORIES[cat]),
+        )
+        return lambda: popular.hits(self.session, expr, banned, K)  # its counts are cached: store reads only
 
 
 def timed(call: Callable[[], object]) -> float:
