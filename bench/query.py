@@ -286,7 +286,9 @@ def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> 
 
     items, users = settings.items_collection, settings.users_collection
     before = {c: store.unindexed_points(c) for c in (items, users)}  # type: ignore[attr-defined]
-    builder = IndexBuilder(store, [items, users], settings.index_build_min_points, settings.target_recall)
+    builder = IndexBuilder(
+        store, [items, users], settings.index_build_min_points, settings.target_recall, {items: users}
+    )
     load = os.getloadavg()
     t0 = time.perf_counter()
     while builder.maybe_start() is not None:
@@ -310,8 +312,8 @@ def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> 
         effort = "exact search" if chosen.get("exact") else f"hnsw_ef {chosen.get('ef')}"
         tried = ", ".join(f"{ef}: {r:.3f} ({ms:.2f} ms)" for ef, r, ms in chosen.get("tried", []))
         print(
-            f"  search effort {vector}: {effort} (recall@10 {chosen['recall']:.3f}, target "
-            f"{record['target']}; exact {chosen['exact_ms']:.2f} ms; tried ef: {tried})"
+            f"  search effort {vector}: {effort} (recall@10 {chosen['recall']:.3f} on {chosen.get('probes')}, "
+            f"target {record['target']}; exact {chosen['exact_ms']:.2f} ms; tried ef: {tried})"
         )
     if after[items] >= before[items]:
         print(

@@ -71,7 +71,7 @@ def _ids(answers: list[list[Hit]]) -> list[list[int]]:
 def test_calibration_raises_ef_to_the_target_records_it_and_queries_use_it(built: Built) -> None:
     store = built.store
     store.set_metadata(COL, {META_SEARCH: None})
-    probe = probes(store, COL, "text", 60, seed=3)
+    probe, _ = probes(store, COL, "text", 60, seed=3)
     exact = _answers(store, probe, Effort(exact=True))
     assert recall(_answers(store, probe, None), exact, 10) < 0.95, (
         "the default effort must miss neighbours here"
@@ -101,7 +101,7 @@ def test_calibration_raises_ef_to_the_target_records_it_and_queries_use_it(built
 
 def test_a_recorded_effort_applies_to_fused_and_mmr_queries_too(built: Built) -> None:
     store = built.store
-    probe = probes(store, COL, "text", 40, seed=4)
+    probe, _ = probes(store, COL, "text", 40, seed=4)
     exact = _answers(store, probe, Effort(exact=True))
     exact_record = {"indexed": N, "target": 1.0, "vectors": {"text": {"exact": True, "recall": 1.0}}}
     store.set_metadata(COL, {META_SEARCH: exact_record})
@@ -162,6 +162,38 @@ def test_no_calibration_without_a_graph(tmp_path: Path) -> None:
         assert not calibration_due(store, COL, 0.95, 1000)
 
 
+def test_probes_are_the_stored_query_vectors_where_there_are_some_and_blends_otherwise(
+    tmp_path: Path,
+) -> None:
+    with EdgeVectorStore(tmp_path / "v") as store:
+        rng = np.random.default_rng(8)
+        store.ensure_collection(COL, {"text": 8, "cf": 4})
+        store.upsert(
+            COL,
+            [
+                PointRecord(i, {"text": rng.standard_normal(8), "cf": rng.standard_normal(4)})
+                for i in range(1, 201)
+            ],
+        )
+        store.ensure_collection("users", {"text": 8, "cf": 3})
+        users = {i: rng.standard_normal(8) for i in range(1, 31)}
+        store.upsert(
+            "users", [PointRecord(i, {"text": v, "cf": rng.standard_normal(3)}) for i, v in users.items()]
+        )
+        stored = {tuple(np.round(v / np.linalg.norm(v), 5)) for v in users.values()}
+
+        got, source = probes(store, COL, "text", 20, queries_from="users")
+        assert source == "users" and len(got) == 20
+        assert all(tuple(np.round(v, 5)) in stored for v in got)  # the users' own (normalised) vectors
+        got, source = probes(store, COL, "text", 50, queries_from="users")  # 30 users, then 20 blends
+        assert source == "users + blends" and len(got) == 50
+        assert sum(tuple(np.round(v, 5)) in stored for v in got) == 30
+        assert all(abs(np.linalg.norm(v) - 1) < 1e-9 for v in got)
+        assert probes(store, COL, "cf", 10, queries_from="users")[1] == "blends"  # another size: not queries
+        assert probes(store, COL, "text", 10, queries_from="absent")[1] == "blends"
+        assert probes(store, COL, "text", 10)[1] == "blends"
+
+
 def test_the_server_adapter_reads_the_recorded_effort_and_samples(tmp_path: Path) -> None:
     """qdrant-client's local mode (the server adapter's code path; it searches exactly, so ef 16 is enough)."""
     store = ServerVectorStore(QdrantClient(":memory:"))
@@ -218,7 +250,7 @@ def test_a_graph_that_loses_to_exact_search_is_rebuilt_denser_and_calibrated_aga
     monkeypatch.setattr(calibration, "MAX_M", 32)  # one rebuild
     store = built.store
     store.set_metadata(COL, {META_SEARCH: None})
-    probe = probes(store, COL, "text", 60, seed=6)
+    probe, _ = probes(store, COL, "text", 60, seed=6)
     exact = _answers(store, probe, Effort(exact=True))
     sparse_before = recall(_answers(store, probe, Effort(ef=64)), exact, 10)
     assert store.graph(COL) == Graph()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from nearrec.vectors.base import VectorStore
 from nearrec.vectors.calibrate import Calibration, calibrate, calibration_due, needs_denser_graph
@@ -29,12 +29,20 @@ class IndexBuilder:
     ``min_points`` more unindexed vectors than right after its last build."""
 
     def __init__(
-        self, store: VectorStore, collections: Sequence[str], min_points: int, target_recall: float = 0.95
+        self,
+        store: VectorStore,
+        collections: Sequence[str],
+        min_points: int,
+        target_recall: float = 0.95,
+        queries_from: Mapping[str, str] | None = None,
     ) -> None:
+        """``queries_from``: collection -> the collection whose stored vectors are the queries made against
+        it (the items' -> the users': a user's vector is a recommendation's query), the calibration's probes."""
         self.store = store
         self.collections = list(collections)
         self.min_points = min_points
         self.target_recall = target_recall
+        self.queries_from = dict(queries_from or {})
         self._baseline: dict[str, int] = {}
         self._thread: threading.Thread | None = None
 
@@ -91,7 +99,13 @@ class IndexBuilder:
     def _calibrate(self, name: str) -> None:
         """Calibrate; when the graph loses to exact search, rebuild it denser and calibrate again."""
         try:
-            record = calibrate(self.store, name, self.target_recall, on_vector=_log_choice(name))
+            record = calibrate(
+                self.store,
+                name,
+                self.target_recall,
+                on_vector=_log_choice(name),
+                queries_from=self.queries_from.get(name),
+            )
             log.info("search effort of %s calibrated in %.1fs", name, record["seconds"])
             denser = needs_denser_graph(record, self.store.graph(name))
             if denser is None:
@@ -116,8 +130,8 @@ def _log_choice(name: str) -> Callable[[Calibration], None]:
         effort = "exact search" if c.effort.exact else f"hnsw_ef {c.effort.ef}"
         tried = ", ".join(f"ef {s.ef}: {s.recall:.3f} in {s.ms:.2f} ms" for s in c.steps)
         log.info(
-            "search effort of %s/%s: %s (recall@10 %.3f; exact %.2f ms; %s)",
-            name, c.vector, effort, c.recall, c.exact_ms, tried,
+            "search effort of %s/%s: %s (recall@10 %.3f on %s; exact %.2f ms; %s)",
+            name, c.vector, effort, c.recall, c.probes, c.exact_ms, tried,
         )  # fmt: skip
 
     return chosen

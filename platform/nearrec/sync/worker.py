@@ -103,6 +103,7 @@ class SyncWorker:
             [self.items_collection, self.users_collection],
             settings.index_build_min_points,
             settings.target_recall,
+            queries_from={self.items_collection: self.users_collection},
         )
 
     # --- setup -------------------------------------------------------------------------------------------

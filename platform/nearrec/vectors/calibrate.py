@@ -1,20 +1,24 @@
 """Self-calibrating search effort: the smallest HNSW ``ef`` whose recall@k against exact search reaches a target.
 
-An HNSW graph answers approximately, and how well depends on the data and the graph's size: on random 384-d
-vectors (no neighbourhood structure) Qdrant's default ef finds ~0.15 of the true top 10 at 100k points, on
-clustered ones nearly all of it. No constant fits every catalog, so after an index build (the embedded store's
-background build, a Qdrant server's own indexing) the worker measures it, per dense named vector:
+An HNSW graph answers approximately, and how well depends on the data, the queries and the graph's size: on
+random 384-d vectors (no neighbourhood structure) Qdrant's default ef finds ~0.15 of the true top 10 at 100k
+points, on clustered ones nearly all of it. No constant fits every catalog, so after an index build (the
+embedded store's background build, a Qdrant server's own indexing) the worker measures it, per dense named
+vector:
 
-1. ``queries`` probe vectors: the normalised sum of two stored vectors drawn at random. A probe is a blend of
-   items, like a user's vector, and not a stored point (a stored point is linked into the graph at insertion
-   and is found more easily than a user's vector is);
+1. ``queries`` probe vectors, as close to the real queries as the stores allow: the vectors of the same name
+   stored in ``queries_from`` (the users collection for the items' ``text`` vector: a user's stored vector
+   is the query of a text recommendation), and, for the rest, the normalised sum of two stored vectors drawn
+   at random (a blend of items, like a user's vector or a collaborative fold-in; harder than a stored point,
+   which is linked into the graph at insertion and found easily, and harder than most users: its true
+   neighbours lie between clusters, with nearly equal scores);
 2. their exact top ``k`` (every point scored, the engine's ``exact`` search);
 3. their graph top ``k`` with ef 16, 32, 64, ...: the first ef whose mean recall@k reaches ``target`` is
    chosen. If the graph gets as slow as exact search first (median latencies, measured side by side at each
    step: a small collection, or data without structure), exact search is chosen instead: better answers at
-   no higher cost. A graph that loses to exact search is
-   then rebuilt denser (:func:`needs_denser_graph`: m and ef_construct doubled, up to m 64) and calibrated
-   again: a denser graph needs a much smaller ef for the same recall.
+   no higher cost. A graph that loses to exact search is then rebuilt denser (:func:`needs_denser_graph`: m
+   and ef_construct doubled, up to m 64) and calibrated again: a denser graph needs a much smaller ef for
+   the same recall.
 
 The choice goes into the collection metadata (:data:`nearrec.vectors.payload.META_SEARCH`), which every
 adapter applies to the dense queries on that vector. A hit counts as found when it scores at least the exact
@@ -57,6 +61,7 @@ class Calibration:
     recall: float  # of the chosen effort (1.0 for exact search)
     exact_ms: float  # median latency of one exact query
     steps: list[Step] = field(default_factory=list)
+    probes: str = "blends"  # where the probe vectors came from
 
     def record(self) -> dict[str, Any]:
         chosen: dict[str, Any] = {"exact": True} if self.effort.exact else {"ef": self.effort.ef}
@@ -65,29 +70,53 @@ class Calibration:
             **chosen,
             "recall": round(self.recall, 4),
             "exact_ms": round(self.exact_ms, 3),
+            "probes": self.probes,
             "tried": tried,
         }
 
 
-def probes(store: VectorStore, name: str, using: str, n: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` probe vectors (step 1 above); fewer when the collection holds fewer than 2 points."""
-    hits = [h for h in store.sample(name, using, 2 * n) if h.vector and using in h.vector]
-    vecs = np.asarray([h.vector[using] for h in hits], dtype=np.float64)  # type: ignore[index]
+def probes(
+    store: VectorStore, name: str, using: str, n: int, seed: int = 0, queries_from: str | None = None
+) -> tuple[list[np.ndarray], str]:
+    """``n`` probe vectors (step 1 above; fewer when ``name`` holds fewer than 2 points) and where they came
+    from: ``queries_from``'s stored vectors, blends of ``name``'s, or both."""
+    taken: list[np.ndarray] = []
+    if (
+        queries_from is not None
+        and store.collection_exists(queries_from)
+        and store.vector_sizes(queries_from).get(using) == store.vector_sizes(name).get(using)
+    ):
+        taken = _unit(store.sample(queries_from, using, n), using)
+    source = queries_from if queries_from is not None and taken else "blends"
+    if len(taken) >= n:
+        return taken[:n], source
+    vecs = np.asarray(_unit(store.sample(name, using, 2 * (n - len(taken))), using))
     if len(vecs) < 2:
-        return []
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        return taken, source
     rng = np.random.default_rng(seed)
     pairs = rng.permutation(len(vecs))[: 2 * (len(vecs) // 2)].reshape(-1, 2)
     blended = vecs[pairs[:, 0]] + vecs[pairs[:, 1]]
     blended = blended[np.linalg.norm(blended, axis=1) > 1e-6]
-    return [v / np.linalg.norm(v) for v in blended[:n]]
+    source = f"{source} + blends" if taken else source
+    return taken + [v / np.linalg.norm(v) for v in blended[: n - len(taken)]], source
+
+
+def _unit(hits: Sequence[Hit], using: str) -> list[np.ndarray]:
+    vecs = [np.asarray(h.vector[using], dtype=np.float64) for h in hits if h.vector and using in h.vector]
+    return [v / norm for v in vecs if (norm := np.linalg.norm(v)) > 0]
 
 
 def calibrate_vector(
-    store: VectorStore, name: str, using: str, target: float, queries: int = 100, k: int = 10
+    store: VectorStore,
+    name: str,
+    using: str,
+    target: float,
+    queries: int = 100,
+    k: int = 10,
+    queries_from: str | None = None,
 ) -> Calibration | None:
-    """Steps 2-3 above for the dense vector ``using``; None when the collection is too small to measure."""
-    vectors = probes(store, name, using, queries)
+    """Steps 1-3 above for the dense vector ``using``; None when the collection is too small to measure."""
+    vectors, source = probes(store, name, using, queries, queries_from=queries_from)
     if not vectors:
         return None
     points = store.count(name)
@@ -116,11 +145,12 @@ def calibrate_vector(
         exact_times += exact_ms
         steps.append(Step(ef, recall(got, truth, k), float(np.median(ms))))
         if steps[-1].recall >= target:
-            return Calibration(using, Effort(ef=ef), steps[-1].recall, float(np.median(exact_times)), steps)
+            exact_median = float(np.median(exact_times))
+            return Calibration(using, Effort(ef=ef), steps[-1].recall, exact_median, steps, source)
         if steps[-1].ms >= float(np.median(exact_ms)) or ef >= points:
             break
         ef *= 2
-    return Calibration(using, Effort(exact=True), 1.0, float(np.median(exact_times)), steps)
+    return Calibration(using, Effort(exact=True), 1.0, float(np.median(exact_times)), steps, source)
 
 
 def recall(got: Sequence[Sequence[Hit]], truth: Sequence[Sequence[Hit]], k: int) -> float:
@@ -142,14 +172,16 @@ def calibrate(
     target: float,
     queries: int = 100,
     on_vector: Callable[[Calibration], None] | None = None,
+    queries_from: str | None = None,
 ) -> dict[str, Any]:
-    """Calibrate every dense named vector of ``name`` and record the choices in its metadata; returns the
-    record (see :data:`META_SEARCH`)."""
+    """Calibrate every dense named vector of ``name`` (probes from ``queries_from`` where it holds vectors of
+    that name, see :func:`probes`) and record the choices in its metadata; returns the record (see
+    :data:`META_SEARCH`)."""
     started = time.perf_counter()
     indexed, graph = store.indexed_vectors(name), store.graph(name)
     chosen: dict[str, Any] = {}
     for using in sorted(store.vector_sizes(name)):
-        result = calibrate_vector(store, name, using, target, queries)
+        result = calibrate_vector(store, name, using, target, queries, queries_from=queries_from)
         if result is not None:
             chosen[using] = result.record()
             if on_vector is not None:
