@@ -10,9 +10,8 @@ two models are never mixed, a worker with another model refuses to run (:class:`
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -89,8 +88,9 @@ def _ensure_one(
         target = physical_name(alias)
         store.ensure_collection(target, vectors, sparse=sparse)
         store.set_metadata(target, {META_MODEL: model_id, META_DIM: next(iter(vectors.values()))})
-        if not alias.endswith("items"):  # the items' payload indexes are ItemSchema's (ensure_indexes)
-            store.ensure_index(target, EXTERNAL_ID, FieldType.KEYWORD)
+        store.ensure_index(target, EXTERNAL_ID, FieldType.KEYWORD)
+        if alias.endswith("items"):
+            store.ensure_index(target, ACTIVE, FieldType.BOOL)
         store.set_alias(alias, target)
         log.info("created collection %s (alias %s) for model %s", target, alias, model_id)
         return
@@ -112,8 +112,6 @@ class ItemSchema:
 
     types: dict[str, FieldType | None] = field(default_factory=dict)
     indexed: dict[str, dict[str, FieldType]] = field(default_factory=dict)
-    recorded: dict[str, dict[str, FieldType]] = field(default_factory=dict)  # in the metadata
-    _job: IndexJob | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_declared(cls, declared: Mapping[str, str]) -> ItemSchema:
@@ -140,43 +138,21 @@ class ItemSchema:
     def filterable(self) -> dict[str, FieldType]:
         return {k: t for k, t in self.types.items() if t is not None}
 
-    def start_indexing(self, store: VectorStore, collection: str) -> None:
-        """Start :meth:`ensure_indexes` in the background: creating a payload index waits for the store's
-        disk (a flush per index), which can overlap the embedding of a batch. The next
-        :meth:`ensure_indexes` waits for it (and does again what failed: every step is idempotent)."""
-        previous = self._job
-        self._job = IndexJob(lambda: self._ensure_after(previous, store, collection))
-
-    def wait_indexing(self) -> None:
-        """Wait for a background :meth:`start_indexing` (its errors are left to the next ensure_indexes)."""
-        if self._job is not None:
-            self._job.wait()
-
     def ensure_indexes(self, store: VectorStore, collection: str) -> None:
-        """Create the payload indexes this collection still lacks (nearrec's own keys, then one call per
-        new field), and record the filterable attributes in the collection metadata (exactly the schema's:
-        a dropped attribute goes). Call before writing points: their payload is then indexed as written."""
-        job, self._job = self._job, None
-        self._ensure_after(job, store, collection)
-
-    def _ensure_after(self, job: IndexJob | None, store: VectorStore, collection: str) -> None:
-        if job is not None:
-            job.wait()
-        done = self.indexed.get(collection)
-        if done is None:  # first call for this collection
-            for key, ftype in ITEM_INDEXES.items():
-                store.ensure_index(collection, key, ftype)
-            done = self.indexed[collection] = {}
+        """Create the payload indexes this collection still lacks (one call per new field), and record the
+        filterable attributes in the collection metadata (exactly the schema's: a dropped attribute goes)."""
+        done = self.indexed.setdefault(collection, {})
         wanted = self.filterable()
+        changed = set(done) != set(wanted)
         for key, ftype in wanted.items():
             if done.get(key) != ftype:
                 store.ensure_index(collection, key, ftype)
                 done[key] = ftype
+                changed = True
         for key in set(done) - set(wanted):
             del done[key]
-        if self.recorded.get(collection) != done:
+        if changed:
             store.set_metadata(collection, {META_ATTRIBUTES: _as_names(done)})
-            self.recorded[collection] = dict(done)
 
     def payload(
         self, external_id: str, content_hash: str, active: bool, attributes: Mapping[str, Any]
@@ -193,28 +169,6 @@ class ItemSchema:
         out[CONTENT_HASH] = content_hash
         out[ACTIVE] = 1 if active else 0
         return out
-
-
-ITEM_INDEXES = {EXTERNAL_ID: FieldType.KEYWORD, ACTIVE: FieldType.BOOL}
-"""The payload indexes of nearrec's own keys in an items collection."""
-
-
-class IndexJob:
-    """A function run on its own thread; an error is logged, and the caller's next step redoes the work."""
-
-    def __init__(self, run: Callable[[], None]) -> None:
-        self._run = run
-        self._thread = threading.Thread(target=self._main, name="nearrec-index", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            self._run()
-        except Exception as exc:  # its message may hold a URL: the worker logs the retry's error, masked
-            log.info("payload indexes in the background: %s; retried before writing", type(exc).__name__)
-
-    def wait(self) -> None:
-        self._thread.join()
 
 
 def attribute_types(store: VectorStore, collection: str) -> dict[str, FieldType] | None:

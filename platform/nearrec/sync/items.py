@@ -49,19 +49,18 @@ def sync_items(
     A deleted item, or one without text, loses its point. An inactive item keeps its point with
     ``active = 0`` (its vector still describes the users who interacted with it; queries filter on
     ``active``). A text is embedded only when its content hash differs from the point's (or with
-    ``force_embed``); identical texts in one call are embedded once. The payload indexes exist before
-    points are written (:meth:`ItemSchema.ensure_indexes`). Writes wait for the store."""
+    ``force_embed``); identical texts in one call are embedded once. Writes wait for the store."""
     result = ItemSyncResult()
     if not item_ids:
         return result
     states = {s.id: s for s in sync_repo.load_items(session, item_ids) if has_text(s)}
     gone = [i for i in item_ids if i not in states]
+    schema.ensure_indexes(store, collection)
     existing = {h.id: h.payload for h in store.retrieve(collection, list(states))} if states else {}
     plan = _plan(states, existing, schema, force_embed)
     result.unchanged = plan.unchanged
     points = _points(store, embedder, collection, plan, existing, result)
     if points:
-        schema.ensure_indexes(store, collection)  # after the embedding, which a pending index job overlaps
         store.upsert(collection, points)
     if gone:
         store.delete(collection, gone)

@@ -105,8 +105,7 @@ class SyncWorker:
     # --- setup -------------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the collections if needed, check their model, learn the attribute types and start indexing
-        them (in the background: the first batch embeds meanwhile, and waits for it before writing)."""
+        """Create the collections if needed, check their model, learn the attribute types and index them."""
         with transaction(self.sessions) as session:
             ensure_collections(
                 session,
@@ -118,7 +117,7 @@ class SyncWorker:
             )
         with transaction(self.sessions) as session:
             schema = ItemSchema.load(session)
-        schema.start_indexing(self.store, self.items_collection)
+        schema.ensure_indexes(self.store, self.items_collection)
         self._schema = schema
 
     @property
@@ -140,7 +139,6 @@ class SyncWorker:
             if not claims:
                 return report
             schema.refresh(session)  # attributes added or dropped since the last batch
-            schema.start_indexing(self.store, self.items_collection)  # while this batch embeds
             keys = list(dict.fromkeys((c.entity, c.entity_id) for c in claims))
             locked = sync_repo.lock_entities(session, keys)
             busy = [c.id for c in claims if (c.entity, c.entity_id) not in locked]
@@ -275,8 +273,6 @@ class SyncWorker:
             if wait is None or wait > wait_horizon:
                 break
             time.sleep(max(wait, 0.05))
-        if self._schema is not None:
-            self._schema.wait_indexing()  # the indexes exist when drain returns, as after prepare()
         return total
 
     def run(
