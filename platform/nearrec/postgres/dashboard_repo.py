@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import Date, Integer, Row, Select, bindparam, cast, func, or_, select
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item, OutboxRow, User
@@ -208,24 +209,39 @@ def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> UserM
     return UserMatches(exact + [r[0] for r in rows], more, False)
 
 
+_LAST_ID = select(
+    func.pg_sequence_last_value(cast(func.pg_get_serial_sequence("interactions", "id"), REGCLASS))
+)
+
+
 def recently_active_users(session: Session, limit: int = 20) -> list[str]:
-    """The users of the most recently recorded interactions (newest first): the last rows by id, read
-    backwards from the primary key (``occurred_at`` has a BRIN index only, which gives no order)."""
-    recent = (
-        select(Interaction.user_id, Interaction.id)
-        .order_by(Interaction.id.desc())
-        .limit(limit * 20)
-        .subquery()
-    )
-    last = func.max(recent.c.id)
-    stmt = (
-        select(User.external_id)
-        .join(recent, recent.c.user_id == User.id)
-        .group_by(User.external_id)
-        .order_by(last.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
+    """The users of the most recently recorded interactions (newest first): the rows with the highest ids,
+    found from the identity sequence's last value through the BRIN index on ``id`` (there is no b-tree on
+    it, and ``occurred_at`` has a BRIN index only, which gives no order). The id window widens while it
+    holds too few rows (deleted ones)."""
+    last = session.scalar(_LAST_ID)
+    if last is None:
+        return []
+    wanted, window = limit * 20, limit * 20
+    while True:
+        floor = int(last) - window
+        recent = (
+            select(Interaction.user_id, Interaction.id)
+            .where(Interaction.id > floor)
+            .order_by(Interaction.id.desc())
+            .limit(wanted)
+            .subquery()
+        )
+        stmt = (
+            select(User.external_id, func.count())
+            .join(recent, recent.c.user_id == User.id)
+            .group_by(User.external_id)
+            .order_by(func.max(recent.c.id).desc())
+        )
+        rows = session.execute(stmt).all()
+        if floor <= 0 or sum(int(n) for _, n in rows) >= wanted:
+            return [str(external_id) for external_id, _ in rows[:limit]]
+        window *= 16
 
 
 @dataclass(frozen=True, slots=True)
