@@ -142,7 +142,10 @@ def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> ItemM
     if len(q) < CONTAINS_MIN:
         return ItemMatches(exact, False, True)
     pattern = _contains(q)
-    where = or_(Item.external_id.ilike(pattern, escape="/"), Item.title.ilike(pattern, escape="/"))
+    where = or_(
+        func.lower(Item.external_id).ilike(pattern, escape="/"),
+        func.lower(Item.title).ilike(pattern, escape="/"),
+    )
     rows, more = _containing(
         session, select(*columns).where(where, Item.external_id != q), limit - len(exact)
     )
@@ -151,7 +154,7 @@ def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> ItemM
 
 def _containing(session: Session, stmt: Select[*_Row], limit: int) -> tuple[list[Row[*_Row]], bool]:
     """The first ``limit`` rows of ``stmt`` by its first column, and whether there are more. The ILIKE of
-    ``stmt`` is answered by the trigram indexes (migration 0004); the matches are read unordered and at most
+    ``stmt`` (on ``lower(column)``) is answered by the trigram indexes (migrations 0004, 0006); the matches are read unordered and at most
     :data:`CANDIDATES` of them (a query most rows match, such as a shared id prefix, stops early instead of
     sorting the table), then sorted."""
     # The limits are written into the statement (our own integers), not bound: a statement run often is
@@ -202,7 +205,7 @@ def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> UserM
     exact = list(session.scalars(select(User.external_id).where(User.external_id == q)))
     if len(q) < CONTAINS_MIN:
         return UserMatches(exact, False, True)
-    where = User.external_id.ilike(_contains(q), escape="/")
+    where = func.lower(User.external_id).ilike(_contains(q), escape="/")
     rows, more = _containing(
         session, select(User.external_id).where(where, User.external_id != q), limit - len(exact)
     )

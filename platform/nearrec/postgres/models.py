@@ -39,9 +39,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _trigram_gin(column: str) -> dict[str, Any]:
-    """The keyword arguments of a trigram GIN index on ``column`` (pg_trgm: ILIKE '%q%' from the index)."""
-    return {"postgresql_using": "gin", "postgresql_ops": {column: "gin_trgm_ops"}}
+def _trigram_gin(name: str, column: str) -> Index:
+    """A trigram GIN index on ``lower(column)`` (pg_trgm: ``lower(column) ILIKE '%q%'`` from the index). On
+    the expression, not the column: pg_trgm also answers ``=``, and no id lookup may pick it (migration 0006)."""
+    label = f"lower_{column}"
+    return Index(
+        name,
+        func.lower(sql(column)).label(label),
+        postgresql_using="gin",
+        postgresql_ops={label: "gin_trgm_ops"},
+    )
 
 
 def _now() -> Mapped[datetime]:
@@ -52,8 +59,8 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         # Substring search of ids and titles (ILIKE '%q%', the dashboard): pg_trgm's trigram GIN indexes.
-        Index("ix_items_external_id_trgm", "external_id", **_trigram_gin("external_id")),
-        Index("ix_items_title_trgm", "title", **_trigram_gin("title")),
+        _trigram_gin("ix_items_external_id_trgm", "external_id"),
+        _trigram_gin("ix_items_title_trgm", "title"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -73,7 +80,7 @@ class Item(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (Index("ix_users_external_id_trgm", "external_id", **_trigram_gin("external_id")),)
+    __table_args__ = (_trigram_gin("ix_users_external_id_trgm", "external_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
