@@ -1,8 +1,9 @@
-"""The fast path for interaction CSV/TSV files: parsed and validated column by column in C (pyarrow), sent
-to the staging table as CSV that pyarrow writes, so Python never touches a row that is valid.
+"""The fast path for interaction CSV/TSV files: parsed and validated column by column in C (pyarrow), then
+made ready for a binary COPY straight into ``interactions`` (:mod:`nearrec.ingest.direct`), so Python never
+touches a valid row (but to hash the content of a row without an event id).
 
 It gives the same result as the row path (:func:`nearrec.ingest.service.prepare_interactions`): the same
-rejections and reasons, the same staged values (so the same event keys). Lines: pyarrow numbers records,
+rejections and reasons, the same values (so the same event keys). Lines: pyarrow numbers records,
 not lines, so the staging ``line`` column holds the record number (1 = header) and a rejection's physical
 line is found by :class:`LineLocator`, which scans the file with the csv module only as far as the last
 rejected record (a file with no rejection is never scanned).
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from nearrec.errors import InputFileError
+from nearrec.ingest import direct
 from nearrec.ingest import values as v
 from nearrec.ingest.events import EventCounter
 from nearrec.ingest.records import (
@@ -35,9 +37,9 @@ from nearrec.ingest.records import (
 from nearrec.ingest.service import OnError, Prepared
 
 _BLOCK_BYTES = 1 << 20
+FIRST_BATCH_ROWS = 25_000
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _DIGITS = r"^[0-9]+$"
-STAGE_COLUMNS = ("line", "user_id", "item_id", "type", "value", "ts", "event_id", "occurrence")
 # Undecodable rows beyond which the file is taken to be in another encoding (the load stops).
 ENCODING_GIVE_UP_ROWS = 100
 
@@ -149,12 +151,15 @@ class InteractionBatches:
         source = str(self.path)
         pending: list[pa.RecordBatch] = []
         rows = 0
+        # The writer waits for the first batch: it is small, so the writer starts early, and each next one
+        # twice as big, up to batch_rows (whose per-batch costs are then paid rarely).
+        target = min(self.batch_rows, FIRST_BATCH_ROWS)
         for record_batch in self._reader:
             pending.append(record_batch)
             rows += record_batch.num_rows
-            if rows >= self.batch_rows:
+            if rows >= target:
                 yield self._prepare(pa.Table.from_batches(pending).combine_chunks(), source)
-                pending, rows = [], 0
+                pending, rows, target = [], 0, min(self.batch_rows, 2 * target)
         if pending:
             yield self._prepare(pa.Table.from_batches(pending).combine_chunks(), source)
         leftover = self._take_invalid(None)
@@ -217,11 +222,7 @@ class InteractionBatches:
             )
         keep = pa.array(~bad)
         table = pa.table({"line": pa.array(records), **out}).filter(keep)
-        table = self._with_occurrence(table)
-        buffer = io.BytesIO()
-        pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-        batch.payload = buffer.getvalue()
-        batch.staged = table.num_rows
+        batch.direct = direct.build(self._with_occurrence(table))
         return batch
 
     def _decode(self, name: str, column: Any, n: int, reasons: list[tuple[int, str, str]]) -> pa.Array:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import orjson
 from sqlalchemy.orm import Session
@@ -41,6 +41,9 @@ from nearrec.postgres import interactions as interactions_repo
 from nearrec.postgres import items as items_repo
 from nearrec.postgres import schema_repo
 from nearrec.postgres import users as users_repo
+
+if TYPE_CHECKING:
+    from nearrec.ingest.direct import DirectBatch
 
 OnError = Literal["skip", "abort"]
 RecordOptions = ItemOptions | UserOptions | InteractionOptions
@@ -87,11 +90,13 @@ class Prepared:
     rejected_ids: list[str] = field(default_factory=list)  # items: ids of rejected records (kept by prune)
     new_attributes: dict[str, AttrType] = field(default_factory=dict)  # schema additions of this batch
     nul_stripped: int = 0
-    # The columnar fast path (interactions): the staged rows as CSV, how many, and the physical line of a
-    # record number (its ``line`` column holds record numbers).
+    # The columnar fast path (interactions): the rows ready for COPY, and the physical line of a record
+    # number (their ``line`` column holds record numbers). Its fallback stages them as CSV (``payload``,
+    # ``staged`` rows).
+    direct: DirectBatch | None = None
+    line_of: Callable[[int], int] | None = None
     payload: bytes | None = None
     staged: int = 0
-    line_of: Callable[[int], int] | None = None
 
     @property
     def staged_rows(self) -> int:
