@@ -34,6 +34,7 @@ from nearrec.ingest.summary import Summary
 from nearrec.ingest.values import EMPTY_TEXT_HASH
 from nearrec.postgres import copy_binary, history, outbox
 from nearrec.postgres import interaction_copy as repo
+from nearrec.postgres.ids import ids_of
 
 
 @dataclass
@@ -51,8 +52,8 @@ def write(session: Session, batch: Prepared, options: InteractionOptions, state:
     session.execute(history.LOCK_FOR_INSERT)
     summary = Summary("interactions", read=batch.read, unchanged=rows.repeats)
     rejections = list(batch.rejections)
-    item_ids = repo.ids_of(session, "items", rows.items)
-    user_ids = repo.ids_of(session, "users", rows.users)
+    item_ids = ids_of(session, "items", rows.items)
+    user_ids = ids_of(session, "users", rows.users)
     keep = np.ones(rows.size, dtype=bool)
     if not options.create_missing_items:
         unknown = item_ids[rows.item_of] < 0

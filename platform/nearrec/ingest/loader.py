@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from nearrec.errors import InputFileError
-from nearrec.ingest import columnar, copy_write, service
+from nearrec.ingest import columnar, copy_write, csv_batches, item_batches, item_write, service
 from nearrec.ingest.events import EventCounter
 from nearrec.ingest.readers import ReadOptions, RecordReader, batched, detect_format, open_reader
 from nearrec.ingest.records import (
@@ -104,7 +104,7 @@ def load(
         for index, path in enumerate(plan.files):
             progress = _Progress(on_progress, sum(sizes[:index]), sizes[index], total)
             if _fast(plan, path):
-                _load_fast(plan, Path(path), writer, progress)
+                _load_fast(plan, Path(path), writer, progress, schema)
             else:
                 _load_rows(plan, Path(path), writer, schema, progress)
     except InputFileError as exc:
@@ -128,11 +128,11 @@ def load(
 
 
 def _fast(plan: LoadPlan, path: Path) -> bool:
-    if plan.kind != "interactions":
+    if plan.kind not in ("interactions", "items"):
         return False
     fmt = detect_format(Path(path), plan.read.format)
     delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
-    return columnar.usable(Path(path), plan.read.encoding, fmt, delimiter)
+    return csv_batches.usable(Path(path), plan.read.encoding, fmt, delimiter)
 
 
 @dataclass(frozen=True)
@@ -185,18 +185,26 @@ def _load_rows(
             progress(reader.fraction_done())
 
 
-def _load_fast(plan: LoadPlan, path: Path, writer: _Writer, progress: _Progress) -> None:
-    """Interaction CSV/TSV through the columnar fast path (see :mod:`nearrec.ingest.columnar`)."""
-    assert isinstance(plan.options, InteractionOptions)
+def _load_fast(
+    plan: LoadPlan, path: Path, writer: _Writer, progress: _Progress, schema: Schema | None
+) -> None:
+    """A CSV/TSV file of interactions or items through its fast path (:mod:`nearrec.ingest.columnar`,
+    :mod:`nearrec.ingest.item_batches`)."""
     fmt = detect_format(path, plan.read.format)
     delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
-    batches = columnar.InteractionBatches(
-        path,
-        delimiter,
-        plan.options,
-        on_error=plan.on_error,
-        batch_rows=plan.fast_batch_size or plan.batch_size,
-    )
+    batches: csv_batches.CsvBatches
+    if isinstance(plan.options, ItemOptions):
+        assert schema is not None
+        batches = item_batches.ItemBatches(
+            path, delimiter, plan.options, schema,
+            encoding=plan.read.encoding, on_error=plan.on_error, batch_rows=plan.batch_size,
+        )  # fmt: skip
+    else:
+        assert isinstance(plan.options, InteractionOptions)
+        batches = columnar.InteractionBatches(
+            path, delimiter, plan.options,
+            on_error=plan.on_error, batch_rows=plan.fast_batch_size or plan.batch_size,
+        )  # fmt: skip
     try:
         for batch in batches:
             writer.put(batch)
@@ -301,6 +309,8 @@ class _Writer(threading.Thread):
                 self.summary.enqueued += self.summary.pruned
 
     def _write(self, session: Session, batch: Prepared) -> Summary:
+        if batch.items is not None:
+            return item_write.write(session, batch, track_seen=self.plan.prune)
         if batch.direct is not None:
             assert isinstance(self.plan.options, InteractionOptions)
             return copy_write.write(session, batch, self.plan.options, self.copy_state)

@@ -12,16 +12,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, LiteralString
+from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
 import psycopg
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Text
 
+from nearrec.postgres.ids import ids_of
 from nearrec.postgres.staging import driver_connection
 
 COPY = (
@@ -33,15 +32,6 @@ COPY = (
 REDO = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 _NAMES = bindparam("names", type_=ARRAY(Text))
-# The ids of a batch's names, in their order, as one bytea of big-endian int8 (-1: unknown): no Python
-# object per name on the way back. Sent through the driver: a list of 50,000 names costs 20 ms there,
-# twice that through SQLAlchemy's array processing.
-_IDS_OF: dict[str, LiteralString] = {
-    "users": "SELECT string_agg(int8send(coalesce(t.id, -1)), ''::bytea ORDER BY n.k)"
-    " FROM unnest(%s::text[]) WITH ORDINALITY AS n(name, k) LEFT JOIN users AS t ON t.external_id = n.name",
-    "items": "SELECT string_agg(int8send(coalesce(t.id, -1)), ''::bytea ORDER BY n.k)"
-    " FROM unnest(%s::text[]) WITH ORDINALITY AS n(name, k) LEFT JOIN items AS t ON t.external_id = n.name",
-}
 _CREATE_USERS = text(
     "INSERT INTO users (external_id) SELECT unnest(:names)"
     " ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id"
@@ -60,15 +50,6 @@ _STORED_KEYS = text(
     """
 ).bindparams(bindparam("users", type_=ARRAY(BigInteger)), bindparam("keys", type_=ARRAY(UUID)))
 _NOW = text("SELECT now()")
-
-
-def ids_of(session: Session, table: Literal["users", "items"], names: Sequence[str]) -> npt.NDArray[np.int64]:
-    """The internal id of each external id of ``names`` (-1: none)."""
-    if not names:
-        return np.empty(0, dtype=np.int64)
-    row = driver_connection(session).execute(_IDS_OF[table], [list(names)]).fetchone()
-    assert row is not None
-    return np.frombuffer(row[0], dtype=">i8").astype(np.int64)
 
 
 def create_users(session: Session, names: Sequence[str]) -> tuple[dict[str, int], int]:
