@@ -3,17 +3,23 @@ rejections (line, field, reason), the same counts, on a file with every kind of 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from conftest import truncate_all
-from nearrec.ingest import loader
+from nearrec.ingest import item_write, loader
+from nearrec.ingest.item_batches import ItemBatches
 from nearrec.ingest.loader import LoadPlan, load
 from nearrec.ingest.records import ItemOptions
+from nearrec.ingest.schema import Schema
+from nearrec.ingest.service import ingest_items, numbered
 from nearrec.ingest.summary import Summary
+from nearrec.postgres.engine import transaction
 
 ROWS = [
     "id,title,description,price,in_stock,tags,zip\n",
@@ -90,3 +96,36 @@ def test_a_reload_through_the_fast_path_changes_nothing(
     path.write_text(path.read_text().replace("Item 7,", "Item seven,") + "i99,New,1\n", encoding="utf-8")
     changed = load_with(db, path, True, monkeypatch)
     assert (changed.inserted, changed.updated, changed.unchanged) == (1, 1, 29)
+
+
+def test_a_copy_that_meets_an_item_stored_meanwhile_falls_back_to_the_upsert(
+    db: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Another load holds item i1 uncommitted: our COPY of i1 and i2 waits, fails when it commits, and the
+    batch goes through the staged upsert (i1 updated, i2 inserted, one outbox row each)."""
+    path = tmp_path / "items.csv"
+    path.write_text("id,title\ni1,One renamed\ni2,Two\n", encoding="utf-8")
+    (batch,) = ItemBatches(
+        path, ",", ItemOptions(), Schema("item"), encoding="utf-8", on_error="skip", batch_rows=10
+    )
+    with sessions() as hold:
+        assert ingest_items(hold, numbered([{"id": "i1", "title": "One"}]), ItemOptions()).inserted == 1
+        out: list[Summary] = []
+
+        def ours() -> None:
+            with transaction(sessions) as session:
+                out.append(item_write.write(session, batch, track_seen=False))
+
+        worker = threading.Thread(target=ours)
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive(), "our COPY should wait for the uncommitted item"
+        hold.commit()
+        worker.join(30)
+    (summary,) = out
+    assert (summary.inserted, summary.updated, summary.enqueued) == (1, 1, 2)
+    with db.connect() as conn:
+        titles = conn.execute(text("SELECT external_id, title FROM items ORDER BY 1")).all()
+        queued = conn.execute(text("SELECT count(*) FROM sync_outbox")).scalar_one()
+    assert [tuple(r) for r in titles] == [("i1", "One renamed"), ("i2", "Two")]
+    assert queued == 3  # the other load's insert, our update of i1 and insert of i2
