@@ -24,7 +24,7 @@ And measures, in the SAME run, with a category filter on every query:
 
 - raw: the store call of each method with the arguments the retriever passes (filter + active flag, the
   user's most recent seen ids as the ``must_not has_id`` exclusion, the first page): ``text`` and ``cf``
-  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the retrieve of the popularity pool;
+  VectorStore.query, ``hybrid`` VectorStore.query_fused, ``popular`` the popular list (its store reads and payload filter, the counts cached);
 - recall@10 of the raw text query against exact numpy search on the same vectors, same filter, same
   exclusion: under the query's category filter (5%: exact below the engine's full-scan threshold, through the
   graph at 1M), under the in-stock flag (80%: through the graph, filtered) and with the active flag only;
@@ -66,7 +66,6 @@ from nearrec.postgres import migrate  # noqa: E402
 from nearrec.postgres import query_repo as repo  # noqa: E402
 from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
 from nearrec.query.collaborative import CF_HISTORY, cf_user_vector  # noqa: E402
-from nearrec.query.popular import POPULAR_POOL, RETRIEVE_CHUNK  # noqa: E402
 from nearrec.query.retrieval import ACTIVE, TEXT  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
 from nearrec.vectors.base import VectorStore  # noqa: E402
@@ -75,12 +74,13 @@ from query_data import (  # noqa: E402
     MODEL,
     VECTOR_KINDS,
     Catalog,
+    database_cpu,
     fill_postgres,
     fill_store,
     pct,
     scratch_database,
 )
-from query_http import http_figures  # noqa: E402
+from query_http import CpuCost, http_figures  # noqa: E402
 
 METHODS = ("text", "cf", "hybrid", "popular")
 K = 10
@@ -98,10 +98,8 @@ class Floor:
         self.meta = service.cf_meta()
         self.text: dict[int, Any] = {}
         self.cf: dict[int, Any] = {}
-        with service.sessions() as session:
-            self.popular = [
-                i for i, _ in repo.popular_item_ids(session, settings.popular_window_days, POPULAR_POOL)
-            ]
+        self.session = service.sessions()  # fills the popular list's counts once, then unused
+        service.popular.hits(self.session, None, (), K)
 
     def prepare(self, users: set[int]) -> None:
         """The text and cf vectors of ``users`` (computed before timing: the raw floor is the store call)."""
@@ -119,6 +117,20 @@ class Floor:
                 found = repo.user_with_history(session, self.catalog.user_name(u), None, CF_HISTORY)
                 assert found is not None
                 self.cf[u] = cf_user_vector(self.service.retriever, found[2], self.meta, params)
+
+    def database(self, method: str, u: int, hit_ids: list[int]) -> Callable[[], object]:
+        """The two Postgres reads a recommendation needs, whatever the code around them: the user with their
+        seen ids (and, for the model's methods, recent history), then the rows of the answer (the active
+        flag, external id and title), on one pooled session."""
+        history = CF_HISTORY if method in ("cf", "hybrid") and self.meta is not None else 0
+        sessions, name, types = self.service.sessions, self.catalog.user_name(u), self.settings.seen_types
+
+        def reads() -> None:
+            with sessions() as session:
+                repo.user_with_history(session, name, types, history)
+                repo.items_by_ids(session, hit_ids, attributes=False)
+
+        return reads
 
     def split(self, u: int) -> tuple[list[int], int]:
         limit = self.settings.seen_filter_limit
@@ -149,9 +161,12 @@ class Floor:
                 prefetch_limit=prefetch,
                 method="rrf",
             )
-        banned = set(self.catalog.seen[u])
-        ids = [i for i in self.popular if i not in banned][:RETRIEVE_CHUNK]
-        return lambda: store.retrieve(items, ids)
+        banned, popular, expr = (
+            set(self.catalog.seen[u]),
+            self.service.popular,
+            Eq("category", CATEGORIES[cat]),
+        )
+        return lambda: popular.hits(self.session, expr, banned, K)  # its counts are cached: store reads only
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -160,12 +175,16 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float], list[float]]:
-    """Raw and in-process latencies (ms) of ``method`` on ``queries``, interleaved (same load, same cache)."""
+def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float], list[float], list[float]]:
+    """Raw, database and in-process latencies (ms) of ``method`` on ``queries``, interleaved (same load,
+    same cache)."""
     service, catalog = floor.service, floor.catalog
-    raw, inproc = [], []
+    raw, database, inproc = [], [], []
     for n, (u, cat) in enumerate(queries):
-        raw.append(timed(floor.call(method, u, cat)))
+        t = time.perf_counter()
+        hits = floor.call(method, u, cat)()
+        raw.append((time.perf_counter() - t) * 1000)
+        database.append(timed(floor.database(method, u, [h.id for h in hits][:K])))  # type: ignore[attr-defined]
         t = time.perf_counter()
         recs = service.recommend(
             catalog.user_name(u), k=K, filter={"category": CATEGORIES[cat]}, method=method
@@ -175,7 +194,7 @@ def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float
             raise RuntimeError(f"{method}: {len(recs)} recommendations, expected {K}")
         if set(catalog.seen[u]) & {int(r.item_id.split("-")[1]) + 1 for r in recs}:
             raise RuntimeError(f"{method}: a seen item was recommended to user {u}")
-    return raw, inproc
+    return raw, database, inproc
 
 
 RECALL_FILTERS = {
@@ -206,16 +225,23 @@ def recall(floor: Floor, queries: list[Query], mode: str = "category") -> float:
 
 def measure_methods(floor: Floor, methods: list[str], queries: list[Query], out: dict[str, Any]) -> None:
     print(
-        f"\n{'method':8} {'raw p50':>9} {'raw p99':>9} {'in-proc p50':>12} {'p99':>8}  ratio p50 (target <= 1.5)"
+        "\nraw: the store call; database: the two Postgres reads of a recommendation alone; in-process:"
+        " QueryService.recommend"
+    )
+    print(
+        f"{'method':8} {'raw p50':>9} {'database':>9} {'in-proc p50':>12} {'p99':>8}  in-proc / raw (target"
+        " <= 1.5)  in-proc / (raw + database)"
     )
     for method in methods:
         compare(floor, method, queries[:30])  # warm up
-        raw, inproc = compare(floor, method, queries)
-        r50, i50 = pct(raw, 50), pct(inproc, 50)
-        out["methods"][method] = {"raw_p50": r50, "raw_p99": pct(raw, 99), "p50": i50, "p99": pct(inproc, 99)}
+        raw, database, inproc = compare(floor, method, queries)
+        r50, d50, i50 = pct(raw, 50), pct(database, 50), pct(inproc, 50)
+        out["methods"][method] = {
+            "raw_p50": r50, "raw_p99": pct(raw, 99), "database_p50": d50, "p50": i50, "p99": pct(inproc, 99),
+        }  # fmt: skip
         print(
-            f"{method:8} {r50:7.2f}ms {pct(raw, 99):7.2f}ms {i50:10.2f}ms {pct(inproc, 99):6.2f}ms  "
-            f"{i50 / r50:5.2f}x {'ok' if i50 <= 1.5 * r50 else 'MISSED'}"
+            f"{method:8} {r50:7.2f}ms {d50:7.2f}ms {i50:10.2f}ms {pct(inproc, 99):6.2f}ms  "
+            f"{i50 / r50:5.2f}x {'ok' if i50 <= 1.5 * r50 else 'MISSED':6}  {i50 / (r50 + d50):19.2f}x"
         )
 
 
@@ -227,7 +253,7 @@ def measure_history(floor: Floor, methods: list[str], reps: int, seed: int, out:
         queries = [(rng.choice(users), rng.randrange(len(CATEGORIES))) for _ in range(reps)]
         cells = []
         for method in methods:
-            raw, inproc = compare(floor, method, queries)
+            raw, _, inproc = compare(floor, method, queries)
             out["history"].setdefault(str(size), {})[method] = {
                 "raw_p50": pct(raw, 50),
                 "p50": pct(inproc, 50),
@@ -295,13 +321,37 @@ def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> 
         )
 
 
+def inprocess_cost(floor: Floor, method: str, queries: list[Query]) -> CpuCost:
+    """CPU per in-process request (ms): this process (the query service) and the Postgres backends."""
+    url = floor.settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    service, catalog = floor.service, floor.catalog
+    database, mine = database_cpu(url), time.process_time()
+    for u, cat in queries:
+        service.recommend(catalog.user_name(u), k=K, filter={"category": CATEGORIES[cat]}, method=method)
+    spent, after = time.process_time() - mine, database_cpu(url)
+    per = 1000 / len(queries)
+    return CpuCost(spent * per, None if database is None or after is None else (after - database) * per, 0.0)
+
+
 def report_http(out: dict[str, Any], default: str, half_p50_target: float = 1.5) -> None:
     sat, half, i50 = out["http_saturation"], out["http_half"], out["methods"][default]["p50"]
     capacity = 1000 / i50
+    cost, local = out["http_cpu"], out["inprocess_cpu"]
+    total = cost["server_ms"] + (cost["database_ms"] or 0) + cost["client_ms"]
+    bound = (os.cpu_count() or 1) * 1000 / total
+    db = "n/a" if local["database_ms"] is None else f"{local['database_ms']:.2f}"
+    single = out["http_single"]
     print(
-        f"\nHTTP ({default}, the default method), 8 clients\n"
+        f"\nHTTP ({default}, the default method), one client: p50 {single['p50_ms']:.2f} ms = "
+        f"{single['p50_ms'] / i50:.2f}x in-process (+{single['p50_ms'] - i50:.2f} ms), p99 {single['p99_ms']:.2f} ms"
+        f"\n8 clients\n"
         f"  saturation (closed loop): {sat['rate']:.0f} req/s, p50 {sat['p50_ms']:.2f} ms; "
         f"1000 / in-process p50 = {capacity:.0f} req/s: ratio {sat['rate'] / capacity:.2f} (target >= 1)\n"
+        f"  CPU per request: in-process {local['server_ms']:.2f} ms (+ database {db}); over HTTP server "
+        f"{cost['server_ms']:.2f} ms (HTTP's own {cost['server_ms'] - local['server_ms']:.2f}), database "
+        f"{cost['database_ms'] or 0:.2f}, client {cost['client_ms']:.2f}: {total:.2f} ms in all\n"
+        f"  so {os.cpu_count()} cores serve at most {bound:.0f} req/s = {bound / capacity:.2f} of 1000 / in-process "
+        f"p50 (the mean request costs more than the median one, and the client shares the cores)\n"
         f"  paced at {half['rate']:.0f} req/s (half): p50 {half['p50_ms']:.2f} ms = "
         f"{half['p50_ms'] / i50:.2f}x in-process (target <= {half_p50_target}), p99 {half['p99_ms']:.2f} ms = "
         f"{half['p99_ms'] / i50:.2f}x in-process p50 (target <= 3)\n"
@@ -372,13 +422,19 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     methods = list(args.methods.split(","))
     measure_methods(floor, methods, queries, out)
     measure_history(floor, methods, args.history_queries, args.seed, out)
-    store.close()  # the server process owns the store from here on
 
     default = "hybrid" if floor.meta is not None else "text"
-    if args.http_queries and default in out["methods"]:
+    http = bool(args.http_queries) and default in out["methods"]
+    if http:
+        out["inprocess_cpu"] = vars(inprocess_cost(floor, default, queries))
+    store.close()  # the server process owns the store from here on
+    if http:
         users = [catalog.user_name(u) for u in range(args.users)]
-        sat, half, rss, peak = http_figures(url, tmp, users, args.http_queries, 8, args.seed)
-        out.update(http_saturation=vars(sat), http_half=vars(half), rss_mb=rss, rss_peak_mb=peak)
+        single, sat, cost, half, rss, peak = http_figures(url, tmp, users, args.http_queries, 8, args.seed)
+        out["http_single"] = vars(single)
+        out.update(
+            http_saturation=vars(sat), http_cpu=vars(cost), http_half=vars(half), rss_mb=rss, rss_peak_mb=peak
+        )
         report_http(out, default)
     return out
 

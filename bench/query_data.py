@@ -226,3 +226,25 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = float(value.split()[0]) / 1024
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu(url: str) -> float | None:
+    """CPU seconds used so far by the Postgres backends connected to ``url``'s database (None when they are not
+    processes of this machine): the database's share of a request, which a process's own CPU time leaves out."""
+    import psycopg
+
+    name = make_url(url).database
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+        ).fetchall()
+    try:
+        return sum(cpu_seconds(int(pid)) for (pid,) in rows)
+    except (OSError, IndexError):
+        return None

@@ -16,12 +16,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from query_data import CATEGORIES, MODEL, pct, rss_mb
+from query_data import CATEGORIES, MODEL, cpu_seconds, database_cpu, pct, rss_mb
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,29 @@ class Load:
     p99_ms: float
     rate: float  # answers per second achieved
     count: int
+
+
+@dataclass(frozen=True)
+class CpuCost:
+    """CPU milliseconds per request, by process: where a saturated machine's cores go."""
+
+    server_ms: float
+    database_ms: float | None  # the Postgres backends of the benchmark database
+    client_ms: float  # the load generator (this process)
+
+    @property
+    def total_ms(self) -> float:
+        return self.server_ms + (self.database_ms or 0.0) + self.client_ms
+
+
+def cpu_cost(url: str, server_pid: int, run: Callable[[], Load]) -> tuple[Load, CpuCost]:
+    """``run()`` and the CPU each process spent on it, per request."""
+    server, database, client = cpu_seconds(server_pid), database_cpu(url), time.process_time()
+    load = run()
+    server_after, database_after = cpu_seconds(server_pid), database_cpu(url)
+    per = 1000 / load.count
+    db = None if database is None or database_after is None else (database_after - database) * per
+    return load, CpuCost((server_after - server) * per, db, (time.process_time() - client) * per)
 
 
 @contextmanager
@@ -130,12 +153,31 @@ def drive(port: int, requests: list[str], clients: int, rate: float) -> Load:
 
 def http_figures(
     url: str, data_dir: Path, users: list[str], queries: int, clients: int, seed: int
-) -> tuple[Load, Load, float, float]:
-    """Saturation (closed loop), then an open loop at half the saturation rate; and the server's RSS (MB)
-    and its peak after the load."""
+) -> tuple[Load, Load, CpuCost, Load, float, float]:
+    """One client (no queueing: what HTTP itself adds to a request), saturation (closed loop) with the CPU per
+    request it took, then an open loop at half the saturation rate; and the server's RSS (MB) and its peak
+    after the load."""
     with server(url, data_dir) as proc:
-        drive(18765, paths(users, 20 * clients, seed + 1), clients, 0.0)  # warm up connections and caches
-        saturation = drive(18765, paths(users, queries, seed + 2), clients, 0.0)
+        # warm up connections and caches as the in-process service was (the model's item vectors are cached)
+        drive(18765, paths(users, queries, seed + 1), clients, 0.0)
+        quiet(proc.pid)
+        single = drive(18765, paths(users, max(queries // 3, 1), seed + 4), 1, 0.0)
+        saturation, cost = cpu_cost(
+            url, proc.pid, lambda: drive(18765, paths(users, queries, seed + 2), clients, 0.0)
+        )
         half = drive(18765, paths(users, queries, seed + 3), clients, saturation.rate / 2)
         rss, peak = rss_mb(proc.pid)
-    return saturation, half, rss, peak
+    return single, saturation, cost, half, rss, peak
+
+
+def quiet(pid: int, timeout: float = 60.0) -> None:
+    """Wait until process ``pid`` is idle (under 5% of a core over half a second): the server's start-up work
+    in the background (the dashboard's table counts) must not land in the measurement."""
+    deadline = time.monotonic() + timeout
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - before < 0.025:
+            return
+        before = now

@@ -62,8 +62,16 @@ class Settings(BaseSettings):
         description="Runs the model: onnx-int8 (int8, within the quality gate), onnx (fp32, same vectors) or torch.",
     )
     embedding_batch_size: int = Field(default=64, ge=1, description="Texts per model forward pass.")
+    embedding_batch_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Onnx backends: most tokens per forward pass (texts x their padded length).",
+    )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="Intra-op threads of torch or onnxruntime (default: the library's)."
+        default=None,
+        ge=1,
+        description="Threads of the model: torch's intra-op threads (default: torch's), or the onnx backends' "
+        "batches at once, one thread each (default: one per CPU).",
     )
 
     # --- ingestion and sync ---

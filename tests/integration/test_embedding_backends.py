@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,37 @@ def test_onnx_vectors_are_within_the_gate_of_torch(
     again = embedder.embed(TEXTS[::-1])[::-1]
     assert np.allclose(again, got, atol=1e-4)
     assert embedder.embed([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_lanes_and_token_budgets_keep_each_texts_vector_and_order(backend: str, models_dir: Path) -> None:
+    """Batches of at most N tokens, several at once, and concurrent callers: the same vector per text, in the
+    caller's order."""
+    loaded = load_embedder(settings_for(backend, models_dir))
+    assert isinstance(loaded, OnnxEmbedder)
+    path = default_model_path()
+    onnx_file = onnx_model_file(models_dir / "models", model_fingerprint(path), backend)
+    one = OnnxEmbedder(path, onnx_file, "x", batch_size=64, batch_tokens=1_000_000, threads=1)
+    ref = one.embed(TEXTS)  # one lane, batches of 64 texts
+    for lanes, batch_tokens in [(2, 512), (3, 40), (1, 1)]:
+        many = OnnxEmbedder(path, onnx_file, "x", batch_size=64, batch_tokens=batch_tokens, threads=lanes)
+        assert many.lanes == lanes
+        assert np.allclose(many.embed(TEXTS), ref, atol=1e-5), (lanes, batch_tokens)
+        assert np.allclose(many.embed(TEXTS[5:9]), ref[5:9], atol=1e-5)
+    shared = OnnxEmbedder(path, onnx_file, "x", batch_tokens=64, threads=2)
+    results: dict[int, np.ndarray] = {}
+
+    def call(k: int) -> None:
+        results[k] = shared.embed(TEXTS[k:] + TEXTS[:k])
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert np.allclose(results[k], np.roll(ref, -k, axis=0), atol=1e-5), k
 
 
 @pytest.mark.slow

@@ -52,20 +52,62 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
 
 
 def test_unique_keys_exist(db: Engine) -> None:
-    insert_event = text(
-        "INSERT INTO interactions (user_id, item_id, occurred_at, event_id, event_key)"
-        " VALUES (1, 1, now(), 'e1', md5('e1')::uuid)"
-    )
+    def insert_event(event_id: str | None, key: str | None, user_id: int = 1) -> None:
+        with db.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO interactions (user_id, item_id, occurred_at, event_id, event_key)"
+                    " VALUES (:user_id, 1, now(), :event_id, CAST(:key AS uuid))"
+                ),
+                {"user_id": user_id, "event_id": event_id, "key": key},
+            )
+
     with db.begin() as conn:
         conn.execute(text("INSERT INTO items (external_id, content_hash) VALUES ('a', 'h')"))
-        conn.execute(text("INSERT INTO users (external_id) VALUES ('u')"))
-        conn.execute(insert_event)
+        conn.execute(text("INSERT INTO users (external_id) VALUES ('u'), ('v')"))
     with pytest.raises(Exception, match="uq_items_external_id"), db.begin() as conn:
         conn.execute(text("INSERT INTO items (external_id, content_hash) VALUES ('a', 'h2')"))
-    with pytest.raises(Exception, match="uq_interactions_event_key"), db.begin() as conn:
-        conn.execute(insert_event)
+    key = "00000000-0000-0000-0000-000000000001"
+    insert_event("e1", None)
+    with pytest.raises(Exception, match="uq_interactions_event_id"):  # an event id is one event, whoever
+        insert_event("e1", None, user_id=2)
+    insert_event(None, key)
+    with pytest.raises(Exception, match="uq_interactions_user_event_key"):
+        insert_event(None, key)
+    insert_event(None, key, user_id=2)  # a content key is per user (the key is a hash that holds the user)
+    insert_event("e2", key)  # a row with an event id is identified by it alone
     with pytest.raises(Exception, match="ck_attribute_schema_type"), db.begin() as conn:
         conn.execute(text("INSERT INTO attribute_schema (entity, name, type) VALUES ('item', 'x', 'money')"))
+
+
+def test_upgrade_from_0004_keeps_the_events_of_each_identity(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, "0004_item_search")
+    eng = create_engine(scratch_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text("INSERT INTO users (external_id) VALUES ('u')"))
+            conn.execute(
+                text(
+                    "INSERT INTO interactions (user_id, item_id, occurred_at, event_id) VALUES"
+                    " (1, 1, now(), 'e1'), (1, 2, now(), 'e1'), (1, 2, now(), NULL), (1, 2, now(), NULL)"
+                )
+            )  # two rows with the same event id: possible by other means than nearrec (random keys)
+        migrate.upgrade(scratch_url)
+        with eng.connect() as conn:
+            rows = conn.execute(text("SELECT id, event_id FROM interactions ORDER BY id")).all()
+            pk = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_constraint WHERE conrelid = 'interactions'::regclass AND contype = 'p'"
+                )
+            ).scalar_one()
+        assert [tuple(r) for r in rows] == [(1, "e1"), (3, None), (4, None)]  # the oldest e1 is kept
+        assert pk == 0
+        migrate.downgrade(scratch_url, "0004_item_search")
+        with eng.connect() as conn:
+            keys = conn.execute(text("SELECT count(DISTINCT event_key) FROM interactions")).scalar_one()
+        assert keys == 3
+    finally:
+        eng.dispose()
 
 
 def test_upgrade_from_0002_keeps_events_and_infers_the_schema(scratch_url: str) -> None:

@@ -160,6 +160,24 @@ def test_bad_filters_name_the_path(stack: Stack, flt: Any, message: str) -> None
     assert message in str(err.value)
 
 
+def test_popular_items_far_down_the_list_are_found_under_a_narrow_filter(stack: Stack) -> None:
+    """The popularity list is read a few items at a time; when the filter keeps few of them, the reads grow
+    until the list is complete, in popularity order."""
+    items = stack.add_items(catalog(n_per_genre=8))
+    order = [f"{g}-{i}" for g in GENRES if g != "scifi" for i in range(8)] + [f"scifi-{i}" for i in range(8)]
+    now = datetime.now(UTC) - timedelta(days=1)
+    for n in range(len(order)):  # the item at position p is interacted with by len(order) - p users
+        stack.interact(stack.add_user(f"fan{n}"), [items[e] for e in order[: n + 1]], start=now)
+    stack.add_user("newbie")
+    stack.sync()
+    assert ids(stack.service.recommend("newbie", k=3, filter={"genre": "scifi"})) == [
+        "scifi-0",
+        "scifi-1",
+        "scifi-2",
+    ]
+    assert ids(stack.service.recommend("newbie", k=2)) == ["drama-0", "drama-1"]
+
+
 def test_cold_start_popular_profile_and_unknown(stack: Stack) -> None:
     items = stack.add_items(catalog())
     fans = [stack.add_user(f"fan{i}") for i in range(3)]

@@ -53,3 +53,34 @@ def test_l2_normalise_keeps_zero_rows() -> None:
     out = l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert out.dtype == np.float32 and np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
     assert l2_normalise(np.array([1.0, 1.0])).shape == (1, 2)
+
+
+def test_length_batches_cover_every_text_once_longest_first_within_the_budgets() -> None:
+    from nearrec.embedding.onnx import length_batches
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 300, size=500)
+    for batch_size, batch_tokens, lanes in [
+        (64, 512, 1),
+        (64, 512, 2),
+        (8, 10_000, 1),
+        (64, 100, 4),
+        (3, 1, 1),
+    ]:
+        batches = length_batches(lengths, batch_size, batch_tokens, lanes)
+        order = np.concatenate(batches)
+        assert sorted(order.tolist()) == list(range(500))  # every text exactly once
+        assert np.all(np.diff(lengths[order]) <= 0)  # longest first, so a batch pads to its first text
+        for rows in batches:
+            assert 1 <= len(rows) <= batch_size
+            assert len(rows) == 1 or len(rows) * lengths[rows].max() <= batch_tokens
+    # few texts: split so that every lane gets some
+    assert [len(b) for b in length_batches(np.array([5, 5, 5, 5, 5]), 64, 512, 2)] == [3, 2]
+    assert [len(b) for b in length_batches(np.array([5, 5, 5]), 64, 512, 1)] == [3]
+    assert length_batches(np.array([], dtype=int), 64, 512, 2) == []
+
+
+def test_usable_cpus_is_at_least_one() -> None:
+    from nearrec.embedding.onnx import usable_cpus
+
+    assert usable_cpus() >= 1

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nearrec import __version__
+from nearrec.api import collector
 from nearrec.api.dashboard import mount as mount_dashboard
 from nearrec.api.deps import State
 from nearrec.api.docs import install_docs
@@ -52,8 +53,13 @@ def _start_worker(state: State) -> None:
     state.worker_thread.start()
 
 
-def create_app(settings: Settings | None = None, *, run_worker: bool | None = None) -> FastAPI:
-    """The HTTP API. ``run_worker``: run the sync worker in-process (default: when vectors are embedded)."""
+def create_app(
+    settings: Settings | None = None, *, run_worker: bool | None = None, server_process: bool = False
+) -> FastAPI:
+    """The HTTP API. ``run_worker``: run the sync worker in-process (default: when vectors are embedded).
+    ``server_process``: the process exists to serve this app (`nearrec serve`), so once started it may tune
+    process-wide settings (:func:`nearrec.api.collector.settle`); an app mounted in another program leaves
+    them alone."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +76,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool | None = No
             _start_worker(state)
         app.state.nearrec = state
         app.state.dashboard_stats.warm(state)
+        if server_process:
+            collector.settle()
         try:
             yield
         finally:
@@ -113,7 +121,7 @@ id is also in the `X-Request-ID` header and in the server's log line.
 def app_factory() -> FastAPI:
     """The app with its settings from the environment: the import string of ``serve --workers N``
     (``nearrec.api.app:app_factory``, uvicorn's ``factory=True``). Never runs the sync worker."""
-    return create_app(None, run_worker=False)
+    return create_app(None, run_worker=False, server_process=True)
 
 
 def outbox_stats(runtime: Runtime) -> tuple[int, int, float]:

@@ -28,7 +28,7 @@ from nearrec.ingest.schema import parse_types
 from nearrec.ingest.summary import Kind, Summary
 
 SHOWN_REJECTIONS = 20
-FAST_BATCH_ROWS = 200_000  # interaction CSV (columnar path): rows per batch unless --batch-size
+FAST_BATCH_ROWS = 100_000  # interaction CSV (columnar path): rows per batch unless --batch-size
 
 
 def _names(values: Sequence[str]) -> tuple[str, ...]:

@@ -74,7 +74,7 @@ def serve_app(settings: Settings, host: str, port: int, run_worker: bool | None)
     from nearrec.api.protocol import guarded_protocol
     from nearrec.cli.running import published
 
-    app = create_app(settings, run_worker=run_worker)
+    app = create_app(settings, run_worker=run_worker, server_process=True)
     config = uvicorn.Config(
         app,
         host=host,

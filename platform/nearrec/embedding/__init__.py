@@ -49,6 +49,7 @@ def load_embedder(settings: Settings) -> Embedder:
         onnx_file,
         _with_backend(fingerprint, settings.embedding_backend),
         batch_size=settings.embedding_batch_size,
+        batch_tokens=settings.embedding_batch_tokens,
         threads=settings.torch_threads,
     )
 

@@ -8,6 +8,9 @@ into place.
 
 Texts are tokenised with the model's own ``tokenizer.json`` (truncated at the model's ``max_seq_length``),
 sorted by length and padded per batch to the longest text of the batch only, as sentence-transformers does.
+Batches run single-threaded, several at once ("lanes", one per CPU by default): the int8 graph has hundreds
+of small operators, and one batch per core beats every core on each operator of one batch (which makes the
+cores meet after each operator, and wait for any core another process holds).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,10 @@ ONNX_BACKENDS = ("onnx", "onnx-int8")
 BACKEND_TAGS = {"onnx": "onnx", "onnx-int8": "onnx-int8.2"}
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 DEFAULT_MAX_SEQ_LENGTH = 256
+DEFAULT_BATCH_TOKENS = 512
+"""Tokens per forward pass (texts x padded length). The int8 model's time per token is flat from ~256 to
+~1,024 tokens a batch and rises beyond (measured on texts of 7 to 50 words: batches of 64 texts of 49
+tokens took ~15-20% more CPU per text); its activations, and so the memory, grow with the batch."""
 
 
 def backend_tag(backend: str) -> str:
@@ -100,7 +108,8 @@ def ensure_onnx_model(model_dir: Path, fingerprint: str, backend: str, cache_dir
 
 
 class OnnxEmbedder:
-    """Embeds with onnxruntime on the CPU; ``threads`` is onnxruntime's intra-op thread count."""
+    """Embeds with onnxruntime on the CPU: ``threads`` batches at once (default: the CPUs this process may
+    use), each run by one thread. Concurrent :meth:`embed` calls share those lanes."""
 
     def __init__(
         self,
@@ -109,6 +118,7 @@ class OnnxEmbedder:
         model_id: str,
         *,
         batch_size: int = 64,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -116,10 +126,8 @@ class OnnxEmbedder:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # Idle threads sleep instead of spinning: the worker shares the CPU with Postgres and Qdrant.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = 1  # parallel across batches (lanes), not within one
+        options.inter_op_num_threads = 1
         try:
             self._session: Any = ort.InferenceSession(
                 str(onnx_file), options, providers=["CPUExecutionProvider"]
@@ -133,6 +141,11 @@ class OnnxEmbedder:
         self._dim = int(self._session.get_outputs()[0].shape[-1])
         self._id = model_id
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.lanes = threads or usable_cpus()
+        self._pool = (
+            ThreadPoolExecutor(self.lanes, thread_name_prefix="nearrec-embed") if self.lanes > 1 else None
+        )
 
     @property
     def model_id(self) -> str:
@@ -148,9 +161,8 @@ class OnnxEmbedder:
             return out
         encodings = self._tokenizer.encode_batch([t.strip() for t in texts])
         lengths = np.array([len(e.ids) for e in encodings])
-        order = np.argsort(-lengths, kind="stable")  # longest first: a too-long text fails at once
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+
+        def run(rows: Any) -> None:
             ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
             mask = np.zeros_like(ids)
             for r, i in enumerate(rows):
@@ -158,7 +170,39 @@ class OnnxEmbedder:
                 mask[r, : lengths[i]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             out[rows] = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+
+        chunks = length_batches(lengths, self.batch_size, self.batch_tokens, self.lanes)
+        if self._pool is None or len(chunks) == 1:
+            for rows in chunks:
+                run(rows)
+        else:
+            list(self._pool.map(run, chunks))  # in order: the first error is raised
         return l2_normalise(out)
+
+
+def length_batches(lengths: Any, batch_size: int, batch_tokens: int, lanes: int = 1) -> list[Any]:
+    """Row indices of ``lengths`` (tokens per text) grouped into batches of similar length, longest first
+    (a text too long fails at once). Each batch is padded to its longest text only and holds at most
+    ``batch_tokens`` tokens so padded (at least one text) and ``batch_size`` texts; with several lanes, at
+    most a lane's share of the texts, so that every lane gets a batch."""
+    n = len(lengths)
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    most = max(1, min(batch_size, -(-n // max(1, lanes))))
+    batches = []
+    start = 0
+    while start < n:
+        size = min(most, max(1, batch_tokens // max(1, int(lengths[order[start]]))))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def max_seq_length(model_dir: Path) -> int:

@@ -1,30 +1,26 @@
-"""The fast path for interaction CSV/TSV files: parsed and validated column by column in C (pyarrow), sent
-to the staging table as CSV that pyarrow writes, so Python never touches a row that is valid.
+"""The fast path for interaction CSV/TSV files: parsed and validated column by column in C (pyarrow), then
+made ready for a binary COPY straight into ``interactions`` (:mod:`nearrec.ingest.direct`), so Python never
+touches a valid row (but to hash the content of a row without an event id).
 
 It gives the same result as the row path (:func:`nearrec.ingest.service.prepare_interactions`): the same
-rejections and reasons, the same staged values (so the same event keys). Lines: pyarrow numbers records,
-not lines, so the staging ``line`` column holds the record number (1 = header) and a rejection's physical
-line is found by :class:`LineLocator`, which scans the file with the csv module only as far as the last
-rejected record (a file with no rejection is never scanned).
+rejections and reasons, the same values (so the same event keys). Reading, record numbers and lines:
+:mod:`nearrec.ingest.csv_batches`.
 """
 
 from __future__ import annotations
 
-import bisect
-import csv
-import io
-import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from nearrec.errors import InputFileError
+from nearrec.ingest import direct
 from nearrec.ingest import values as v
+from nearrec.ingest.csv_batches import CsvBatches
 from nearrec.ingest.events import EventCounter
 from nearrec.ingest.records import (
     INTERACTION_COLUMNS,
@@ -34,65 +30,16 @@ from nearrec.ingest.records import (
 )
 from nearrec.ingest.service import OnError, Prepared
 
-_BLOCK_BYTES = 1 << 20
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _DIGITS = r"^[0-9]+$"
-STAGE_COLUMNS = ("line", "user_id", "item_id", "type", "value", "ts", "event_id", "occurrence")
 # Undecodable rows beyond which the file is taken to be in another encoding (the load stops).
 ENCODING_GIVE_UP_ROWS = 100
 
 
-def usable(path: Path, encoding: str, fmt: str, delimiter: str) -> bool:
-    """True when the fast path can read this file (UTF-8 CSV/TSV, optionally gzip)."""
-    return (
-        fmt in ("csv", "tsv")
-        and encoding.replace("_", "-").lower() in ("utf-8", "utf8")
-        and len(delimiter) == 1
-    )
+class InteractionBatches(CsvBatches):
+    """Validated batches of an interaction CSV file, ready for :mod:`nearrec.ingest.copy_write`."""
 
-
-class LineLocator:
-    """Record number (1 = header, blank lines not counted) -> physical line where the record starts."""
-
-    def __init__(self, path: Path, delimiter: str) -> None:
-        self._path = path
-        self._delimiter = delimiter
-        self._starts: list[int] = [1]  # record 1 (the header) starts at line 1
-        self._rows: Iterator[list[str]] | None = None
-        self._reader: Any = None
-        self._end = 0
-        self._lock = threading.Lock()
-
-    def line(self, record: int) -> int:
-        with self._lock:
-            if self._rows is None:
-                self._open()
-            while len(self._starts) < record and self._advance():
-                pass
-            return self._starts[record - 1] if record <= len(self._starts) else record
-
-    def _open(self) -> None:
-        import gzip
-
-        raw = gzip.open(self._path, "rb") if self._path.suffix.lower() == ".gz" else open(self._path, "rb")  # noqa: SIM115
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-        self._reader = csv.reader(text, delimiter=self._delimiter)
-        self._rows = iter(self._reader)
-        next(self._rows, None)  # the header
-        self._end = self._reader.line_num
-
-    def _advance(self) -> bool:
-        assert self._rows is not None
-        for fields in self._rows:
-            start, self._end = self._end + 1, self._reader.line_num
-            if fields:
-                self._starts.append(start)
-                return True
-        return False
-
-
-class InteractionBatches:
-    """Validated batches of an interaction CSV file, ready for :func:`nearrec.ingest.service.write`."""
+    kind = "interactions"
 
     def __init__(
         self,
@@ -103,98 +50,16 @@ class InteractionBatches:
         on_error: OnError,
         batch_rows: int,
     ) -> None:
-        self.path = path
+        super().__init__(
+            path, delimiter, on_error=on_error, batch_rows=batch_rows, columns=INTERACTION_COLUMNS
+        )
         self.options = options
-        self.on_error = on_error
-        self.batch_rows = max(batch_rows, 1)
-        self.locator = LineLocator(path, delimiter)
         self.events = EventCounter()
-        self._invalid: list[tuple[int, str]] = []  # (record number, reason), in file order
-        self._invalid_taken = 0
         self._undecodable = 0
-        self._valid = 0  # valid records yielded by pyarrow so far
-        header = _header(path, delimiter)
-        stream = pa.input_stream(str(path), compression="detect")
-        self._stream = stream
-        self._reader = pcsv.open_csv(
-            stream,
-            read_options=pcsv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
-            parse_options=pcsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=self._bad_row
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.binary() for name in header},
-                include_columns=[name for name in header if name in INTERACTION_COLUMNS],
-            ),
-        )
-        self.columns = [c.strip() for c in self._reader.schema.names]
-        self._size = max(path.stat().st_size, 1)
 
-    def _bad_row(self, row: Any) -> str:
-        self._invalid.append(
-            (int(row.number), f"expected {row.expected_columns} fields, found {row.actual_columns}")
-        )
-        return "skip"
-
-    def fraction_done(self) -> float:
-        try:
-            return min(float(self._stream.tell()) / self._size, 1.0)
-        except Exception:
-            return 1.0
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def __iter__(self) -> Iterator[Prepared]:
-        source = str(self.path)
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for record_batch in self._reader:
-            pending.append(record_batch)
-            rows += record_batch.num_rows
-            if rows >= self.batch_rows:
-                yield self._prepare(pa.Table.from_batches(pending).combine_chunks(), source)
-                pending, rows = [], 0
-        if pending:
-            yield self._prepare(pa.Table.from_batches(pending).combine_chunks(), source)
-        leftover = self._take_invalid(None)
-        if leftover:
-            batch = Prepared("interactions", source, self.on_error)
-            self._reject_invalid(batch, leftover)
-            yield batch
-
-    # --- one batch --------------------------------------------------------------------------------------
-
-    def _record_numbers(self, n: int) -> np.ndarray:
-        """Record numbers of the next ``n`` valid records (skipping the invalid rows pyarrow dropped)."""
-        first = self._valid + 2  # record 1 is the header
-        self._valid += n
-        positions = np.arange(first, first + n, dtype=np.int64)
-        if not self._invalid:
-            return positions
-        bad = np.array([r for r, _ in self._invalid], dtype=np.int64)
-        adjusted = bad - np.arange(len(bad))
-        return positions + np.searchsorted(adjusted, positions, side="right")
-
-    def _take_invalid(self, upto: int | None) -> list[tuple[int, str]]:
-        rows = self._invalid[self._invalid_taken :]
-        if upto is not None:
-            rows = rows[: bisect.bisect_right([r for r, _ in rows], upto)]
-        self._invalid_taken += len(rows)
-        return rows
-
-    def _reject_invalid(self, batch: Prepared, rows: Sequence[tuple[int, str]]) -> None:
-        for record, reason in rows:
-            batch.read += 1
-            batch.reject(self.locator.line(record), None, reason)
-
-    def _prepare(self, chunk: pa.Table, source: str) -> Prepared:
-        batch = Prepared("interactions", source, self.on_error)
+    def _prepare(self, batch: Prepared, chunk: pa.Table, records: npt.NDArray[np.int64]) -> None:
         n = chunk.num_rows
-        records = self._record_numbers(n)
-        batch.read += n
-        batch.line_of = self.locator.line
-        self._reject_invalid(batch, self._take_invalid(int(records[-1]) if n else None))
+        source = batch.source
         cols = {name.strip(): chunk.column(i) for i, name in enumerate(chunk.schema.names)}
         reasons: list[tuple[int, str, str]] = []  # (row index, field, reason)
         text = {name: self._decode(name, cols.get(name), n, reasons) for name in
@@ -217,12 +82,7 @@ class InteractionBatches:
             )
         keep = pa.array(~bad)
         table = pa.table({"line": pa.array(records), **out}).filter(keep)
-        table = self._with_occurrence(table)
-        buffer = io.BytesIO()
-        pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-        batch.payload = buffer.getvalue()
-        batch.staged = table.num_rows
-        return batch
+        batch.direct = direct.build(self._with_occurrence(table))
 
     def _decode(self, name: str, column: Any, n: int, reasons: list[tuple[int, str, str]]) -> pa.Array:
         """The column as trimmed UTF-8 strings (empty -> null); rows with undecodable bytes are rejected."""
@@ -330,15 +190,6 @@ class InteractionBatches:
                 )
                 occurrence[i] = self.events.occurrence(record)
         return table.append_column("occurrence", pa.array(occurrence, pa.int32()))
-
-
-def _header(path: Path, delimiter: str) -> list[str]:
-    """The header's column names as pyarrow will see them."""
-    import gzip
-
-    raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
-    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
-        return next(csv.reader(text, delimiter=delimiter), [])
 
 
 def _reason(field: str, values: pa.Array | None, row: int) -> str:

@@ -1,12 +1,14 @@
-"""Idempotent events: how a row without an ``event_id`` is told apart from its repeats.
+"""Idempotent events: how a row is told apart from its repeats.
 
-Every interaction gets a key (a uuid, unique in Postgres): from its ``event_id`` when it has one, else from its
-content (user, item, type, value, timestamp). Re-loading a file therefore inserts nothing, while two events
-that differ in any of these (e.g. two timestamps) are both kept. Rows without a timestamp would all look alike,
-so their key also holds their occurrence number among identical rows of the same file (or request): a file
-with the same untimed row three times loads three events, and loading it again adds none. Identical rows
-WITH a timestamp are one event (counted as unchanged). The key itself is computed by Postgres from these
-columns (:mod:`nearrec.postgres.interactions`).
+A row with an ``event_id`` is the event of that id. A row without one gets a key (a uuid) from its content
+(user, item, type, value, timestamp), unique per user in Postgres. Re-loading a file therefore inserts
+nothing, while two events that differ in any of these (e.g. two timestamps) are both kept. Rows without a
+timestamp would all look alike, so their key also holds their occurrence number among identical rows of the
+same file (or request): a file with the same untimed row three times loads three events, and loading it
+again adds none. Identical rows WITH a timestamp are one event (counted as unchanged). The key is computed
+by Postgres from the staged columns (:mod:`nearrec.postgres.interactions`), or from a batch's columns by
+:func:`nearrec.ingest.direct.content_keys` (the COPY path of files): the same bytes, so either path finds the
+other's rows.
 """
 
 from __future__ import annotations

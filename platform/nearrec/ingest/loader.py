@@ -3,7 +3,7 @@
 Every file is opened and its columns checked before anything is written, so a missing column or an empty
 file fails with nothing loaded. Then rows stream through in batches: this thread reads and validates
 batch N+1 while a writer thread, on ONE connection, writes batch N (Postgres and Python work in parallel;
-at most two batches wait in between, so memory stays flat).
+at most one batch waits in between, so memory stays flat).
 
 - ``on_error="skip"``: one transaction per batch; bad records are reported and skipped. The batches commit
   without waiting for their WAL to reach the disk, and one synchronous commit at the end makes them all
@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from nearrec.errors import InputFileError
-from nearrec.ingest import columnar, service
+from nearrec.ingest import columnar, copy_write, csv_batches, item_batches, item_write, service
 from nearrec.ingest.events import EventCounter
 from nearrec.ingest.readers import ReadOptions, RecordReader, batched, detect_format, open_reader
 from nearrec.ingest.records import (
@@ -50,7 +50,7 @@ from nearrec.ingest.summary import Kind, Summary
 from nearrec.postgres import staging
 
 KEEP_REJECTIONS = 1000  # kept in the summary for display; all of them go to the on_rejections callback
-_QUEUE_DEPTH = 2
+_QUEUE_DEPTH = 1  # batches ready and waiting for the writer (one more is being read)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def load(
         for index, path in enumerate(plan.files):
             progress = _Progress(on_progress, sum(sizes[:index]), sizes[index], total)
             if _fast(plan, path):
-                _load_fast(plan, Path(path), writer, progress)
+                _load_fast(plan, Path(path), writer, progress, schema)
             else:
                 _load_rows(plan, Path(path), writer, schema, progress)
     except InputFileError as exc:
@@ -128,11 +128,11 @@ def load(
 
 
 def _fast(plan: LoadPlan, path: Path) -> bool:
-    if plan.kind != "interactions":
+    if plan.kind not in ("interactions", "items"):
         return False
     fmt = detect_format(Path(path), plan.read.format)
     delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
-    return columnar.usable(Path(path), plan.read.encoding, fmt, delimiter)
+    return csv_batches.usable(Path(path), plan.read.encoding, fmt, delimiter)
 
 
 @dataclass(frozen=True)
@@ -185,18 +185,26 @@ def _load_rows(
             progress(reader.fraction_done())
 
 
-def _load_fast(plan: LoadPlan, path: Path, writer: _Writer, progress: _Progress) -> None:
-    """Interaction CSV/TSV through the columnar fast path (see :mod:`nearrec.ingest.columnar`)."""
-    assert isinstance(plan.options, InteractionOptions)
+def _load_fast(
+    plan: LoadPlan, path: Path, writer: _Writer, progress: _Progress, schema: Schema | None
+) -> None:
+    """A CSV/TSV file of interactions or items through its fast path (:mod:`nearrec.ingest.columnar`,
+    :mod:`nearrec.ingest.item_batches`)."""
     fmt = detect_format(path, plan.read.format)
     delimiter = plan.read.delimiter or ("\t" if fmt == "tsv" else ",")
-    batches = columnar.InteractionBatches(
-        path,
-        delimiter,
-        plan.options,
-        on_error=plan.on_error,
-        batch_rows=plan.fast_batch_size or plan.batch_size,
-    )
+    batches: csv_batches.CsvBatches
+    if isinstance(plan.options, ItemOptions):
+        assert schema is not None
+        batches = item_batches.ItemBatches(
+            path, delimiter, plan.options, schema,
+            encoding=plan.read.encoding, on_error=plan.on_error, batch_rows=plan.batch_size,
+        )  # fmt: skip
+    else:
+        assert isinstance(plan.options, InteractionOptions)
+        batches = columnar.InteractionBatches(
+            path, delimiter, plan.options,
+            on_error=plan.on_error, batch_rows=plan.fast_batch_size or plan.batch_size,
+        )  # fmt: skip
     try:
         for batch in batches:
             writer.put(batch)
@@ -225,6 +233,7 @@ class _Writer(threading.Thread):
         self.prune = False
         self._aborting = threading.Event()  # abort: roll back and exit
         self._unflushed = False  # skip mode: batches committed without waiting for the WAL flush
+        self.copy_state = copy_write.CopyState()  # the COPY path of interactions (see copy_write)
 
     def put(self, batch: Prepared) -> None:
         """Hand a batch over; blocks while the writer is behind. Raises the writer's error, if any."""
@@ -288,7 +297,7 @@ class _Writer(threading.Thread):
                     if plan.on_error == "skip":
                         staging.commit_without_waiting(session)  # flushed once at the end
                         self._unflushed = True
-                    result = service.write(session, batch, plan.options, track_seen=plan.prune)
+                    result = self._write(session, batch)
                 _merge(self.summary, result, self.on_rejections)
             if self._aborting.is_set():
                 raise _Aborted  # rolls back the open transaction (abort mode: everything)
@@ -298,6 +307,14 @@ class _Writer(threading.Thread):
                 with self._unit(session):
                     self.summary.pruned = service.prune_items(session)
                 self.summary.enqueued += self.summary.pruned
+
+    def _write(self, session: Session, batch: Prepared) -> Summary:
+        if batch.items is not None:
+            return item_write.write(session, batch, track_seen=self.plan.prune)
+        if batch.direct is not None:
+            assert isinstance(self.plan.options, InteractionOptions)
+            return copy_write.write(session, batch, self.plan.options, self.copy_state)
+        return service.write(session, batch, self.plan.options, track_seen=self.plan.prune)
 
     def _next(self) -> Prepared | None:
         while not self._aborting.is_set():

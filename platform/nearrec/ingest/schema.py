@@ -253,10 +253,14 @@ class Schema:
     def apply(self, attributes: Mapping[str, Any], *, text: bool, list_sep: str) -> dict[str, v.JsonValue]:
         """The attributes typed by the schema; raises :class:`AttributeError_` naming the first bad one."""
         out: dict[str, v.JsonValue] = {}
+        types = self.types
         for name, value in attributes.items():
-            kind = self.types.get(name)
+            kind = types.get(name)
             if kind is None:
                 raise AttributeRejected(name, f"not in the {self.entity} schema")
+            if kind == "string" and type(value) is str and text:  # the commonest case of coerce(), inline
+                out[name] = value
+                continue
             try:
                 out[name] = coerce(value, kind, text=text, list_sep=list_sep)
             except ValueError as exc:

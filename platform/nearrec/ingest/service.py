@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import orjson
 from sqlalchemy.orm import Session
@@ -41,6 +41,10 @@ from nearrec.postgres import interactions as interactions_repo
 from nearrec.postgres import items as items_repo
 from nearrec.postgres import schema_repo
 from nearrec.postgres import users as users_repo
+
+if TYPE_CHECKING:
+    from nearrec.ingest.direct import DirectBatch
+    from nearrec.ingest.item_write import ItemRows
 
 OnError = Literal["skip", "abort"]
 RecordOptions = ItemOptions | UserOptions | InteractionOptions
@@ -87,11 +91,13 @@ class Prepared:
     rejected_ids: list[str] = field(default_factory=list)  # items: ids of rejected records (kept by prune)
     new_attributes: dict[str, AttrType] = field(default_factory=dict)  # schema additions of this batch
     nul_stripped: int = 0
-    # The columnar fast path (interactions): the staged rows as CSV, how many, and the physical line of a
-    # record number (its ``line`` column holds record numbers).
+    # Fast paths of CSV files: interactions ready for COPY, items as columns, staged rows as CSV (the
+    # fallback of interactions); their lines are record numbers, ``line_of`` gives the physical line.
+    direct: DirectBatch | None = None
+    items: ItemRows | None = None
+    line_of: Callable[[int], int] | None = None
     payload: bytes | None = None
     staged: int = 0
-    line_of: Callable[[int], int] | None = None
 
     @property
     def staged_rows(self) -> int:
@@ -119,7 +125,7 @@ def load_schema(session: Session, kind: Kind, options: RecordOptions, max_attrib
     return schema
 
 
-def _typed(
+def typed(
     batch: Prepared, schema: Schema, records: list[tuple[int, Any]], options: ItemOptions | UserOptions
 ) -> Iterator[tuple[int, Any, str]]:
     """Type the attributes of parsed records by the schema (extending it with the batch's new attributes);
@@ -163,7 +169,7 @@ def prepare_items(
     """Validate item records into staged rows; bad ones become rejections (or raise, in abort mode)."""
     batch = Prepared("items", source, on_error)
     records = _parsed(batch, rows, lambda raw: parse_item(raw, options))
-    for line, r, document in _typed(batch, schema, records, options):
+    for line, r, document in typed(batch, schema, records, options):
         batch.rows.append((line, r.external_id, r.title, r.text, document, r.content_hash))
     return batch
 
@@ -174,7 +180,7 @@ def prepare_users(
     """Validate user records into staged rows."""
     batch = Prepared("users", source, on_error)
     records = _parsed(batch, rows, lambda raw: parse_user(raw, options))
-    for line, r, document in _typed(batch, schema, records, options):
+    for line, r, document in typed(batch, schema, records, options):
         batch.rows.append((line, r.external_id, r.profile, document))
     return batch
 
@@ -241,7 +247,7 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
     summary = Summary(batch.kind, read=batch.read, nul_stripped=batch.nul_stripped)
     rejections = list(batch.rejections)
     if batch.new_attributes:
-        _store_schema_additions(session, "item" if batch.kind == "items" else "user", batch.new_attributes)
+        store_schema_additions(session, "item" if batch.kind == "items" else "user", batch.new_attributes)
     if batch.kind == "items":
         counts = items_repo.upsert(session, batch.rows, track_seen=track_seen)
         if track_seen:
@@ -283,7 +289,7 @@ def write(session: Session, batch: Prepared, options: RecordOptions, *, track_se
     return summary
 
 
-def _store_schema_additions(session: Session, entity: Entity, additions: Mapping[str, AttrType]) -> None:
+def store_schema_additions(session: Session, entity: Entity, additions: Mapping[str, AttrType]) -> None:
     conflicts = schema_repo.add(session, entity, additions)
     if conflicts:
         name, stored = next(iter(conflicts.items()))

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import Date, Integer, Row, Select, bindparam, cast, func, or_, select
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item, OutboxRow, User
@@ -141,7 +142,10 @@ def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> ItemM
     if len(q) < CONTAINS_MIN:
         return ItemMatches(exact, False, True)
     pattern = _contains(q)
-    where = or_(Item.external_id.ilike(pattern, escape="/"), Item.title.ilike(pattern, escape="/"))
+    where = or_(
+        func.lower(Item.external_id).ilike(pattern, escape="/"),
+        func.lower(Item.title).ilike(pattern, escape="/"),
+    )
     rows, more = _containing(
         session, select(*columns).where(where, Item.external_id != q), limit - len(exact)
     )
@@ -150,7 +154,7 @@ def find_items(session: Session, query: str, limit: int = SEARCH_LIMIT) -> ItemM
 
 def _containing(session: Session, stmt: Select[*_Row], limit: int) -> tuple[list[Row[*_Row]], bool]:
     """The first ``limit`` rows of ``stmt`` by its first column, and whether there are more. The ILIKE of
-    ``stmt`` is answered by the trigram indexes (migration 0004); the matches are read unordered and at most
+    ``stmt`` (on ``lower(column)``) is answered by the trigram indexes (migrations 0004, 0006); the matches are read unordered and at most
     :data:`CANDIDATES` of them (a query most rows match, such as a shared id prefix, stops early instead of
     sorting the table), then sorted."""
     # The limits are written into the statement (our own integers), not bound: a statement run often is
@@ -201,31 +205,46 @@ def find_users(session: Session, query: str, limit: int = SEARCH_LIMIT) -> UserM
     exact = list(session.scalars(select(User.external_id).where(User.external_id == q)))
     if len(q) < CONTAINS_MIN:
         return UserMatches(exact, False, True)
-    where = User.external_id.ilike(_contains(q), escape="/")
+    where = func.lower(User.external_id).ilike(_contains(q), escape="/")
     rows, more = _containing(
         session, select(User.external_id).where(where, User.external_id != q), limit - len(exact)
     )
     return UserMatches(exact + [r[0] for r in rows], more, False)
 
 
+_LAST_ID = select(
+    func.pg_sequence_last_value(cast(func.pg_get_serial_sequence("interactions", "id"), REGCLASS))
+)
+
+
 def recently_active_users(session: Session, limit: int = 20) -> list[str]:
-    """The users of the most recently recorded interactions (newest first): the last rows by id, read
-    backwards from the primary key (``occurred_at`` has a BRIN index only, which gives no order)."""
-    recent = (
-        select(Interaction.user_id, Interaction.id)
-        .order_by(Interaction.id.desc())
-        .limit(limit * 20)
-        .subquery()
-    )
-    last = func.max(recent.c.id)
-    stmt = (
-        select(User.external_id)
-        .join(recent, recent.c.user_id == User.id)
-        .group_by(User.external_id)
-        .order_by(last.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
+    """The users of the most recently recorded interactions (newest first): the rows with the highest ids,
+    found from the identity sequence's last value through the BRIN index on ``id`` (there is no b-tree on
+    it, and ``occurred_at`` has a BRIN index only, which gives no order). The id window widens while it
+    holds too few rows (deleted ones)."""
+    last = session.scalar(_LAST_ID)
+    if last is None:
+        return []
+    wanted, window = limit * 20, limit * 20
+    while True:
+        floor = int(last) - window
+        recent = (
+            select(Interaction.user_id, Interaction.id)
+            .where(Interaction.id > floor)
+            .order_by(Interaction.id.desc())
+            .limit(wanted)
+            .subquery()
+        )
+        stmt = (
+            select(User.external_id, func.count())
+            .join(recent, recent.c.user_id == User.id)
+            .group_by(User.external_id)
+            .order_by(func.max(recent.c.id).desc())
+        )
+        rows = session.execute(stmt).all()
+        if floor <= 0 or sum(int(n) for _, n in rows) >= wanted:
+            return [str(external_id) for external_id, _ in rows[:limit]]
+        window *= 16
 
 
 @dataclass(frozen=True, slots=True)

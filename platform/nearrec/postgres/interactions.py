@@ -2,9 +2,14 @@
 request, placeholder items), ignores repeated events and enqueues one refresh per affected user.
 Nothing here commits.
 
-Idempotency: every row gets ``event_key``, a uuid (md5) of its event id, or of its content when it has none
-(user, item, type, the value's bits, the timestamp in microseconds, and the occurrence number of an untimed
-row: see :mod:`nearrec.ingest.events`); a unique index on it makes a repeat a no-op.
+Idempotency: a row with an event id is the event of that id (a partial unique index on ``event_id``); a row
+without one gets ``event_key``, a uuid (md5) of its content (user, item, type, the value's bits, the timestamp
+in microseconds, and the occurrence number of an untimed row: see :mod:`nearrec.ingest.events`), unique per
+user (a partial unique index on ``(user_id, event_key)``). A repeat is a no-op.
+
+This module writes batches through a staging table (the row path: JSON Lines, HTTP, the Python API, and the
+fallback of the columnar path); the columnar path of files COPYs straight into ``interactions``
+(:mod:`nearrec.postgres.interaction_copy`).
 
 No foreign keys: instead, every insert first takes ``ROW EXCLUSIVE`` on ``interactions`` and the delete paths
 of users and items take ``SHARE`` on it before deleting (:mod:`nearrec.postgres.history`). So a delete waits for every
@@ -35,11 +40,11 @@ _CREATE_STAGE = text(
     CREATE TEMPORARY TABLE IF NOT EXISTS nearrec_stage_interactions (
         line bigint NOT NULL, user_id text NOT NULL, item_id text NOT NULL, type text NOT NULL,
         value double precision, ts double precision, event_id text, occurrence integer,
-        event_key uuid GENERATED ALWAYS AS (md5(CASE WHEN event_id IS NOT NULL THEN 'e' || chr(31) || event_id
-            ELSE 'c' || chr(31) || user_id || chr(31) || item_id || chr(31) || type || chr(31)
-                 || coalesce(encode(float8send(value), 'hex'), '') || chr(31)
-                 || coalesce(round(ts * 1000000)::bigint::text, '') || chr(31)
-                 || coalesce(occurrence::text, '') END)::uuid) STORED
+        event_key uuid GENERATED ALWAYS AS (CASE WHEN event_id IS NULL THEN md5(
+            'c' || chr(31) || user_id || chr(31) || item_id || chr(31) || type || chr(31)
+            || coalesce(encode(float8send(value), 'hex'), '') || chr(31)
+            || coalesce(round(ts * 1000000)::bigint::text, '') || chr(31)
+            || coalesce(occurrence::text, ''))::uuid END) STORED
     ) ON COMMIT DELETE ROWS
     """
 )
@@ -68,23 +73,24 @@ _CREATE_MISSING_ITEMS = text(
     ON CONFLICT (external_id) DO NOTHING
     """
 )
-# A user is created only for a row that will be written: a repeat of a stored event creates nothing.
-# The stored-event check is a subplan, so it runs (one index probe) only for the rows of unknown users.
+# A user is created only for a row that will be written: a repeat of a stored event creates nothing. An unknown
+# user has no stored content-keyed row (its key holds the user), so only event ids are checked: a subplan, so
+# it runs (one index probe) only for the rows of unknown users.
 _CREATE_MISSING_USERS = text(
     """
     WITH fresh AS MATERIALIZED (
-        SELECT s.user_id, s.event_key FROM nearrec_stage_interactions AS s
+        SELECT s.user_id, s.event_id FROM nearrec_stage_interactions AS s
         WHERE NOT EXISTS (SELECT 1 FROM users AS u WHERE u.external_id = s.user_id)
     )
     INSERT INTO users (external_id)
     SELECT DISTINCT f.user_id FROM fresh AS f
-    WHERE (SELECT 1 FROM interactions AS i WHERE i.event_key = f.event_key LIMIT 1) IS NULL
+    WHERE f.event_id IS NULL
+       OR (SELECT 1 FROM interactions AS i WHERE i.event_id = f.event_id LIMIT 1) IS NULL
     ON CONFLICT (external_id) DO NOTHING
     """
 )
-# Of two rows with the same key, the first in (user, time, file) order is kept (for the same event id and
-# user, the first in the file). Rows go in (user, time) order: each user's rows land next to each other in
-# the (user_id, occurred_at) index.
+# Of two rows of the same event (same event id, or same content key), the first in the file is kept. Rows go in
+# (user, time) order: each user's rows land next to each other in the (user_id, occurred_at) index.
 #
 # The fast statement: ids are resolved first (materialized, so the planner joins the whole batch at once
 # rather than row by row), repeats of stored events are left out by one probe of the key's index per row (a
@@ -105,9 +111,12 @@ _INSERT_NEW = text(
         SELECT d.user_id, d.item_id, d.type, d.value, coalesce(to_timestamp(d.ts), now()), d.event_id,
                d.event_key
         FROM (
-            SELECT DISTINCT ON (r.event_key) r.* FROM resolved AS r
-            WHERE (SELECT 1 FROM interactions AS x WHERE x.event_key = r.event_key LIMIT 1) IS NULL
-            ORDER BY r.event_key, r.user_id, r.ts, r.line
+            SELECT DISTINCT ON (r.event_id, r.event_key) r.* FROM resolved AS r
+            WHERE CASE WHEN r.event_id IS NOT NULL
+                       THEN (SELECT 1 FROM interactions AS x WHERE x.event_id = r.event_id LIMIT 1)
+                       ELSE (SELECT 1 FROM interactions AS x WHERE x.event_id IS NULL
+                             AND x.user_id = r.user_id AND x.event_key = r.event_key LIMIT 1) END IS NULL
+            ORDER BY r.event_id, r.event_key, r.line
         ) AS d
         ORDER BY d.user_id, d.ts, d.line
         RETURNING user_id
@@ -124,7 +133,7 @@ _INSERT = text(
         JOIN users AS u ON u.external_id = s.user_id
         JOIN items AS i ON i.external_id = s.item_id
         ORDER BY u.id, s.ts, s.line
-        ON CONFLICT (event_key) DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING user_id
     )
     SELECT user_id, count(*) FROM inserted GROUP BY user_id

@@ -39,9 +39,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _trigram_gin(column: str) -> dict[str, Any]:
-    """The keyword arguments of a trigram GIN index on ``column`` (pg_trgm: ILIKE '%q%' from the index)."""
-    return {"postgresql_using": "gin", "postgresql_ops": {column: "gin_trgm_ops"}}
+def _trigram_gin(name: str, column: str) -> Index:
+    """A trigram GIN index on ``lower(column)`` (pg_trgm: ``lower(column) ILIKE '%q%'`` from the index). On
+    the expression, not the column: pg_trgm also answers ``=``, and no id lookup may pick it (migration 0006)."""
+    label = f"lower_{column}"
+    return Index(
+        name,
+        func.lower(sql(column)).label(label),
+        postgresql_using="gin",
+        postgresql_ops={label: "gin_trgm_ops"},
+    )
 
 
 def _now() -> Mapped[datetime]:
@@ -52,8 +59,8 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         # Substring search of ids and titles (ILIKE '%q%', the dashboard): pg_trgm's trigram GIN indexes.
-        Index("ix_items_external_id_trgm", "external_id", **_trigram_gin("external_id")),
-        Index("ix_items_title_trgm", "title", **_trigram_gin("title")),
+        _trigram_gin("ix_items_external_id_trgm", "external_id"),
+        _trigram_gin("ix_items_title_trgm", "title"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -73,7 +80,7 @@ class Item(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (Index("ix_users_external_id_trgm", "external_id", **_trigram_gin("external_id")),)
+    __table_args__ = (_trigram_gin("ix_users_external_id_trgm", "external_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
@@ -88,28 +95,44 @@ class User(Base):
 class Interaction(Base):
     """No foreign keys (they halve the load rate): the delete paths of users and items remove the history
     explicitly, and the insert path resolves ids under a lock that keeps deletes out
-    (``nearrec.postgres.interactions``). ``event_key`` is the idempotency key: a uuid derived from the event
-    id, or from the content when there is none."""
+    (``nearrec.postgres.interactions``).
+
+    An event's identity (what makes re-loading it a no-op) is its ``event_id`` when it has one, else its user
+    and ``event_key``, an md5 of its content (``nearrec.ingest.events``); each is a partial unique index, so a
+    row enters one of them. There is no primary-key index: ``id`` (insertion order, unique by its identity
+    sequence) breaks ties between equal timestamps, and a BRIN index finds the latest rows
+    (migration 0005 says why)."""
 
     __tablename__ = "interactions"
     __table_args__ = (
         Index("ix_interactions_user_time", "user_id", "occurred_at"),
         Index("ix_interactions_item", "item_id"),
         Index("ix_interactions_time", "occurred_at", postgresql_using="brin"),
-        Index("uq_interactions_event_key", "event_key", unique=True),
+        Index("ix_interactions_id", "id", postgresql_using="brin"),
+        Index(
+            "uq_interactions_event_id",
+            "event_id",
+            unique=True,
+            postgresql_where=sql("event_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_interactions_user_event_key",
+            "user_id",
+            "event_key",
+            unique=True,
+            postgresql_where=sql("event_id IS NULL"),
+        ),
     )
+    __mapper_args__ = {"primary_key": ["id"]}  # for the ORM only: no such constraint in the database
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), nullable=False)
     user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     item_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     type: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql("'view'"))
     value: Mapped[float | None] = mapped_column(Double)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    event_id: Mapped[str | None] = mapped_column(Text)
-    # Rows written by other means than nearrec's insert path get a random key.
-    event_key: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), nullable=False, server_default=sql("gen_random_uuid()")
-    )
+    event_id: Mapped[str | None] = mapped_column(Text(collation="C"))
+    event_key: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 class AttributeSchema(Base):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nearrec.model.cf import CFMeta, cf_values
-from nearrec.model.ease import decayed_history, query_sparse_vector
+from nearrec.model.ease import query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
 from nearrec.model.user_vector import UserVectorParams
 from nearrec.model.weighting import base_weights, served_config
@@ -48,29 +48,19 @@ def cf_user_vector(
     if not events:
         return None
     config = served_config(meta)
+    kinds = [e.type for e in events]
     values = [np.nan if e.value is None else e.value for e in events]
-    positive = cf_values([e.type for e in events], values, params) > 0
-    weights = base_weights([e.type for e in events], positive, config)
+    weights = base_weights(kinds, cf_values(kinds, values, params) > 0, config).tolist()
     if meta.sparse:
-        indices, vals = query_sparse_vector(
-            recent_history(events, weights.tolist(), config.half_life, config.history)
-        )
+        indices, vals = query_sparse_vector(recent_history(events, weights, config.half_life, config.history))
         return Sparse(indices, vals) if indices else None
-    # Rows in internal id order, so timestamp ties break as in training (larger item id is newer).
-    order = sorted({e.item_id for e in events})
-    rows = {item: n for n, item in enumerate(order)}
-    oldest_first = slice(None, None, -1)
-    history = decayed_history(
-        np.zeros(len(events), dtype=np.int64), [rows[e.item_id] for e in events][oldest_first],
-        weights[oldest_first], [e.timestamp for e in events][oldest_first], 1, len(order), config.half_life,
-    ).tocoo()  # fmt: skip
-    stored = retriever.model_vectors(order, meta.vector)
-    known = [i for i in order if i in stored]
+    history = recent_history(events, weights, config.half_life, None)
+    stored = retriever.model_vectors(list(history), meta.vector)
+    known = sorted(i for i in history if i in stored)  # internal id order, as the training-time rows
     if not known:
         return None
     factors = item_factors_from_stored(np.stack([stored[i] for i in known]), meta.scale)
-    dense = np.asarray(history.todense()).reshape(-1)[[rows[i] for i in known]]
-    user = dense.astype(np.float32) @ factors
+    user = np.fromiter((history[i] for i in known), np.float64, len(known)).astype(np.float32) @ factors
     if not np.any(user):
         return None
     return augment_user(user)

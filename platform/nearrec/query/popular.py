@@ -11,12 +11,19 @@ from nearrec.config import Settings
 from nearrec.filters import FilterExpr, matches
 from nearrec.postgres import query_repo as repo
 from nearrec.query.cache import Refreshing
-from nearrec.query.retrieval import ACTIVE
+from nearrec.query.retrieval import ACTIVE, next_page
 from nearrec.vectors.base import Hit, VectorStore
 
 POPULAR_TTL = 30.0
 POPULAR_POOL = 2000
 RETRIEVE_CHUNK = 500
+"""Most points read from the store at once."""
+
+
+def first_chunk(needed: int) -> int:
+    """The first popular items to read: twice the list (most filters keep most of the popular items; a narrow
+    one makes the next read larger, see :func:`~nearrec.query.retrieval.next_page`)."""
+    return min(RETRIEVE_CHUNK, 2 * needed)
 
 
 class Popular:
@@ -36,15 +43,20 @@ class Popular:
         counts = {i: n for i, n in self._counts.get(lambda: self._read(session)) if i not in banned}
         out: list[Hit] = []
         ids = list(counts)
-        for start in range(0, len(ids), RETRIEVE_CHUNK):
-            for hit in self.store.retrieve(
-                self.settings.items_collection, ids[start : start + RETRIEVE_CHUNK]
-            ):
+        start, chunk = 0, first_chunk(needed)
+        while start < len(ids):
+            hits = self.store.retrieve(self.settings.items_collection, ids[start : start + chunk])
+            start += chunk
+            for hit in hits:
                 payload = hit.payload
                 if matches(ACTIVE, payload) and (expr is None or matches(expr, payload)):
                     out.append(Hit(hit.id, float(counts[hit.id]), payload))
                     if len(out) >= needed:
                         return out
+            # sized by the share of the popular items that matched so far, as the retriever's pages
+            chunk = min(
+                RETRIEVE_CHUNK, next_page(chunk, needed - len(out), len(ids) - start, start, start - len(out))
+            )
         return out
 
     def _read(self, session: Session) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ weighted reciprocal rank fusion (:meth:`Retriever.fused`).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,15 @@ def read_vectors(
         for h in store.retrieve(collection, list(ids), with_vectors=True)
         if h.vector and using in h.vector
     }
+
+
+def next_page(page: int, missing: int, rest_left: int, fetched: int, dropped: int) -> int:
+    """The size of the next page of candidates when ``missing`` results are still wanted: sized by the share
+    of banned ids met so far (a model ranks the user's own older items high, so that share can be large),
+    at least double the last page, and never more than what surely completes the list (``missing`` plus the
+    banned ids not met yet)."""
+    kept = max(fetched - dropped, 1) / fetched
+    return min(missing + max(rest_left, 0), max(2 * page, math.ceil(1.5 * missing / kept)))
 
 
 class ModelVectors:
@@ -199,17 +209,19 @@ class Retriever:
         collected: list[Hit] = []
         taken: set[int] = set()
         page = needed + min(len(rest), 4 * needed)
-        fetched = 0
+        fetched = dropped = 0
         for _ in range(MAX_PAGES):
             hits = self._page(vector, using, full, pushed, fetched, page, diversity)
             fetched += len(hits)
             for hit in hits:
-                if hit.id not in rest and hit.id not in taken:
+                if hit.id in rest:
+                    dropped += 1
+                elif hit.id not in taken:
                     taken.add(hit.id)
                     collected.append(hit)
             if len(collected) >= needed or len(hits) < page:
                 break
-            page *= 2
+            page = next_page(page, needed - len(collected), len(rest) - dropped, fetched, dropped)
         if diversity <= 0:  # equal scores come back in engine order, which may vary: make ties stable
             collected.sort(key=lambda h: (-h.score, h.id))
         return collected[:needed]

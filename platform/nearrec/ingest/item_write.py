@@ -1,0 +1,104 @@
+"""Writing the item batches of the fast path of files (:mod:`nearrec.ingest.item_batches`).
+
+The batch's ids are looked up first (one round trip). Items not stored yet are COPYed straight into
+``items`` (and each enqueued), in a savepoint: no staging table, no INSERT ... SELECT. Stored ones go through
+the staged upsert (:func:`nearrec.postgres.items.upsert`: updated only if they changed, reactivated). If
+another load stores one of the new items meanwhile, the COPY fails as a whole and the batch goes through the
+staged upsert (whose ON CONFLICT statement handles that load's rows). The last row of an id in a batch wins,
+as in the staged upsert.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+from sqlalchemy.orm import Session
+
+from nearrec.ingest import service
+from nearrec.ingest.service import Prepared
+from nearrec.ingest.summary import Summary
+from nearrec.postgres import items as items_repo
+from nearrec.postgres.ids import ids_of
+from nearrec.postgres.staging import UpsertCounts
+
+STAGED = pa.schema([("line", pa.int64()), ("external_id", pa.string()), ("title", pa.string()),
+                    ("text", pa.string()), ("attributes", pa.string()), ("content_hash", pa.string())])  # fmt: skip
+_CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
+
+
+@dataclass(frozen=True)
+class ItemRows:
+    """The staged rows of a batch (columns of :data:`STAGED`), the last row of each id only."""
+
+    table: pa.Table
+    superseded: int  # rows left out: a later row of the batch has the same id
+
+    @classmethod
+    def of(cls, rows: list[tuple[object, ...]]) -> ItemRows:
+        if not rows:
+            return cls(STAGED.empty_table(), 0)
+        columns = [
+            pa.array(list(c), type=f.type) for c, f in zip(zip(*rows, strict=True), STAGED, strict=True)
+        ]
+        table = pa.Table.from_arrays(columns, schema=STAGED)
+        codes = pc.dictionary_encode(table.column("external_id").combine_chunks()).indices.to_numpy()
+        _, first_from_end = np.unique(codes[::-1], return_index=True)
+        if len(first_from_end) == len(rows):
+            return cls(table, 0)
+        last = np.sort(len(rows) - 1 - first_from_end)
+        return cls(table.take(pa.array(last)), len(rows) - len(last))
+
+    @property
+    def size(self) -> int:
+        return int(self.table.num_rows)
+
+    def names(self) -> list[str]:
+        return [str(name) for name in self.table.column("external_id").to_pylist()]
+
+    def csv(self, keep: npt.NDArray[np.bool_], *, line: bool) -> bytes:
+        """The kept rows as CSV: the staging table's columns, or (``line=False``) the items table's."""
+        table = self.table.filter(pa.array(keep))
+        buffer = io.BytesIO()
+        pcsv.write_csv(table if line else table.drop_columns(["line"]), buffer, _CSV)
+        return buffer.getvalue()
+
+
+def write(session: Session, batch: Prepared, *, track_seen: bool) -> Summary:
+    """Write the batch in the caller's transaction; returns its summary (rejections in line order)."""
+    assert batch.items is not None
+    rows = batch.items
+    summary = Summary("items", read=batch.read, nul_stripped=batch.nul_stripped)
+    if batch.new_attributes:
+        service.store_schema_additions(session, "item", batch.new_attributes)
+    names = rows.names()
+    new = ids_of(session, "items", names) < 0
+    inserted = 0
+    if new.any():
+        try:
+            with session.begin_nested():
+                data = rows.csv(new, line=False)
+                inserted = items_repo.copy_new(
+                    session, data, [n for n, k in zip(names, new, strict=True) if k]
+                )
+        except items_repo.DUPLICATE:
+            new[:] = False  # all of them through the staged upsert
+    stored = ~new
+    counts = (
+        items_repo.upsert(session, rows.csv(stored, line=True), track_seen=track_seen)
+        if stored.any()
+        else UpsertCounts(0, 0)
+    )
+    if track_seen:
+        items_repo.add_seen(session, [n for n, k in zip(names, new, strict=True) if k] + batch.rejected_ids)
+    summary.inserted, summary.updated = inserted + counts.inserted, counts.updated
+    summary.enqueued = summary.inserted + summary.updated
+    summary.unchanged = rows.superseded + rows.size - summary.enqueued
+    summary.rejections = sorted(batch.rejections, key=lambda r: r.line)
+    summary.rejected = len(summary.rejections)
+    return summary

@@ -1,0 +1,131 @@
+"""The fast path of item CSV files against the row path, on a real Postgres: the same items stored, the same
+rejections (line, field, reason), the same counts, on a file with every kind of row the row path handles."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from conftest import truncate_all
+from nearrec.ingest import item_write, loader
+from nearrec.ingest.item_batches import ItemBatches
+from nearrec.ingest.loader import LoadPlan, load
+from nearrec.ingest.records import ItemOptions
+from nearrec.ingest.schema import Schema
+from nearrec.ingest.service import ingest_items, numbered
+from nearrec.ingest.summary import Summary
+from nearrec.postgres.engine import transaction
+
+ROWS = [
+    "id,title,description,price,in_stock,tags,zip\n",
+    'a,Alpha,"First line\nsecond line",12.5,true,x|y,01234\n',  # a quoted field over two lines
+    "b,Beta,Desc,abc,false,y,02000\n",  # price is not a number
+    "c,Gamma,,30,maybe,z| |w,03000\n",  # in_stock is not a boolean
+    ",NoId,Desc,1,true,x,04000\n",  # no id
+    "d,,,2,true,x,05000\n",  # no text at all
+    "e,Nul\x00Title,Body\x00,3,true,x\x00y,06000\n",  # NUL characters: stripped and counted
+    "f,Bad \xff byte,Desc,4,true,x,07000\n",  # not UTF-8
+    "g,Short,row\n",  # too few fields
+    "h,Trailing,Desc,5,true,x,08000,,\n",  # a delimiter at the end of the line: kept
+    "a,Alpha again,Later row wins,13,true,x,09000\n",  # the same id again: the last row wins
+    "  i  ,  Spaced  ,  Desc  ,  6  ,  TRUE  ,  p | q  ,  10000  \n",  # spaces around every cell
+    'j,"Quote ""inside""",Desc with, comma,7,true,x,11000\n',  # too many fields (unquoted comma)
+    "k,Long," + "w" * 120 + ",8,true,x,12000\n",  # past the text limit below
+    "l,Title,Title and more,9,false,,13000\n",  # the body starts with the title: the title is dropped
+    "\n",  # a blank line
+    "m,Last,Desc,10.0,true,x,14000\n",
+]
+
+
+def load_with(engine: Engine, path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Summary:
+    monkeypatch.setattr(loader, "_fast", lambda plan, p: fast)
+    options = ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=100)
+    return load(engine, LoadPlan("items", [path], options, batch_size=100))  # one batch, either path
+
+
+def stored(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        items = conn.execute(
+            text("SELECT external_id, title, text, attributes, active, content_hash FROM items ORDER BY 1")
+        ).all()
+        schema = conn.execute(text("SELECT name, type FROM attribute_schema ORDER BY 1")).all()
+        queued = conn.execute(text("SELECT count(*) FROM sync_outbox")).scalar_one()
+    return [*(tuple(r) for r in items), *(tuple(r) for r in schema), ("queued", queued)]
+
+
+def test_the_fast_path_stores_and_rejects_as_the_row_path(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes("".join(ROWS).encode("utf-8").replace("\xff".encode(), b"\xff"))
+    outcome: dict[bool, tuple[Any, ...]] = {}
+    for fast in (False, True):
+        truncate_all(db)
+        summary = load_with(db, path, fast, monkeypatch)
+        counts = summary.to_dict() | {"seconds": 0, "rows_per_second": 0}
+        rejections = [(r.line, r.field, r.reason, r.id) for r in summary.rejections]
+        outcome[fast] = (counts, rejections, stored(db))
+    assert outcome[True] == outcome[False]
+    counts, rejections, rows = outcome[True]
+    assert (counts["inserted"], counts["unchanged"], counts["rejected"], counts["nul_stripped"]) == (
+        6,
+        1,
+        8,
+        3,
+    )
+    assert [line for line, *_ in rejections] == [4, 5, 6, 7, 9, 10, 14, 15]
+    assert rows[0][:3] == ("a", "Alpha again", "Alpha again. Later row wins")
+
+
+def test_a_reload_through_the_fast_path_changes_nothing(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "id,title,price\n" + "".join(f"i{k},Item {k},{k}.5\n" for k in range(30)), encoding="utf-8"
+    )
+    first = load_with(db, path, True, monkeypatch)
+    assert (first.inserted, first.enqueued) == (30, 30)
+    again = load_with(db, path, True, monkeypatch)
+    assert (again.inserted, again.updated, again.unchanged, again.enqueued) == (0, 0, 30, 0)
+    path.write_text(path.read_text().replace("Item 7,", "Item seven,") + "i99,New,1\n", encoding="utf-8")
+    changed = load_with(db, path, True, monkeypatch)
+    assert (changed.inserted, changed.updated, changed.unchanged) == (1, 1, 29)
+
+
+def test_a_copy_that_meets_an_item_stored_meanwhile_falls_back_to_the_upsert(
+    db: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Another load holds item i1 uncommitted: our COPY of i1 and i2 waits, fails when it commits, and the
+    batch goes through the staged upsert (i1 updated, i2 inserted, one outbox row each)."""
+    path = tmp_path / "items.csv"
+    path.write_text("id,title\ni1,One renamed\ni2,Two\n", encoding="utf-8")
+    (batch,) = ItemBatches(
+        path, ",", ItemOptions(), Schema("item"), encoding="utf-8", on_error="skip", batch_rows=10
+    )
+    with sessions() as hold:
+        assert ingest_items(hold, numbered([{"id": "i1", "title": "One"}]), ItemOptions()).inserted == 1
+        out: list[Summary] = []
+
+        def ours() -> None:
+            with transaction(sessions) as session:
+                out.append(item_write.write(session, batch, track_seen=False))
+
+        worker = threading.Thread(target=ours)
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive(), "our COPY should wait for the uncommitted item"
+        hold.commit()
+        worker.join(30)
+    (summary,) = out
+    assert (summary.inserted, summary.updated, summary.enqueued) == (1, 1, 2)
+    with db.connect() as conn:
+        titles = conn.execute(text("SELECT external_id, title FROM items ORDER BY 1")).all()
+        queued = conn.execute(text("SELECT count(*) FROM sync_outbox")).scalar_one()
+    assert [tuple(r) for r in titles] == [("i1", "One renamed"), ("i2", "Two")]
+    assert queued == 3  # the other load's insert, our update of i1 and insert of i2
