@@ -139,6 +139,8 @@ VARIANTS: list[tuple[str, list[str], str]] = [
     ("+ BRIN (occurred_at), BRIN (id)", [_UT, _ITEM, *_BRIN], ""),
     ("+ unique event id / (user, content key) = final", _FINAL, ""),
     ("  final + primary key (id)", [*_FINAL, _PK], ""),
+    ("  final without the item_id index", [_UT, *_BRIN, *_IDENTITY], ""),
+    ("  final without BRIN (id)", [_UT, _ITEM, _BRIN[0], *_IDENTITY], ""),
     ("  final, event ids in random order (uuid text)", _FINAL, "random"),
     ("  before: primary key + unique uuid key of every row", [_UT, _ITEM, _BRIN[0], _PK,
                                                              f"CREATE UNIQUE INDEX ON {_T} (event_key)"], "keyed"),

@@ -34,25 +34,29 @@ _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
 
 @dataclass(frozen=True)
 class ItemRows:
-    """The staged rows of a batch (columns of :data:`STAGED`), the last row of each id only."""
+    """The staged rows of a batch (columns of :data:`STAGED`), the last row of each id only, and their CSV
+    for a COPY into ``items`` (``new``) and into the staging table (``staged``), made by the reading thread
+    for the common batches: all new, or all stored."""
 
     table: pa.Table
     superseded: int  # rows left out: a later row of the batch has the same id
+    new: bytes
+    staged: bytes
 
     @classmethod
     def of(cls, rows: list[tuple[object, ...]]) -> ItemRows:
         if not rows:
-            return cls(STAGED.empty_table(), 0)
+            return cls(STAGED.empty_table(), 0, b"", b"")
         columns = [
             pa.array(list(c), type=f.type) for c, f in zip(zip(*rows, strict=True), STAGED, strict=True)
         ]
         table = pa.Table.from_arrays(columns, schema=STAGED)
         codes = pc.dictionary_encode(table.column("external_id").combine_chunks()).indices.to_numpy()
         _, first_from_end = np.unique(codes[::-1], return_index=True)
-        if len(first_from_end) == len(rows):
-            return cls(table, 0)
-        last = np.sort(len(rows) - 1 - first_from_end)
-        return cls(table.take(pa.array(last)), len(rows) - len(last))
+        superseded = len(rows) - len(first_from_end)
+        if superseded:
+            table = table.take(pa.array(np.sort(len(rows) - 1 - first_from_end)))
+        return cls(table, superseded, _csv(table.drop_columns(["line"])), _csv(table))
 
     @property
     def size(self) -> int:
@@ -63,10 +67,16 @@ class ItemRows:
 
     def csv(self, keep: npt.NDArray[np.bool_], *, line: bool) -> bytes:
         """The kept rows as CSV: the staging table's columns, or (``line=False``) the items table's."""
+        if keep.all():
+            return self.staged if line else self.new
         table = self.table.filter(pa.array(keep))
-        buffer = io.BytesIO()
-        pcsv.write_csv(table if line else table.drop_columns(["line"]), buffer, _CSV)
-        return buffer.getvalue()
+        return _csv(table if line else table.drop_columns(["line"]))
+
+
+def _csv(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pcsv.write_csv(table, buffer, _CSV)
+    return buffer.getvalue()
 
 
 def write(session: Session, batch: Prepared, *, track_seen: bool) -> Summary:
