@@ -13,9 +13,10 @@ from typing import Literal
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
+from nearrec.postgres import scratch
 from nearrec.postgres.engine import normalise_url
+from nearrec.postgres.notify import libpq_conninfo
 
 Format = Literal["csv", "binary"]
 
@@ -35,19 +36,9 @@ SCHEMA_COLUMNS = {
 @contextmanager
 def scratch_database(server_url: str) -> Iterator[tuple[str, str]]:
     """A new database on the server, dropped afterwards; yields (SQLAlchemy URL, psycopg URL)."""
-    base = make_url(normalise_url(server_url))
     name = f"nearrec_bench_{os.getpid()}"
-    admin_url = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            scratch = base.set(database=name)
-            yield (
-                scratch.render_as_string(hide_password=False),
-                scratch.set(drivername="postgresql").render_as_string(hide_password=False),
-            )
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch.scratch_database(normalise_url(server_url), name, migrate=False) as url:
+        yield url, libpq_conninfo(url)
 
 
 def _copy_file(conn: psycopg.Connection[tuple[object, ...]], copy: sql.Composable, path: Path) -> float:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from nearrec.config import Settings
 from nearrec.postgres import schema_repo
 from nearrec.postgres.engine import make_engine, session_factory
+from nearrec.postgres.notify import libpq_conninfo
 from nearrec.postgres.scratch import create_database, drop_database
 from nearrec.sync.collections import ItemSchema, ensure_collections
 from nearrec.vectors.base import PointRecord, VectorStore
@@ -240,7 +241,7 @@ def database_cpu(url: str) -> float | None:
     import psycopg
 
     name = make_url(url).database
-    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+    with psycopg.connect(libpq_conninfo(url)) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
         ).fetchall()

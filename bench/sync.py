@@ -63,16 +63,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 from sqlalchemy import select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from nearrec.config import Settings  # noqa: E402
-from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres import migrate, scratch  # noqa: E402
 from nearrec.postgres.engine import make_engine, normalise_url, session_factory  # noqa: E402
 from nearrec.postgres.models import Item  # noqa: E402
 
@@ -114,15 +111,10 @@ def documents(n: int, seed: int = 7) -> list[dict[str, str]]:
 
 @contextmanager
 def scratch_database(server_url: str, tag: str = "") -> Iterator[str]:
-    base = make_url(normalise_url(server_url))
+    """A new database on the server (not migrated), dropped afterwards; yields its URL."""
     name = f"nearrec_bench_sync_{os.getpid()}{tag}"
-    admin_url = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield base.set(database=name).render_as_string(hide_password=False)
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch.scratch_database(normalise_url(server_url), name, migrate=False) as url:
+        yield url
 
 
 def ingest(path: Path, sessions: sessionmaker[Session], list_columns: str = "genres") -> None:
