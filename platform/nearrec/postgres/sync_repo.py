@@ -146,11 +146,12 @@ class ItemState:
     attributes: dict[str, Any]
     active: bool
     content_hash: str
+    title: str | None
 
 
 def load_items(session: Session, ids: Sequence[int]) -> list[ItemState]:
     stmt = select(
-        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash
+        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash, Item.title
     ).where(Item.id.in_(list(ids)))
     return [ItemState(*row) for row in session.execute(stmt)]
 
@@ -158,7 +159,7 @@ def load_items(session: Session, ids: Sequence[int]) -> list[ItemState]:
 def iter_items(session: Session, chunk: int = 2000) -> Iterator[ItemState]:
     """Every item in id order, streamed (server-side cursor)."""
     stmt = select(
-        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash
+        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash, Item.title
     ).order_by(Item.id)
     for row in session.execute(stmt.execution_options(yield_per=chunk)):
         yield ItemState(*row)

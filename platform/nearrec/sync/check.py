@@ -108,7 +108,9 @@ def _check_items(session: Session, store: VectorStore, name: str, drift: Drift) 
             drift.stale.append(item.id)
         elif payload.get(ACTIVE) != (1 if item.active else 0):
             drift.active.append(item.id)
-        elif payload != schema.payload(item.external_id, item.content_hash, item.active, item.attributes):
+        elif payload != schema.payload(
+            item.external_id, item.content_hash, item.active, item.attributes, item.title
+        ):
             drift.payload.append(item.id)
     drift.extra = sorted(set(points) - seen)
 
