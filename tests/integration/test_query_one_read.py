@@ -8,6 +8,7 @@ connection directly (:func:`nearrec.postgres.query_repo.driver`) are counted wit
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from factories import (
     item_rows,
     load_items,
 )
+from nearrec.cli.reindex_cmd import run_reindex
 from nearrec.config import Settings
+from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import read_sessions, transaction
 from nearrec.postgres.models import Item
 from nearrec.postgres.outbox import enqueue
@@ -205,3 +208,46 @@ def test_points_written_before_titles_were_in_the_payload(stack: Stack, counted:
     assert n == 1 and [(r.item_id, r.title, r.fields) for r in again] == [
         (r.item_id, r.title, r.fields) for r in recs
     ]
+
+
+def test_an_item_changed_during_a_reindex_stays_out_until_the_new_collection_has_it(
+    stack: Stack, counted: Counted
+) -> None:
+    items = loaded(stack)
+    first, _ = counted.recommend("ann", k=4)
+    off = first[0].item_id
+    done: list[str] = []
+
+    def meanwhile(phase: str, n: int) -> None:
+        # deactivated after its new point was written; a worker applies it to the old collection only
+        if phase == "users" and not done:
+            deactivate_items(stack.sessions, [off])
+            stack.worker.drain()
+            done.append(off)
+
+    report = run_reindex(
+        stack.sessions, stack.store, stack.embedder, stack.settings, chunk=16, progress=meanwhile
+    )
+    assert done and report.requeued >= 1
+    name = stack.settings.items_collection
+    assert stack.store.resolve_alias(name) == report.items_collection
+    assert stack.store.retrieve(name, [items[off]])[0].payload["active"] == 1  # the new point is stale...
+    recs, n = counted.recommend("ann", k=40)
+    assert n == 1 and len(recs) == 40 - 3 - 1 and off not in ids(recs)  # ...and pending: kept out
+    stack.sync()
+    assert stack.store.retrieve(name, [items[off]])[0].payload["active"] == 0
+    recs, n = counted.recommend("ann", k=40)
+    assert n == 1 and len(recs) == 40 - 3 - 1 and off not in ids(recs)
+
+
+def test_workers_wait_while_a_reindex_holds_them(stack: Stack) -> None:
+    stack.add_items(catalog()[:3])
+    done: list[int] = []
+    with transaction(stack.sessions) as held:
+        sync_repo.hold_workers(held)
+        worker = threading.Thread(target=lambda: done.append(stack.worker.run_batch().rows))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive() and not done  # waiting for the hold
+    worker.join(30)
+    assert done == [3]

@@ -62,12 +62,17 @@ class CheckReport:
 
 
 def check_stores(
-    session: Session, store: VectorStore, settings: Settings, model_id: str | None
+    session: Session,
+    store: VectorStore,
+    settings: Settings,
+    model_id: str | None,
+    names: tuple[str, str] | None = None,
 ) -> CheckReport:
-    """Compare both collections with Postgres (reads everything once; memory ~ number of points), in the
-    caller's transaction."""
+    """Compare both collections (``names``: items, users; default: the configured aliases) with Postgres
+    (reads everything once; memory ~ number of points), in the caller's transaction."""
     report = CheckReport(Drift(), Drift())
-    for name in (settings.items_collection, settings.users_collection):
+    items, users = names or (settings.items_collection, settings.users_collection)
+    for name in (items, users):
         # A missing collection is no problem in itself: its points count as missing (the worker creates it).
         if (
             model_id is not None
@@ -79,8 +84,8 @@ def check_stores(
                 f"collection {name!r} holds vectors of model {have!r}, {model_id!r} is configured: "
                 "run `nearrec reindex`"
             )
-    _check_items(session, store, settings.items_collection, report.items)
-    _check_users(session, store, settings, report.users)
+    _check_items(session, store, items, report.items)
+    _check_users(session, store, settings, users, report.users)
     return report
 
 
@@ -115,11 +120,11 @@ def _check_items(session: Session, store: VectorStore, name: str, drift: Drift) 
     drift.extra = sorted(set(points) - seen)
 
 
-def _check_users(session: Session, store: VectorStore, settings: Settings, drift: Drift) -> None:
+def _check_users(session: Session, store: VectorStore, settings: Settings, name: str, drift: Drift) -> None:
     params = UserVectorParams.from_settings(settings)
     fingerprint = params_fingerprint(params)
     ignored = [kind for kind, weight in params.interaction_weights.items() if weight == 0]
-    points = _points(store, settings.users_collection)
+    points = _points(store, name)
     drift.points = len(points)
     seen: set[int] = set()
     for user, useful_history in sync_repo.iter_user_states(session, ignored):
