@@ -1,7 +1,7 @@
 """Comparing the vector store with Postgres (``nearrec sync check``) and re-enqueueing what differs.
 
-Items: every item with text must have a point whose ``content_hash``, ``active`` flag and attribute
-payload match its row; no other point may exist. Users: a user with a profile or a usable history must have
+Items: every item with text must have a point whose ``content_hash``, ``active`` flag and payload (attributes,
+title) match its row (points written before the payload held titles show as payload drift); no other point may exist. Users: a user with a profile or a usable history must have
 a point whose ``content_hash`` matches (see :mod:`nearrec.sync.users`); no other point may exist. The
 collections must hold vectors of the configured embedding model.
 """
