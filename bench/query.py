@@ -119,16 +119,16 @@ class Floor:
                 self.cf[u] = cf_user_vector(self.service.retriever, found[2], self.meta, params)
 
     def database(self, method: str, u: int, hit_ids: list[int]) -> Callable[[], object]:
-        """The two Postgres reads a recommendation needs, whatever the code around them: the user with their
-        seen ids (and, for the model's methods, recent history), then the rows of the answer (the active
-        flag, external id and title), on one pooled session."""
+        """The Postgres read a recommendation needs, whatever the code around it, on one pooled session: the
+        user with their seen ids (and, for the model's methods, recent history) and the pending item ids, in
+        one statement (the answer comes from the hits' payload)."""
         history = CF_HISTORY if method in ("cf", "hybrid") and self.meta is not None else 0
         sessions, name, types = self.service.sessions, self.catalog.user_name(u), self.settings.seen_types
+        pending = self.settings.seen_filter_limit + 1
 
         def reads() -> None:
             with sessions() as session:
-                repo.user_with_history(session, name, types, history)
-                repo.items_by_ids(session, hit_ids, attributes=False)
+                repo.user_request(session, name, types, history, pending=pending)
 
         return reads
 
@@ -225,7 +225,7 @@ def recall(floor: Floor, queries: list[Query], mode: str = "category") -> float:
 
 def measure_methods(floor: Floor, methods: list[str], queries: list[Query], out: dict[str, Any]) -> None:
     print(
-        "\nraw: the store call; database: the two Postgres reads of a recommendation alone; in-process:"
+        "\nraw: the store call; database: the Postgres read of a recommendation alone; in-process:"
         " QueryService.recommend"
     )
     print(

@@ -216,7 +216,7 @@ def item_point(schema: ItemSchema, i: int, vec: np.ndarray, catalog: Catalog) ->
         "price": float(catalog.price[i]),
         "in_stock": bool(catalog.in_stock[i]),
     }
-    return PointRecord(i + 1, {"text": vec}, schema.payload(f"item-{i}", "x", True, attributes))
+    return PointRecord(i + 1, {"text": vec}, schema.payload(f"item-{i}", "x", True, attributes, f"Item {i}"))
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

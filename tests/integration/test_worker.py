@@ -98,6 +98,8 @@ def test_items_reach_the_store_with_payload_and_indexes(env: Env) -> None:
         "year": 1994,
         "price": 6.0,
         "new": 1,
+        "nearrec:title": "Item 4",
+        "nearrec:fields": {"new": True},  # the attributes the top level does not hold as Postgres does
     }
     expected = env.embedder.embed([item_text(4)])[0]
     assert np.allclose(hit.vector["text"], expected, atol=1e-5)  # type: ignore[index]

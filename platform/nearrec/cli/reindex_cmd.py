@@ -32,7 +32,8 @@ def run_reindex(
     progress: Progress | None = None,
 ) -> ReindexReport:
     """Rebuild the items and users collections with ``embedder`` and swap them in (the steps of
-    :mod:`nearrec.sync.reindex`), one transaction per step and per chunk."""
+    :mod:`nearrec.sync.reindex`), one transaction per step and per chunk; the workers are held from the final
+    comparison to the swap."""
     with transaction(sessions) as session:
         rebuild = steps.start(session, store, embedder, settings)
     try:
@@ -50,12 +51,15 @@ def run_reindex(
                 steps.rebuild_users(session, store, embedder, rebuild, ids)
             if progress:
                 progress("users", len(ids))
+        with transaction(sessions) as held:  # no worker batch runs from here until after the swap
+            sync_repo.hold_workers(held)
+            with transaction(sessions) as session:
+                steps.finish(session, store, embedder, settings, rebuild)
+            steps.swap(store, rebuild, keep_old=keep_old)
     except BaseException:
-        steps.abandon(store, rebuild)
+        if store.resolve_alias(settings.items_collection) != rebuild.new_items:
+            steps.abandon(store, rebuild)
         raise
-    steps.swap(store, rebuild, keep_old=keep_old)
-    with transaction(sessions) as session:
-        steps.finish(session, store, embedder, settings, rebuild)
     return rebuild.report
 
 

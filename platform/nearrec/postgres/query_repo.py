@@ -57,11 +57,23 @@ USER_WITH_HISTORY = """
                    ORDER BY h.occurred_at DESC, h.id DESC
                    LIMIT CAST(%(history)s AS integer)
                ) AS e
-           ) AS events
+           ) AS events,
+           ARRAY(
+               SELECT x.id FROM items AS x WHERE x.external_id = ANY(CAST(%(excluded)s AS text[]))
+           ) AS excluded,
+           ARRAY(
+               SELECT DISTINCT o.entity_id FROM sync_outbox AS o
+               WHERE o.entity = 'item'
+               ORDER BY o.entity_id
+               LIMIT CAST(%(pending)s AS integer)
+           ) AS pending
     FROM users AS u
     WHERE u.external_id = %(external_id)s
 """
-"""The user's row, interactions and recent events in one statement. The seen ids come back newest first,
+"""Everything a recommendation reads from Postgres, in one statement: the user's row, interactions and
+recent events, the internal ids of the excluded items, and the items whose Postgres state the store does not
+hold yet (a row in ``sync_outbox``: the worker writes the store, then deletes the rows in the same
+transaction, see :mod:`nearrec.sync.worker`; parked rows count too). The seen ids come back newest first,
 repeats included (no GROUP BY: the backward index scan is already in order); the first occurrence of each
 item is at its most recent time, so dropping the repeats gives the order of ``max(occurred_at) DESC,
 item_id``."""
@@ -83,25 +95,53 @@ def driver(session: Session) -> Any:
     return session.connection().connection.driver_connection
 
 
-def user_with_history(
-    session: Session, external_id: str, types: Collection[str] | None, history: int
-) -> tuple[UserRow, list[int], list[TimedEvent]] | None:
-    """In one round trip: the user, every item they interacted with (of ``types``; all when None) most recent
-    first, and their ``history`` most recent interactions (any type), most recent first."""
+@dataclass(frozen=True, slots=True)
+class UserRead:
+    """What :func:`user_request` read."""
+
+    user: UserRow
+    seen: list[int]  # every item interacted with (of the seen types), most recent first, once each
+    events: list[TimedEvent]  # the most recent interactions (any type), most recent first
+    excluded: list[int]  # the internal ids of the excluded external ids that exist
+    pending: list[int]  # items with a pending outbox row (at most the ``pending`` asked for)
+
+
+def user_request(
+    session: Session,
+    external_id: str,
+    types: Collection[str] | None,
+    history: int,
+    excluded: Sequence[str] = (),
+    pending: int = 0,
+) -> UserRead | None:
+    """In ONE round trip: the user, every item they interacted with (of ``types``; all when None) most recent
+    first, their ``history`` most recent interactions (any type), the internal ids of ``excluded`` and up to
+    ``pending`` ids of items with pending vector work. None: no such user."""
     params = {
         "external_id": external_id,
         "types": None if types is None else list(types),
         "history": max(int(history), 0),
+        "excluded": list(excluded),
+        "pending": max(int(pending), 0),
     }
     row = driver(session).execute(USER_WITH_HISTORY, params).fetchone()
     if row is None:
         return None
-    user_id, profile, seen, raw_events = row
+    user_id, profile, seen, raw_events, excluded_ids, pending_ids = row
     events = [
         TimedEvent(int(item), str(kind), None if value is None else float(value), float(epoch))
         for item, kind, value, epoch in raw_events
     ]
-    return UserRow(user_id, external_id, profile), list(dict.fromkeys(seen)), events
+    user = UserRow(user_id, external_id, profile)
+    return UserRead(user, list(dict.fromkeys(seen)), events, list(excluded_ids), list(pending_ids))
+
+
+def user_with_history(
+    session: Session, external_id: str, types: Collection[str] | None, history: int
+) -> tuple[UserRow, list[int], list[TimedEvent]] | None:
+    """The user, their seen ids and recent events (:func:`user_request` without exclusions)."""
+    read = user_request(session, external_id, types, history)
+    return None if read is None else (read.user, read.seen, read.events)
 
 
 def recent_events(session: Session, user_id: int, limit: int) -> list[Event]:

@@ -40,6 +40,22 @@ def claim(session: Session, limit: int) -> list[Claim]:
     return [Claim(*row) for row in session.execute(stmt)]
 
 
+_HOLD = text("SELECT pg_advisory_xact_lock(hashtext('nearrec_reindex_swap'))")
+_WAIT_FOR_HOLD = text("SELECT pg_advisory_xact_lock_shared(hashtext('nearrec_reindex_swap'))")
+
+
+def hold_workers(session: Session) -> None:
+    """Keep every worker batch from starting until this transaction ends (waits for the running ones): what
+    ``nearrec reindex`` takes while it compares its new collections with Postgres, enqueues the differences
+    and swaps the aliases, so no outbox row is removed by a write to the collections being replaced."""
+    session.execute(_HOLD)
+
+
+def wait_for_hold(session: Session) -> None:
+    """The worker's side of :func:`hold_workers`: the first statement of each batch's transaction."""
+    session.execute(_WAIT_FOR_HOLD)
+
+
 _LOCK_ENTITIES = text(
     """
     SELECT t.entity, t.entity_id
@@ -146,11 +162,12 @@ class ItemState:
     attributes: dict[str, Any]
     active: bool
     content_hash: str
+    title: str | None
 
 
 def load_items(session: Session, ids: Sequence[int]) -> list[ItemState]:
     stmt = select(
-        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash
+        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash, Item.title
     ).where(Item.id.in_(list(ids)))
     return [ItemState(*row) for row in session.execute(stmt)]
 
@@ -158,7 +175,7 @@ def load_items(session: Session, ids: Sequence[int]) -> list[ItemState]:
 def iter_items(session: Session, chunk: int = 2000) -> Iterator[ItemState]:
     """Every item in id order, streamed (server-side cursor)."""
     stmt = select(
-        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash
+        Item.id, Item.external_id, Item.text, Item.attributes, Item.active, Item.content_hash, Item.title
     ).order_by(Item.id)
     for row in session.execute(stmt.execution_options(yield_per=chunk)):
         yield ItemState(*row)

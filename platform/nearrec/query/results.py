@@ -1,4 +1,5 @@
-"""What the query service returns: recommendations with their reasons, joined with the Postgres rows."""
+"""What the query service returns: recommendations with their reasons, from the hits' payload or joined with
+the Postgres rows."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from nearrec.errors import ValidationError
 from nearrec.postgres import query_repo as repo
 from nearrec.vectors.base import Hit
+from nearrec.vectors.payload import ACTIVE, EXTERNAL_ID, TITLE, answer_fields, has_answer
 
 ReasonKind = Literal["history", "profile", "popular", "query", "item", "session"]
 
@@ -48,6 +50,38 @@ def check_page(k: int, offset: int, diversity: float) -> None:
 
 
 def finish(
+    session: Session,
+    hits: list[Hit],
+    fields: Sequence[str],
+    explainer: Explainer | None,
+    pending_excluded: bool = False,
+) -> list[Recommendation]:
+    """The answer of ``hits``: their external id, title and ``fields``, and their reasons.
+
+    With ``pending_excluded`` (the caller kept every item with a pending outbox row out of the store query,
+    read in its one round trip), each hit's point holds the item's current Postgres state, so the answer
+    comes from the payload alone (:func:`from_payload`). Otherwise, or when a point predates the payload's
+    title and fields (a store not rewritten since), the rows are read from Postgres and any that is no longer
+    active is dropped (:func:`from_rows`)."""
+    wants_fields = bool(fields)
+    if pending_excluded and all(has_answer(h.payload, wants_fields) for h in hits):
+        return from_payload(hits, fields, explainer)
+    return from_rows(session, hits, fields, explainer)
+
+
+def from_payload(hits: list[Hit], fields: Sequence[str], explainer: Explainer | None) -> list[Recommendation]:
+    """The answer built from the hits' payload (:meth:`nearrec.sync.collections.ItemSchema.payload`)."""
+    hits = [h for h in hits if h.payload.get(ACTIVE) == 1]
+    reasons: list[Reason | None] = list(explainer(hits)) if explainer else [None] * len(hits)
+    out = []
+    for hit, reason in zip(hits, reasons, strict=True):
+        payload = hit.payload
+        picked = answer_fields(payload, fields) if fields else {}
+        out.append(Recommendation(payload[EXTERNAL_ID], round(hit.score, 6), payload[TITLE], picked, reason))
+    return out
+
+
+def from_rows(
     session: Session, hits: list[Hit], fields: Sequence[str], explainer: Explainer | None
 ) -> list[Recommendation]:
     """Join the hits with their Postgres rows (title, fields); drop any that are no longer active."""
@@ -84,5 +118,7 @@ __all__ = [
     "Recommendation",
     "check_page",
     "finish",
+    "from_payload",
+    "from_rows",
     "recommendation_dict",
 ]

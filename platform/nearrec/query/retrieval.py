@@ -124,6 +124,14 @@ class Retriever:
         """The ``using`` vector of each item that has one."""
         return read_vectors(self.store, self.items, ids, using)
 
+    def points(self, ids: Sequence[int], using: str = TEXT) -> dict[int, Hit]:
+        """The points of ``ids`` that have a ``using`` vector, with their vectors and payload."""
+        return {
+            h.id: h
+            for h in self.store.retrieve(self.items, list(ids), with_vectors=True)
+            if h.vector and using in h.vector
+        }
+
     def model_vectors(self, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
         """The trained model's dense ``using`` vector of each item that has one (cached: :class:`ModelVectors`)."""
         return self._model_vectors.get(self.store, self.items, ids, using)

@@ -1,8 +1,13 @@
 """The query service: recommendations, similar items, semantic search, anonymous sessions.
 
 Seen items are never returned and inactive items never appear (:mod:`nearrec.query.retrieval`: the payload
-flag ``active`` in the store filter and, as a second guard, the Postgres row read for every result,
-:func:`nearrec.query.results.finish`).
+flag ``active`` in the store filter). The second guard, against items changed in Postgres whose points the
+worker has not rewritten yet: ``recommend`` reads the ids of the items with a pending outbox row in its one
+database round trip (with the user's history and the excluded ids) and keeps them out of the store query,
+so every hit's point is current and the answer (external id, title, fields) comes from the hits' payload;
+past ``seen_filter_limit`` pending items (a bulk load), or for points written before the payload held titles,
+it reads the result rows from Postgres and drops the inactive ones, as the other calls do
+(:func:`nearrec.query.results.finish`).
 
 ``recommend`` has the retrieval methods of :mod:`nearrec.query.methods`: ``text`` (the user's text vector),
 ``cf`` (the trained model's list: the user's recent history as the model's query vector, built at query
@@ -13,7 +18,8 @@ cold-start list). Every prefetch carries the same filter and exclusions, so the 
 guarantee. The default is ``hybrid`` once `nearrec train` has written model vectors, else ``text``; a user
 with no model-known history falls back to text, then to popularity.
 
-Every call uses ONE database session (one pooled connection), ``explain=True`` included
+Every call uses ONE database session (one pooled connection), ``explain=True`` included; ``recommend`` makes
+ONE round trip on it when the store is in line with Postgres
 (:mod:`nearrec.query.explain`); a cold cache read inside a request is filled on that same session.
 """
 
@@ -33,7 +39,7 @@ from nearrec.model.user_vector import UserVectorParams, build_user_vector, histo
 from nearrec.postgres import query_repo as repo
 from nearrec.query.cache import Refreshing
 from nearrec.query.collaborative import CF_HISTORY, cf_user_vector, load_cf_meta, session_timeline
-from nearrec.query.explain import constant_reason, history_explainer, items_explainer
+from nearrec.query.explain import EXPLAIN_HISTORY, constant_reason, history_explainer, items_explainer
 from nearrec.query.methods import CF_METHODS, Method, check_method, default_method
 from nearrec.query.popular import Popular
 from nearrec.query.results import Explainer, Reason, Recommendation, check_page, finish, recommendation_dict
@@ -89,25 +95,35 @@ class QueryService:
         expr = self.parse_filter(filter)
         chosen, meta = self.resolve_method(method)
         history = CF_HISTORY if meta is not None and chosen in CF_METHODS else 0
+        bound = self.settings.seen_filter_limit  # the ids the store filter holds (the rest: after the fact)
         with self.sessions() as session:
-            found = repo.user_with_history(session, user_id, self.settings.seen_types, history)
-            if found is None:
+            read = repo.user_request(
+                session,
+                user_id,
+                self.settings.seen_types,
+                max(history, EXPLAIN_HISTORY) if explain else history,
+                exclude_ids,
+                pending=bound + 1,
+            )
+            if read is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
-            user, seen, events = found
-            banned = [*self._internal_ids(session, exclude_ids), *seen]
+            # Items with pending vector work go first into the store's must_not has_id list; past the bound
+            # (a bulk load), the answer's rows are read from Postgres instead, as the second guard.
+            pending = read.pending if len(read.pending) <= bound else []
+            banned = list(dict.fromkeys([*pending, *read.excluded, *read.seen]))
             hits, popular = self._user_hits(
-                session, user, events, chosen, meta, expr, banned, offset + k, diversity
+                session, read.user, read.events, chosen, meta, expr, banned, offset + k, diversity
             )
             explainer: Explainer | None = None
             if explain and popular:
                 explainer = constant_reason("popular")
             elif explain:
                 explainer = (
-                    history_explainer(session, self.retriever, user.id, self._params)
-                    if seen
+                    history_explainer(session, self.retriever, read.user.id, self._params, read.events)
+                    if read.seen
                     else constant_reason("profile")
                 )
-            return finish(session, hits[offset:], fields, explainer)
+            return finish(session, hits[offset:], fields, explainer, len(read.pending) <= bound)
 
     def similar_items(
         self,

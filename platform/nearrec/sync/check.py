@@ -1,7 +1,7 @@
 """Comparing the vector store with Postgres (``nearrec sync check``) and re-enqueueing what differs.
 
-Items: every item with text must have a point whose ``content_hash``, ``active`` flag and attribute
-payload match its row; no other point may exist. Users: a user with a profile or a usable history must have
+Items: every item with text must have a point whose ``content_hash``, ``active`` flag and payload (attributes,
+title) match its row (points written before the payload held titles show as payload drift); no other point may exist. Users: a user with a profile or a usable history must have
 a point whose ``content_hash`` matches (see :mod:`nearrec.sync.users`); no other point may exist. The
 collections must hold vectors of the configured embedding model.
 """
@@ -62,12 +62,17 @@ class CheckReport:
 
 
 def check_stores(
-    session: Session, store: VectorStore, settings: Settings, model_id: str | None
+    session: Session,
+    store: VectorStore,
+    settings: Settings,
+    model_id: str | None,
+    names: tuple[str, str] | None = None,
 ) -> CheckReport:
-    """Compare both collections with Postgres (reads everything once; memory ~ number of points), in the
-    caller's transaction."""
+    """Compare both collections (``names``: items, users; default: the configured aliases) with Postgres
+    (reads everything once; memory ~ number of points), in the caller's transaction."""
     report = CheckReport(Drift(), Drift())
-    for name in (settings.items_collection, settings.users_collection):
+    items, users = names or (settings.items_collection, settings.users_collection)
+    for name in (items, users):
         # A missing collection is no problem in itself: its points count as missing (the worker creates it).
         if (
             model_id is not None
@@ -79,8 +84,8 @@ def check_stores(
                 f"collection {name!r} holds vectors of model {have!r}, {model_id!r} is configured: "
                 "run `nearrec reindex`"
             )
-    _check_items(session, store, settings.items_collection, report.items)
-    _check_users(session, store, settings, report.users)
+    _check_items(session, store, items, report.items)
+    _check_users(session, store, settings, users, report.users)
     return report
 
 
@@ -108,16 +113,18 @@ def _check_items(session: Session, store: VectorStore, name: str, drift: Drift) 
             drift.stale.append(item.id)
         elif payload.get(ACTIVE) != (1 if item.active else 0):
             drift.active.append(item.id)
-        elif payload != schema.payload(item.external_id, item.content_hash, item.active, item.attributes):
+        elif payload != schema.payload(
+            item.external_id, item.content_hash, item.active, item.attributes, item.title
+        ):
             drift.payload.append(item.id)
     drift.extra = sorted(set(points) - seen)
 
 
-def _check_users(session: Session, store: VectorStore, settings: Settings, drift: Drift) -> None:
+def _check_users(session: Session, store: VectorStore, settings: Settings, name: str, drift: Drift) -> None:
     params = UserVectorParams.from_settings(settings)
     fingerprint = params_fingerprint(params)
     ignored = [kind for kind, weight in params.interaction_weights.items() if weight == 0]
-    points = _points(store, settings.users_collection)
+    points = _points(store, name)
     drift.points = len(points)
     seen: set[int] = set()
     for user, useful_history in sync_repo.iter_user_states(session, ignored):

@@ -10,6 +10,7 @@ two models are never mixed, a worker with another model refuses to run (:class:`
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy.orm import Session
 
 from nearrec.errors import ModelMismatchError
+from nearrec.filter_limits import INT64
 from nearrec.filters import FieldType, is_valid_field_name, payload_value
 from nearrec.ingest.schema import FIELD_TYPES, AttrType
 from nearrec.postgres import schema_repo, sync_repo
@@ -26,6 +28,7 @@ from nearrec.vectors.payload import (
     ACTIVE,
     CONTENT_HASH,
     EXTERNAL_ID,
+    FIELDS,
     ITEM_ITEM_SLOTS,
     META_ATTRIBUTES,
     META_DIM,
@@ -33,6 +36,7 @@ from nearrec.vectors.payload import (
     PROFILE_VECTOR,
     SYSTEM_KEYS,
     TEXT_VECTOR,
+    TITLE,
 )
 
 log = logging.getLogger(__name__)
@@ -155,16 +159,28 @@ class ItemSchema:
             store.set_metadata(collection, {META_ATTRIBUTES: _as_names(done)})
 
     def payload(
-        self, external_id: str, content_hash: str, active: bool, attributes: Mapping[str, Any]
+        self,
+        external_id: str,
+        content_hash: str,
+        active: bool,
+        attributes: Mapping[str, Any],
+        title: str | None,
     ) -> dict[str, Any]:
-        """The payload of an item point: nearrec's keys plus every filterable schema attribute holding
-        scalars or lists of scalars (as :func:`nearrec.filters.payload_value` stores them)."""
+        """The payload of an item point: nearrec's keys, every filterable schema attribute holding scalars or
+        lists of scalars (as :func:`nearrec.filters.payload_value` stores them), the title, and under
+        ``FIELDS`` the attributes the top level does not hold unchanged: with :func:`nearrec.vectors.payload.answer_fields` a
+        query
+        answers from the point alone."""
         out: dict[str, Any] = {}
         types = self.types
         for key, value in attributes.items():
             if key not in types or types[key] is None or not _storable(value):
                 continue
             out[key] = payload_value(value, types[key])
+        extra = {k: v for k, v in attributes.items() if not (k in out and _same(out[k], v))}
+        if _portable(extra):  # else no FIELDS: a query asking for fields reads the row from Postgres
+            out[FIELDS] = extra
+        out[TITLE] = title
         out[EXTERNAL_ID] = external_id
         out[CONTENT_HASH] = content_hash
         out[ACTIVE] = 1 if active else 0
@@ -184,6 +200,29 @@ def _as_names(types: Mapping[str, FieldType]) -> dict[str, str]:
 
 
 _FIELD_TYPES = frozenset(t.value for t in FieldType)
+
+
+def _same(stored: Any, raw: Any) -> bool:
+    """True when a top-level payload value is the attribute's JSON value unchanged (types included: True
+    stored as 1, or 3 as 3.0, is not)."""
+    if type(stored) is not type(raw):
+        return False
+    if isinstance(raw, list):
+        return len(stored) == len(raw) and all(_same(a, b) for a, b in zip(stored, raw, strict=True))
+    return bool(stored == raw)
+
+
+def _portable(value: Any) -> bool:
+    """True when the stores keep ``value`` (JSON) unchanged: integers within 64 bits, finite floats."""
+    if isinstance(value, dict):
+        return all(_portable(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_portable(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return INT64[0] <= value <= INT64[1]
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | bool)
 
 
 def _storable(value: Any) -> bool:

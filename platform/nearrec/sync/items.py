@@ -82,7 +82,9 @@ def _plan(
     """Compare each item with its point: embed, rewrite the payload only, or leave it."""
     plan = _Plan()
     for item_id, item in states.items():
-        payload = schema.payload(item.external_id, item.content_hash, item.active, item.attributes)
+        payload = schema.payload(
+            item.external_id, item.content_hash, item.active, item.attributes, item.title
+        )
         plan.payloads[item_id] = payload
         old = existing.get(item_id)
         if force_embed or old is None or old.get(CONTENT_HASH) != item.content_hash:

@@ -7,9 +7,12 @@ working on the old collections until the swap. Steps:
 2. embed every item with text into the new items collection (streamed from Postgres in chunks, with the
    other named vectors, e.g. collaborative ones, copied from the old collection);
 3. compute every user vector into the new users collection from the new item vectors;
-4. point the aliases at the new collections (each swap is atomic) and drop the old collections;
-5. compare the new collections with Postgres and enqueue any difference (changes that workers applied to the
-   old collections while the rebuild ran), for the workers to apply.
+4. with the workers held (no batch runs from here to the swap), compare the new collections with Postgres and
+   enqueue (and commit) any difference: changes that workers applied to the old collections while the
+   rebuild ran; changes made from here on stay pending too;
+5. point the aliases at the new collections (each swap is atomic), drop the old collections, let the workers
+   go: they apply the pending rows to the new collections. Every item whose new point is not current has a
+   pending outbox row from the swap on, which the query service keeps out of its answers.
 
 Each step works in the caller's transaction; the ``nearrec reindex`` command (:mod:`nearrec.cli.reindex_cmd`)
 runs one transaction per step and per chunk of :data:`CHUNK` entities.
@@ -161,7 +164,7 @@ def abandon(store: VectorStore, rebuild: Rebuild) -> None:
 
 
 def swap(store: VectorStore, rebuild: Rebuild, *, keep_old: bool) -> None:
-    """Step 4: point the aliases at the new collections (each swap is atomic), drop the old ones."""
+    """Step 5: point the aliases at the new collections (each swap is atomic), drop the old ones."""
     for alias, old, new in (
         (rebuild.items_alias, rebuild.old_items, rebuild.new_items),
         (rebuild.users_alias, rebuild.old_users, rebuild.new_users),
@@ -178,9 +181,12 @@ def swap(store: VectorStore, rebuild: Rebuild, *, keep_old: bool) -> None:
 def finish(
     session: Session, store: VectorStore, embedder: Embedder, settings: Settings, rebuild: Rebuild
 ) -> None:
-    """Step 5, after the swap: compare the new collections with Postgres and enqueue any difference
-    (changes that workers applied to the old collections while the rebuild ran)."""
-    check = check_stores(session, store, settings, embedder.model_id)
+    """Step 4, before the swap, while the workers are held (:func:`nearrec.postgres.sync_repo.hold_workers`):
+    compare the new collections with Postgres and enqueue any difference (changes that workers applied to
+    the old collections while the rebuild ran). Committed before the swap, so from the swap on every item
+    whose new point is not current has a pending outbox row, as the query service requires."""
+    names = (rebuild.new_items, rebuild.new_users)
+    check = check_stores(session, store, settings, embedder.model_id, names)
     if not check.ok:
         rebuild.report.requeued = repair(session, check)
 

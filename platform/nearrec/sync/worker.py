@@ -139,6 +139,7 @@ class SyncWorker:
         started = time.perf_counter()
         report = BatchReport()
         with transaction(self.sessions) as session:
+            sync_repo.wait_for_hold(session)  # a reindex swapping its collections in (see hold_workers)
             claims = sync_repo.claim(session, self.batch_size)
             if not claims:
                 return report
