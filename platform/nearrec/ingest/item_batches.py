@@ -1,9 +1,10 @@
-"""The fast path for item CSV/TSV files: pyarrow splits the file into columns (in C), and the common row
-(decodable, no NUL, an id, a text) is parsed by one short loop over its cells instead of the row path's
-general parser. Any other row goes through that parser (:func:`nearrec.ingest.records.parse_item`), so it is
-rejected, or stored, exactly as there; typing by the schema, the JSON of the attributes and the staged rows
-are the row path's own (:func:`nearrec.ingest.service.typed`). The writer is the same. Reading, record
-numbers and lines: :mod:`nearrec.ingest.csv_batches`.
+"""The fast path for item CSV/TSV files: pyarrow splits the file into columns (in C); the common rows are
+parsed and typed by the schema a column at a time (:mod:`nearrec.ingest.item_columns`). The other rows are
+parsed by one short loop over their cells, or by the row path's general parser
+(:func:`nearrec.ingest.records.parse_item`) when that loop cannot, and typed by the row path's own
+:func:`nearrec.ingest.service.typed`, so they are rejected, or stored, exactly as there; so is a whole batch
+that brings an attribute the schema lacks (its type is inferred from the batch). Reading, record numbers and
+lines: :mod:`nearrec.ingest.csv_batches`.
 """
 
 from __future__ import annotations
