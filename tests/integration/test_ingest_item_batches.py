@@ -160,6 +160,30 @@ def test_a_reload_through_the_fast_path_changes_nothing(
     assert (changed.inserted, changed.updated, changed.unchanged) == (1, 1, 29)
 
 
+def test_a_batch_that_meets_a_stored_item_is_looked_up_and_the_next_ones_copied_again(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One load, one batch per file: the second file's COPY meets i3 (from the first file), so that batch is
+    looked up (i3 updated, the others COPYed); the third is COPYed without a lookup."""
+    files = []
+    for k, ids in enumerate([range(0, 10), [*range(10, 15), 3, *range(15, 20)], range(20, 30)]):
+        files.append(tmp_path / f"items{k}.csv")
+        title = "Renamed" if k == 1 else "Item"
+        files[-1].write_text("id,title\n" + "".join(f"i{i},{title} {i}\n" for i in ids), encoding="utf-8")
+    monkeypatch.setattr(loader, "_fast", lambda plan, p: True)
+    summary = load(db, LoadPlan("items", files, ItemOptions(), batch_size=100))
+    assert (summary.inserted, summary.updated, summary.unchanged, summary.enqueued) == (30, 1, 0, 31)
+    with db.connect() as conn:
+        titles = {e: t for e, t in conn.execute(text("SELECT external_id, title FROM items"))}
+        queued = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT o.entity_id) FROM sync_outbox AS o JOIN items AS i ON i.id = o.entity_id"
+            )
+        ).one()
+    assert len(titles) == 30 and titles["i3"] == "Renamed 3" and titles["i12"] == "Renamed 12"
+    assert tuple(queued) == (31, 30)  # every item enqueued, i3 twice
+
+
 def test_a_copy_that_meets_an_item_stored_meanwhile_falls_back_to_the_upsert(
     db: Engine, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:

@@ -1,8 +1,9 @@
 """Writing the item batches of the fast path of files (:mod:`nearrec.ingest.item_batches`).
 
-The batch's ids are looked up first, and ids reserved for the items not stored yet, in one round trip.
-Those items are COPYed straight into ``items`` with their ids, and their outbox rows COPYed too, in a
-savepoint: no staging table, no INSERT ... SELECT, no second lookup. Stored ones go through
+A load COPYs a batch straight into ``items`` with ids reserved from its sequence, and their outbox rows
+too, in a savepoint: no lookup, no staging table, no INSERT ... SELECT. When the COPY meets a stored item (a
+re-load), the batch's ids are looked up, and ids reserved for the items not stored yet, in one round trip,
+and only those are COPYed; so are the next batches until one has nothing stored. Stored ones go through
 the staged upsert (:func:`nearrec.postgres.items.upsert`: updated only if they changed, reactivated). If
 another load stores one of the new items meanwhile, the COPY fails as a whole and the batch goes through the
 staged upsert (whose ON CONFLICT statement handles that load's rows). The last row of an id in a batch wins,
@@ -25,7 +26,7 @@ from nearrec.ingest import service
 from nearrec.ingest.service import Prepared
 from nearrec.ingest.summary import Summary
 from nearrec.postgres import items as items_repo
-from nearrec.postgres.ids import ids_or_new
+from nearrec.postgres.ids import ids_or_new, reserve_ids
 from nearrec.postgres.staging import UpsertCounts
 
 STAGED = pa.schema([("line", pa.int64()), ("external_id", pa.string()), ("title", pa.string()),
@@ -92,7 +93,15 @@ def _csv(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write(session: Session, batch: Prepared, *, track_seen: bool) -> Summary:
+@dataclass
+class WriteState:
+    """What one load has learnt: whether its batches meet stored items (then each batch's ids are looked up
+    before its COPY, until a batch has none stored)."""
+
+    look_up: bool = False
+
+
+def write(session: Session, batch: Prepared, *, track_seen: bool, state: WriteState | None = None) -> Summary:
     """Write the batch in the caller's transaction; returns its summary (rejections in line order)."""
     assert batch.items is not None
     rows = batch.items
@@ -100,15 +109,7 @@ def write(session: Session, batch: Prepared, *, track_seen: bool) -> Summary:
     if batch.new_attributes:
         service.store_schema_additions(session, "item", batch.new_attributes)
     names = rows.names()
-    ids = ids_or_new(session, "items", names)  # new ones: minus the id reserved for them
-    new = ids < 0
-    inserted = 0
-    if new.any():
-        try:
-            with session.begin_nested():
-                inserted = items_repo.copy_new(session, rows.new_csv(new, -ids[new]), -ids[new])
-        except items_repo.DUPLICATE:
-            new[:] = False  # all of them through the staged upsert
+    new, inserted = _copy_new(session, rows, names, state or WriteState())
     stored = ~new
     counts = (
         items_repo.upsert(session, rows.staged_csv(stored), track_seen=track_seen)
@@ -123,3 +124,30 @@ def write(session: Session, batch: Prepared, *, track_seen: bool) -> Summary:
     summary.rejections = sorted(batch.rejections, key=lambda r: r.line)
     summary.rejected = len(summary.rejections)
     return summary
+
+
+def _copy_new(
+    session: Session, rows: ItemRows, names: list[str], state: WriteState
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """COPY the batch's items not stored yet; returns which they are and how many were inserted."""
+    if not rows.size:
+        return np.zeros(0, dtype=bool), 0
+    if not state.look_up:  # as the batches before: nothing stored, so COPY them all with new ids
+        ids = reserve_ids(session, "items", rows.size)
+        everything = np.ones(rows.size, dtype=bool)
+        try:
+            with session.begin_nested():
+                return everything, items_repo.copy_new(session, rows.new_csv(everything, ids), ids)
+        except items_repo.DUPLICATE:  # one is stored: look them up
+            state.look_up = True
+    ids = ids_or_new(session, "items", names)  # new ones: minus the id reserved for them
+    new = ids < 0
+    state.look_up = not new.all()
+    inserted = 0
+    if new.any():
+        try:
+            with session.begin_nested():
+                inserted = items_repo.copy_new(session, rows.new_csv(new, -ids[new]), -ids[new])
+        except items_repo.DUPLICATE:  # another load stored one meanwhile
+            new[:] = False  # all of them through the staged upsert
+    return new, inserted
