@@ -17,14 +17,15 @@ baseline for:
    alternatives (a primary key, random event ids, the previous schema, foreign keys): what each costs;
 6. peak RSS (target < 500 MB).
 
-``--scale 10000000`` adds a load of that many generated interactions into the same database and prints the
+``--repeat N`` times the items and interactions parts N times (emptying nearrec's tables in between) and
+prints each run's table and the median of each targeted ratio. ``--scale 10000000`` adds a load of that many generated interactions into the same database and prints the
 time and RSS at every tenth of it: time should grow linearly and memory stay flat.
 
 Runs on a scratch database that it creates and drops, on the server of ``NEARREC_DATABASE_URL`` (default
 the local server ``postgresql://postgres@127.0.0.1:5432``). ``--lock FILE`` holds that lock (flock) for the
 timed part only, after the files are generated::
 
-    .venv/bin/python bench/ingest.py [--interactions 1000000] [--items 100000] [--scale 10000000] [--lock F]
+    .venv/bin/python bench/ingest.py [--interactions 1000000] [--items 100000] [--scale 10000000] [--repeat 3] [--lock F]
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ import fcntl
 import os
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +60,7 @@ from nearrec import runtime  # noqa: E402, F401  (imported now, with the command
 from nearrec.cli import ingest_cmd  # noqa: E402, F401
 from nearrec.cli.main import cli  # noqa: E402
 from nearrec.postgres import migrate  # noqa: E402
+from nearrec.postgres.models import Base  # noqa: E402
 
 TYPES = ["view", "view", "view", "click", "click", "like", "purchase", "rating", "dislike"]
 CATEGORIES = ["books", "music", "garden", "kitchen", "toys", "sports", "outdoor", "office", "beauty", "tools"]
@@ -161,6 +167,9 @@ def main() -> None:
         "--scale", type=int, default=0, help="also load this many interactions (e.g. 10000000)"
     )
     parser.add_argument("--lock", help="hold this lock file (flock) for the timed part only")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="time the items and interactions parts this many times"
+    )
     a = parser.parse_args()
     if a.interaction_items > a.items:
         parser.error("--interaction-items must not exceed --items")
@@ -188,38 +197,88 @@ def main() -> None:
         load_before = os.getloadavg()
         rss_before = peak_rss_mb()
 
-        # Each figure is measured right next to the one it is compared with (the machine may be shared:
-        # its load changes over a run), and the bare COPY of interactions twice, around the others.
-        f: dict[str, float] = {}
-        f["raw_items"] = bare_copy(conninfo, "items", items_csv)
-        f["ingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
-        items_dump = dump_loaded(conninfo, work, "items", "csv")
-        f["schema_items"] = final_schema_copy(conninfo, "items", items_dump, "csv")
-        f["outbox_items"] = outbox_copy(conninfo, work, a.items)
-        f["reingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
-
-        f["raw_1"] = bare_copy(conninfo, "interactions", inter_csv)
-        f["ingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
+        runs = []
+        for run in range(a.repeat):
+            if run:
+                empty_tables(conninfo)
+            runs.append(timed_run(conninfo, work, items_csv, inter_csv, a.items, extra))
+            rss_peak = peak_rss_mb()
+            for table, expected in (("items", a.items), ("interactions", a.interactions)):
+                if (found := count_rows(conninfo, table)) != expected:
+                    raise SystemExit(f"expected {expected:,} {table} in the database, found {found:,}")
         binary = dump_loaded(conninfo, work, "interactions", "binary")
-        f["schema"] = final_schema_copy(conninfo, "interactions", binary, "binary")
-        f["schema_csv"] = final_schema_copy(
-            conninfo, "interactions", dump_loaded(conninfo, work, "interactions", "csv"), "csv"
-        )
-        f["raw_2"] = bare_copy(conninfo, "interactions", inter_csv)
-        f["reingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
-        rss_peak = peak_rss_mb()
-        for table, expected in (("items", a.items), ("interactions", a.interactions)):
-            if (found := count_rows(conninfo, table)) != expected:
-                raise SystemExit(f"expected {expected:,} {table} in the database, found {found:,}")
         costs = schema_costs(conninfo, work, binary)
         load_after = os.getloadavg()
         if a.scale:
             print(f"\nscale run: loading {a.scale:,} more interactions ...", flush=True)
             scale_run(url, scale_csv, a.scale)
 
-    report(f, costs, a.interactions, a.items)
+    for run, f in enumerate(runs, 1):
+        if len(runs) > 1:
+            print(f"\nrun {run} of {len(runs)}", end="")
+        report(f, costs if run == len(runs) else [], a.interactions, a.items)
+    if len(runs) > 1:
+        medians(runs)
     print(f"peak RSS {rss_peak:.0f} MB (before ingesting: {rss_before:.0f} MB)   target < 500 MB")
     print(f"load average (1, 5, 15 min): at start {_load(load_before)}, after the table {_load(load_after)}")
+
+
+def timed_run(
+    conninfo: str, work: Path, items_csv: Path, inter_csv: Path, n_items: int, extra: list[str]
+) -> dict[str, float]:
+    """The timed items and interactions parts, into an empty database; returns their seconds."""
+    # Each figure is measured right next to the one it is compared with (the machine may be shared: its
+    # load changes over a run), and the bare COPY of interactions twice, around the others.
+    f: dict[str, float] = {}
+    f["raw_items"] = bare_copy(conninfo, "items", items_csv)
+    f["ingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
+    items_dump = dump_loaded(conninfo, work, "items", "csv")
+    f["schema_items"] = final_schema_copy(conninfo, "items", items_dump, "csv")
+    f["outbox_items"] = outbox_copy(conninfo, work, n_items)
+    f["reingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
+
+    f["raw_1"] = bare_copy(conninfo, "interactions", inter_csv)
+    f["ingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
+    binary = dump_loaded(conninfo, work, "interactions", "binary")
+    f["schema"] = final_schema_copy(conninfo, "interactions", binary, "binary")
+    f["schema_csv"] = final_schema_copy(
+        conninfo, "interactions", dump_loaded(conninfo, work, "interactions", "csv"), "csv"
+    )
+    f["raw_2"] = bare_copy(conninfo, "interactions", inter_csv)
+    f["reingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
+    return f
+
+
+def empty_tables(conninfo: str) -> None:
+    """Empty nearrec's tables (ids restarted) for the next timed run."""
+    names = sql.SQL(", ").join(sql.Identifier(t.name) for t in Base.metadata.sorted_tables)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
+
+
+def medians(runs: list[dict[str, float]]) -> None:
+    """The median over the runs of each ratio that has a target."""
+    ratios = {
+        "nearrec ingest items / COPY into the items schema (target >= 0.6)": [
+            f["schema_items"] / f["ingest_items"] for f in runs
+        ],
+        "nearrec ingest items / its floor": [
+            (f["schema_items"] + f["outbox_items"]) / f["ingest_items"] for f in runs
+        ],
+        "nearrec ingest interactions / binary COPY into its schema (target >= 0.8)": [
+            f["schema"] / f["ingest"] for f in runs
+        ],
+        "nearrec ingest interactions / bare COPY (target >= 0.06)": [
+            (f["raw_1"] + f["raw_2"]) / 2 / f["ingest"] for f in runs
+        ],
+        "interactions: COPY into the final schema / bare COPY (target >= 0.1)": [
+            (f["raw_1"] + f["raw_2"]) / 2 / f["schema"] for f in runs
+        ],
+    }
+    print(f"\nmedian of {len(runs)} runs (each run's ratio in brackets)")
+    for label, values in ratios.items():
+        each = ", ".join(f"{x:.3f}" for x in values)
+        print(f"  {label:<74}{statistics.median(values):>7.3f}  [{each}]")
 
 
 def _load(averages: tuple[float, float, float]) -> str:
@@ -261,7 +320,8 @@ def report(f: dict[str, float], costs: list[tuple[str, float]], n_i: int, n_e: i
          "of bare COPY")  # fmt: skip
     line("nearrec ingest items (identical re-run)", n_e, f["reingest_items"],
          f["schema_items"] / f["reingest_items"], "of COPY into the items schema")  # fmt: skip
-    print("\nwhat each part of the interactions table costs: binary COPY of the stored rows into")
+    if costs:
+        print("\nwhat each part of the interactions table costs: binary COPY of the stored rows into")
     for label, seconds in costs:
         line(f"  {label}", n_i, seconds, raw / seconds, "of bare COPY")
 

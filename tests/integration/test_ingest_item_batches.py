@@ -42,9 +42,15 @@ ROWS = [
 ]
 
 
-def load_with(engine: Engine, path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Summary:
+def load_with(
+    engine: Engine,
+    path: Path,
+    fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    types: dict[str, str] | None = None,
+) -> Summary:
     monkeypatch.setattr(loader, "_fast", lambda plan, p: fast)
-    options = ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=100)
+    options = ItemOptions(list_columns=frozenset({"tags"}), max_text_chars=100, types=types or {})
     return load(engine, LoadPlan("items", [path], options, batch_size=100))  # one batch, either path
 
 
@@ -58,15 +64,17 @@ def stored(engine: Engine) -> list[tuple[Any, ...]]:
     return [*(tuple(r) for r in items), *(tuple(r) for r in schema), ("queued", queued)]
 
 
+# Declared types: the fast path types the batch by columns (else it infers them through the row path).
+@pytest.mark.parametrize("types", [None, {"price": "float", "in_stock": "bool", "zip": "string"}])
 def test_the_fast_path_stores_and_rejects_as_the_row_path(
-    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, types: dict[str, str] | None
 ) -> None:
     path = tmp_path / "items.csv"
     path.write_bytes("".join(ROWS).encode("utf-8").replace("\xff".encode(), b"\xff"))
     outcome: dict[bool, tuple[Any, ...]] = {}
     for fast in (False, True):
         truncate_all(db)
-        summary = load_with(db, path, fast, monkeypatch)
+        summary = load_with(db, path, fast, monkeypatch, types)
         counts = summary.to_dict() | {"seconds": 0, "rows_per_second": 0}
         rejections = [(r.line, r.field, r.reason, r.id) for r in summary.rejections]
         outcome[fast] = (counts, rejections, stored(db))
@@ -80,6 +88,60 @@ def test_the_fast_path_stores_and_rejects_as_the_row_path(
     )
     assert [line for line, *_ in rejections] == [4, 5, 6, 7, 9, 10, 14, 15]
     assert rows[0][:3] == ("a", "Alpha again", "Alpha again. Later row wins")
+
+
+# Every attribute in the schema already: the fast path types these columns by pyarrow compute, and sends
+# any row whose value is not in a plain form (or holds a control character) through the row path.
+TYPED_ROWS = [
+    "id,title,description,price,in_stock,qty,tags,note\n",
+    "a,Alpha,Body,12.50,true,3,x|y,plain\n",
+    'b,Beta,Body,1e5,True,-7,"a | b ||","say ""hi"" \\ back"\n',  # quotes and a backslash in JSON
+    "c,Gamma,Body,+1.5,FALSE,+5,x,tab\there\n",  # +5 is an int for the row path; a tab in a string
+    "d,Delta,Body,.5,1,007,,\n",  # 1 is true; 007 is not an integer: rejected (qty)
+    "e,Epsilon,Body,1e999,true,1,x,\n",  # not a finite number: rejected
+    "f,\u3000Zeta\u3000,\u00a0Body\u00a0,2,true,1,x,\n",  # Unicode spaces are stripped
+    'g,Eta,Body,-0,false,0,|||,\u00fcn\u00ef "code"\n',  # no tag left: no tags attribute
+    "h,Theta,Theta is here,3.0,true,12345678901234567890,x,\n",  # past 64 bits: rejected
+    "i,Iota,Body,5,yes,2,x,\n",  # not a boolean: rejected
+    "j,Kappa.,Body,6,true,3,x,\n",  # no second period after the title
+    "k,,Only body,7,true,4,x, \n",
+    "l,Lambda,,8,true,5,x,\n",
+    'm,Mu,Body,9,true,6,x,"two\nlines"\n',
+    'n,Nu,Body,10,true,7,"a\\b|c""d",x\n',
+    "o,Omicron,Body,1_000,true,8,x,\n",  # not a number for the row path either: rejected
+    "p, ,Body,11,true,9,x,\n",  # a blank title
+    " ,Rho,Body,12,true,10,x,\n",  # no id: rejected
+]
+
+
+def test_the_fast_path_types_columns_as_the_row_path(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "typed.csv"
+    path.write_text("".join(TYPED_ROWS), encoding="utf-8")
+    types = {"price": "float", "in_stock": "bool", "qty": "int", "note": "string"}
+    options = ItemOptions(list_columns=frozenset({"tags"}), types=types)
+    outcome: dict[bool, tuple[Any, ...]] = {}
+    for fast in (False, True):
+        truncate_all(db)
+        monkeypatch.setattr(loader, "_fast", lambda plan, p, fast=fast: fast)
+        summary = load(db, LoadPlan("items", [path], options, batch_size=100))
+        counts = summary.to_dict() | {"seconds": 0, "rows_per_second": 0}
+        rejections = [(r.line, r.field, r.reason, r.id) for r in summary.rejections]
+        outcome[fast] = (counts, rejections, stored(db))
+    assert outcome[True] == outcome[False]
+    counts, rejections, rows = outcome[True]
+    assert [(line, field) for line, field, *_ in rejections] == [
+        (5, "qty"), (6, "price"), (9, "qty"), (10, "in_stock"), (17, "price"), (19, "id")
+    ]  # fmt: skip
+    by_id = {row[0]: row for row in rows if len(row) == 6}
+    assert by_id["b"][3] == {"price": 100000.0, "in_stock": True, "qty": -7, "tags": ["a", "b"],
+                             "note": 'say "hi" \\ back'}  # fmt: skip
+    assert by_id["f"][1:3] == ("Zeta", "Zeta. Body")
+    assert by_id["j"][2] == "Kappa. Body"
+    assert by_id["n"][3]["tags"] == ["a\\b", 'c"d']
+    assert "tags" not in by_id["g"][3]
+    assert by_id["p"][1:3] == (None, "Body")
 
 
 def test_a_reload_through_the_fast_path_changes_nothing(
@@ -96,6 +158,30 @@ def test_a_reload_through_the_fast_path_changes_nothing(
     path.write_text(path.read_text().replace("Item 7,", "Item seven,") + "i99,New,1\n", encoding="utf-8")
     changed = load_with(db, path, True, monkeypatch)
     assert (changed.inserted, changed.updated, changed.unchanged) == (1, 1, 29)
+
+
+def test_a_batch_that_meets_a_stored_item_is_looked_up_and_the_next_ones_copied_again(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One load, one batch per file: the second file's COPY meets i3 (from the first file), so that batch is
+    looked up (i3 updated, the others COPYed); the third is COPYed without a lookup."""
+    files = []
+    for k, ids in enumerate([range(0, 10), [*range(10, 15), 3, *range(15, 20)], range(20, 30)]):
+        files.append(tmp_path / f"items{k}.csv")
+        title = "Renamed" if k == 1 else "Item"
+        files[-1].write_text("id,title\n" + "".join(f"i{i},{title} {i}\n" for i in ids), encoding="utf-8")
+    monkeypatch.setattr(loader, "_fast", lambda plan, p: True)
+    summary = load(db, LoadPlan("items", files, ItemOptions(), batch_size=100))
+    assert (summary.inserted, summary.updated, summary.unchanged, summary.enqueued) == (30, 1, 0, 31)
+    with db.connect() as conn:
+        titles = {e: t for e, t in conn.execute(text("SELECT external_id, title FROM items"))}
+        queued = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT o.entity_id) FROM sync_outbox AS o JOIN items AS i ON i.id = o.entity_id"
+            )
+        ).one()
+    assert len(titles) == 30 and titles["i3"] == "Renamed 3" and titles["i12"] == "Renamed 12"
+    assert tuple(queued) == (31, 30)  # every item enqueued, i3 twice
 
 
 def test_a_copy_that_meets_an_item_stored_meanwhile_falls_back_to_the_upsert(

@@ -137,3 +137,9 @@ def test_parse_timestamp(value: object, expected: datetime) -> None:
 def test_parse_timestamp_rejects(value: object) -> None:
     with pytest.raises(ValueError):
         v.parse_timestamp(value)
+
+
+def test_the_whitespace_the_item_columns_strip_is_what_str_strip_strips() -> None:
+    from nearrec.ingest.item_columns import WHITESPACE
+
+    assert set(WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}

@@ -1,9 +1,10 @@
-"""The fast path for item CSV/TSV files: pyarrow splits the file into columns (in C), and the common row
-(decodable, no NUL, an id, a text) is parsed by one short loop over its cells instead of the row path's
-general parser. Any other row goes through that parser (:func:`nearrec.ingest.records.parse_item`), so it is
-rejected, or stored, exactly as there; typing by the schema, the JSON of the attributes and the staged rows
-are the row path's own (:func:`nearrec.ingest.service.typed`). The writer is the same. Reading, record
-numbers and lines: :mod:`nearrec.ingest.csv_batches`.
+"""The fast path for item CSV/TSV files: pyarrow splits the file into columns (in C); the common rows are
+parsed and typed by the schema a column at a time (:mod:`nearrec.ingest.item_columns`). The other rows are
+parsed by one short loop over their cells, or by the row path's general parser
+(:func:`nearrec.ingest.records.parse_item`) when that loop cannot, and typed by the row path's own
+:func:`nearrec.ingest.service.typed`, so they are rejected, or stored, exactly as there; so is a whole batch
+that brings an attribute the schema lacks (its type is inferred from the batch). Reading, record numbers and
+lines: :mod:`nearrec.ingest.csv_batches`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nearrec.errors import InputFileError
-from nearrec.ingest import service
+from nearrec.ingest import item_columns, service
 from nearrec.ingest import values as v
 from nearrec.ingest.csv_batches import CsvBatches
 from nearrec.ingest.item_write import ItemRows
@@ -72,29 +73,56 @@ class ItemBatches(CsvBatches):
         nul = np.zeros(chunk.num_rows, dtype=bool)
         for column in columns:
             nul |= pc.fill_null(pc.match_substring(column, "\x00"), True).to_numpy(zero_copy_only=False)
-        parsed: list[tuple[int, ItemRecord]] = []
-        rows: list[Cells] = list(zip(*(c.to_pylist() for c in columns), strict=True)) if columns else []
-        for row, values in enumerate(rows):
-            self._seen += 1
-            number = int(records[row])
-            record = None if nul[row] else self._parse(values)
-            if record is not None:
-                parsed.append((number, record))
-            elif row in undecodable:
-                reason = self._undecodable_reason(batch.source, *undecodable[row])
-                batch.reject(self.locator.line(number), None, reason)
-            else:
-                parsed += self._slow(batch, number, values)
+        fast = item_columns.typed_columns(
+            dict(zip(self.columns, columns, strict=True)), nul, self.options, self.schema
+        )
+        rows = np.flatnonzero(fast.slow) if fast is not None else np.arange(chunk.num_rows)
+        parsed = self._rows(batch, columns, rows, nul, undecodable, records)
         for number, fields in self._take_trailing(int(records[-1]) if len(records) else None):
             batch.read += 1
             self._seen += 1
             parsed += self._slow(batch, number, tuple(fields))
         parsed.sort(key=lambda pair: pair[0])
-        self._type(batch, parsed)
+        table = None
+        if fast is not None:
+            table = fast.table.add_column(0, "line", pa.array(records[~fast.slow], pa.int64()))
+        self._type(batch, parsed, table)
 
-    def _type(self, batch: Prepared, parsed: list[tuple[int, ItemRecord]]) -> None:
-        """The row path's typing by the schema; its rejections name record numbers, made lines here."""
+    def _rows(
+        self,
+        batch: Prepared,
+        columns: list[pa.Array],
+        rows: npt.NDArray[np.int64],
+        nul: npt.NDArray[np.bool_],
+        undecodable: dict[int, tuple[int, int]],
+        records: npt.NDArray[np.int64],
+    ) -> list[tuple[int, ItemRecord]]:
+        """The given rows of the batch (indices, ascending) through the short parser or the row path's."""
+        seen, self._seen = self._seen, self._seen + len(nul)
+        if not len(rows):
+            return []
+        index = pa.array(rows)
+        cells = [c.to_pylist() if len(rows) == len(nul) else c.take(index).to_pylist() for c in columns]
+        parsed: list[tuple[int, ItemRecord]] = []
+        for row, values in zip(rows.tolist(), zip(*cells, strict=True), strict=True):
+            number = int(records[row])
+            record = None if nul[row] else self._parse(values)
+            if record is not None:
+                parsed.append((number, record))
+            elif row in undecodable:
+                self._seen = seen + row + 1  # the rows seen so far decide when to give up
+                reason = self._undecodable_reason(batch.source, *undecodable[row])
+                self._seen = seen + len(nul)
+                batch.reject(self.locator.line(number), None, reason)
+            else:
+                parsed += self._slow(batch, number, values)
+        return parsed
+
+    def _type(self, batch: Prepared, parsed: list[tuple[int, ItemRecord]], typed: pa.Table | None) -> None:
+        """The row path's typing by the schema of the ``parsed`` rows (their rejections name record
+        numbers, made lines here), merged in line order with the rows ``typed`` by columns."""
         first = len(batch.rejections)
+        batch.new_attributes.update(self.schema.take_pending())
         try:
             for number, record, document in service.typed(batch, self.schema, parsed, self.options):
                 batch.rows.append(
@@ -106,7 +134,7 @@ class ItemBatches(CsvBatches):
         for k in range(first, len(batch.rejections)):
             rejection = batch.rejections[k]
             batch.rejections[k] = dataclasses.replace(rejection, line=self.locator.line(rejection.line))
-        batch.items, batch.rows = ItemRows.of(batch.rows), []
+        batch.items, batch.rows = ItemRows.of(batch.rows, typed), []
 
     def _slow(self, batch: Prepared, number: int, values: Cells) -> list[tuple[int, ItemRecord]]:
         """The row path's record parser for one row."""

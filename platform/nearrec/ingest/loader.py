@@ -234,6 +234,7 @@ class _Writer(threading.Thread):
         self._aborting = threading.Event()  # abort: roll back and exit
         self._unflushed = False  # skip mode: batches committed without waiting for the WAL flush
         self.copy_state = copy_write.CopyState()  # the COPY path of interactions (see copy_write)
+        self.item_state = item_write.WriteState()  # and of items (see item_write)
 
     def put(self, batch: Prepared) -> None:
         """Hand a batch over; blocks while the writer is behind. Raises the writer's error, if any."""
@@ -310,7 +311,7 @@ class _Writer(threading.Thread):
 
     def _write(self, session: Session, batch: Prepared) -> Summary:
         if batch.items is not None:
-            return item_write.write(session, batch, track_seen=self.plan.prune)
+            return item_write.write(session, batch, track_seen=self.plan.prune, state=self.item_state)
         if batch.direct is not None:
             assert isinstance(self.plan.options, InteractionOptions)
             return copy_write.write(session, batch, self.plan.options, self.copy_state)

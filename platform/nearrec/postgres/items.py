@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -13,7 +15,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Boolean, Text
 
 from nearrec.postgres import history, outbox, staging
-from nearrec.postgres.ids import ids_of
 from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, title, text, attributes as JSON text, content_hash)
@@ -157,16 +158,18 @@ def upsert(session: Session, rows: Iterable[StagedItem] | bytes, *, track_seen: 
     return UpsertCounts(int(inserted), int(updated))
 
 
-# New items straight into the table (the fast path of files: :mod:`nearrec.ingest.item_write`).
-_COPY_NEW = "COPY items (external_id, title, text, attributes, content_hash) FROM STDIN (FORMAT csv)"
+# New items straight into the table, with the ids reserved for them (the fast path of files:
+# :mod:`nearrec.ingest.item_write`), and their outbox rows COPYed too.
+_COPY_NEW = "COPY items (id, external_id, title, text, attributes, content_hash) FROM STDIN (FORMAT csv)"
 DUPLICATE = psycopg.errors.UniqueViolation  # a COPY met an item stored meanwhile (nothing of it is kept)
 
 
-def copy_new(session: Session, data: bytes, external_ids: Sequence[str]) -> int:
-    """COPY new items (CSV: external_id, title, text, attributes, content_hash; active) and enqueue each;
-    returns how many. Raises :data:`DUPLICATE` when one of them is stored (by another load meanwhile)."""
+def copy_new(session: Session, data: bytes, ids: npt.NDArray[np.int64]) -> int:
+    """COPY new items (CSV: id, external_id, title, text, attributes, content_hash; active) whose ``ids``
+    were reserved (:func:`nearrec.postgres.ids.ids_or_new`), and enqueue each; returns how many. Raises
+    :data:`DUPLICATE` when one of them is stored (by another load meanwhile)."""
     staging.copy_bytes(session, _COPY_NEW, data)
-    return outbox.enqueue(session, "item", ids_of(session, "items", external_ids).tolist())
+    return outbox.copy_enqueue(session, "item", ids)
 
 
 def reset_seen(session: Session) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVarTuple, cast
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -34,7 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import OutboxRow
-from nearrec.postgres.staging import rowcount
+from nearrec.postgres.staging import driver_connection, rowcount
 
 Entity = Literal["item", "user"]
 Op = Literal["upsert", "delete"]
@@ -90,6 +92,21 @@ def enqueue(
         values.append(func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_seconds))
     session.execute(insert(_OUTBOX).from_select(columns, select(*values)), {"ids": ids})
     return len(ids)
+
+
+_COPY_ROWS = "COPY sync_outbox (entity, entity_id, op) FROM STDIN"
+
+
+def copy_enqueue(session: Session, entity: Entity, entity_ids: npt.NDArray[np.int64]) -> int:
+    """Add one upsert row per id with a COPY (bulk loads of new rows: no INSERT ... SELECT); returns how
+    many."""
+    if not len(entity_ids):
+        return 0
+    head, tail = f"{entity}\t", "\tupsert\n"
+    data = head + (tail + head).join(map(str, entity_ids.tolist())) + tail
+    with driver_connection(session).cursor() as cursor, cursor.copy(_COPY_ROWS) as copy:
+        copy.write(data.encode())
+    return len(entity_ids)
 
 
 def enqueue_refresh(session: Session, entity: Entity, entity_ids: Iterable[int]) -> int:
