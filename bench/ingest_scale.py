@@ -3,7 +3,9 @@ the RSS and what the server did for them (load-independent figures, read from Po
 
 - WAL written per 1M rows (full-page images after each checkpoint are the part that grows with the indexes);
 - index blocks read from outside shared_buffers per 1k rows (the indexes outgrowing the server's cache);
-- blocks the loading backend had to write out itself to free a buffer (``buffers_backend``).
+- blocks the loading backend had to write out itself to free a buffer (``buffers_backend``);
+- CPU seconds per 1M rows of the database's backends and of the loading process (they do not change with
+  the other load of a shared machine as much as the time does).
 
 At the end: the size of each index of ``interactions`` beside the server's ``shared_buffers``.
 
@@ -42,6 +44,7 @@ SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'inte
        coalesce((SELECT sum(idx_blks_read) FROM pg_statio_user_indexes WHERE relname = 'interactions'), 0)::bigint,
        (SELECT buffers_backend FROM pg_stat_bgwriter)
 """
+_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
 _INDEXES = """
 SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes
 WHERE relname = 'interactions' ORDER BY 2 DESC
@@ -56,6 +59,8 @@ class Sample:
     blocks_read: int
     backend_writes: int
     rss_mb: float
+    server_cpu: float  # seconds, the database's backends (read from /proc: the server runs on this machine)
+    loader_cpu: float  # seconds, this process
 
 
 def peak_rss_mb() -> float:
@@ -76,12 +81,17 @@ class Monitor(threading.Thread):
         self._every = every
         self._stop_event = threading.Event()
         self.started = time.perf_counter()
+        self._cpu: dict[int, float] = {}  # backend pid -> its CPU seconds when last seen
         self.samples: list[Sample] = [self._sample()]
 
     def _sample(self) -> Sample:
         self._conn.execute("SELECT pg_stat_clear_snapshot()")
         rows, wal, read, written = self._conn.execute(_STATS).fetchone()  # type: ignore[misc]
-        return Sample(time.perf_counter() - self.started, rows, wal, read, written, rss_mb())
+        for (pid,) in self._conn.execute(_BACKENDS).fetchall():
+            self._cpu[pid] = max(self._cpu.get(pid, 0.0), _process_cpu(pid))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return Sample(time.perf_counter() - self.started, rows, wal, read, written, rss_mb(),
+                      sum(self._cpu.values()), usage.ru_utime + usage.ru_stime)  # fmt: skip
 
     def run(self) -> None:
         while not self._stop_event.wait(self._every):
@@ -100,10 +110,20 @@ class Monitor(threading.Thread):
         return str(self._conn.execute("SHOW shared_buffers").fetchone()[0])  # type: ignore[index]
 
 
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process of this machine (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(samples: list[Sample], n: int) -> None:
     """One line per tenth of ``n`` rows inserted (from the first sample past each mark)."""
-    print(f"{'rows':>12}{'seconds':>9}{'s per 1M':>10}{'WAL MB/1M':>11}{'idx reads/1k':>14}"
-          f"{'backend writes/1k':>19}{'RSS MB':>8}")  # fmt: skip
+    print(f"{'rows':>12}{'seconds':>9}{'s per 1M':>10}{'CPU s/1M: server':>18}{'loader':>8}{'WAL MB/1M':>11}"
+          f"{'idx reads/1k':>14}{'backend writes/1k':>19}{'RSS MB':>8}")  # fmt: skip
     first = samples[0]
     last = first
     for tenth in range(1, 11):
@@ -112,7 +132,9 @@ def report(samples: list[Sample], n: int) -> None:
         if at is None or at.rows == last.rows:
             continue
         rows = at.rows - last.rows
-        print(f"{at.rows - first.rows:>12,}{at.seconds:>9.1f}{(at.seconds - last.seconds) * 1e6 / rows:>10.1f}"
+        per_1m = 1e6 / rows
+        print(f"{at.rows - first.rows:>12,}{at.seconds:>9.1f}{(at.seconds - last.seconds) * per_1m:>10.1f}"
+              f"{(at.server_cpu - last.server_cpu) * per_1m:>18.1f}{(at.loader_cpu - last.loader_cpu) * per_1m:>8.1f}"
               f"{(at.wal - last.wal) / 2**20 * 1e6 / rows:>11.0f}"
               f"{(at.blocks_read - last.blocks_read) * 1e3 / rows:>14.1f}"
               f"{(at.backend_writes - last.backend_writes) * 1e3 / rows:>19.1f}{at.rss_mb:>8.0f}")  # fmt: skip
