@@ -1,7 +1,8 @@
 """Does ingestion stay linear? Load many generated interactions and print, at every tenth of them, the time,
 the RSS and what the server did for them (load-independent figures, read from Postgres' statistics):
 
-- WAL written per 1M rows (full-page images after each checkpoint are the part that grows with the indexes);
+- WAL written per 1M rows, by the whole server (full-page images after each checkpoint are the part that grows
+  with the indexes);
 - index blocks read from outside shared_buffers per 1k rows (the indexes outgrowing the server's cache);
 - blocks the loading backend had to write out itself to free a buffer (``buffers_backend``);
 - CPU seconds per 1M rows of the database's backends and of the loading process (they do not change with
@@ -126,6 +127,7 @@ def report(samples: list[Sample], n: int) -> None:
           f"{'idx reads/1k':>14}{'backend writes/1k':>19}{'RSS MB':>8}")  # fmt: skip
     first = samples[0]
     last = first
+    tenths: list[tuple[float, float, float]] = []  # seconds, server CPU, RSS of each tenth
     for tenth in range(1, 11):
         mark = n * tenth // 10
         at = next((s for s in samples if s.rows - first.rows >= mark), None)
@@ -138,7 +140,17 @@ def report(samples: list[Sample], n: int) -> None:
               f"{(at.wal - last.wal) / 2**20 * 1e6 / rows:>11.0f}"
               f"{(at.blocks_read - last.blocks_read) * 1e3 / rows:>14.1f}"
               f"{(at.backend_writes - last.backend_writes) * 1e3 / rows:>19.1f}{at.rss_mb:>8.0f}")  # fmt: skip
+        tenths.append(
+            ((at.seconds - last.seconds) * per_1m, (at.server_cpu - last.server_cpu) * per_1m, at.rss_mb)
+        )
         last = at
+    if len(tenths) == 10:  # the first tenth also creates the users: the comparison starts at the second
+        early, late = tenths[1:4], tenths[7:10]
+        time_ratio = sum(t for t, _, _ in late) / sum(t for t, _, _ in early)
+        cpu_ratio = sum(c for _, c, _ in late) / sum(c for _, c, _ in early)
+        rss_ratio = max(r for _, _, r in late) / max(r for _, _, r in early)
+        print(f"last three tenths against tenths 2-4 (linear and flat: ~1): time per row {time_ratio:.2f}, "
+              f"server CPU per row {cpu_ratio:.2f}, RSS {rss_ratio:.2f}")  # fmt: skip
 
 
 def scale_run(url: str, conninfo: str, path: Path, n: int) -> None:
