@@ -18,8 +18,9 @@ baseline for:
 6. peak RSS (target < 500 MB).
 
 ``--repeat N`` times the items and interactions parts N times (emptying nearrec's tables in between) and
-prints each run's table and the median of each targeted ratio. ``--scale 10000000`` adds a load of that many generated interactions into the same database and prints the
-time and RSS at every tenth of it: time should grow linearly and memory stay flat.
+prints each run's table and the median of each targeted ratio. ``--scale 10000000`` adds a load of that many
+generated interactions into the same database and prints the time, RSS and the server's work at every tenth of
+it (:mod:`ingest_scale`): time should grow linearly and memory stay flat.
 
 Runs on a scratch database that it creates and drops, on the server of ``NEARREC_DATABASE_URL`` (default
 the local server ``postgresql://postgres@127.0.0.1:5432``). ``--lock FILE`` holds that lock (flock) for the
@@ -34,7 +35,6 @@ import argparse
 import fcntl
 import os
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -56,6 +56,7 @@ from ingest_copy import (  # noqa: E402
     schema_costs,
     scratch_database,
 )
+from ingest_scale import peak_rss_mb, scale_run  # noqa: E402
 from nearrec import runtime  # noqa: E402, F401  (imported now, with the command: import time is not ingestion)
 from nearrec.cli import ingest_cmd  # noqa: E402, F401
 from nearrec.cli.main import cli  # noqa: E402
@@ -102,55 +103,6 @@ def nearrec_ingest(args: list[str]) -> float:
     started = time.perf_counter()
     cli.main(["ingest", *args, "--quiet", "--json"], prog_name="nearrec", standalone_mode=False)
     return time.perf_counter() - started
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def scale_run(url: str, path: Path, n: int) -> None:
-    """Load the ``n`` generated interactions of ``path`` (new event ids) as ``nearrec ingest`` does, and
-    print time and RSS at every tenth."""
-    from sqlalchemy import create_engine
-
-    from nearrec.cli.ingest_cmd import FAST_BATCH_ROWS
-    from nearrec.config import Settings
-    from nearrec.ingest.loader import LoadPlan, load
-    from nearrec.ingest.options import interaction_options
-
-    settings = Settings()
-    plan = LoadPlan(
-        "interactions",
-        [path],
-        interaction_options(settings),
-        batch_size=settings.ingest_batch_size,
-        fast_batch_size=FAST_BATCH_ROWS,
-    )
-    marks: list[tuple[float, float, float]] = []
-    started = time.perf_counter()
-
-    def progress(fraction: float) -> None:
-        if fraction >= (len(marks) + 1) / 10:
-            marks.append((fraction, time.perf_counter() - started, rss_mb()))
-
-    engine = create_engine(url)
-    try:
-        summary = load(engine, plan, on_progress=progress)
-    finally:
-        engine.dispose()
-    total = time.perf_counter() - started
-    print(f"{'fraction':>9}{'rows (est.)':>14}{'seconds':>10}{'s per 10%':>11}{'RSS MB':>9}")
-    last = 0.0
-    for fraction, seconds, rss in marks:
-        print(f"{fraction:>9.2f}{fraction * n:>14,.0f}{seconds:>10.1f}{seconds - last:>11.1f}{rss:>9.0f}")
-        last = seconds
-    print(f"scale run: {summary.inserted:,} rows inserted in {total:.1f} s = {n / total:,.0f} rows/s;"
-          f" peak RSS {peak_rss_mb():.0f} MB")  # fmt: skip
 
 
 def main() -> None:
@@ -211,7 +163,7 @@ def main() -> None:
         load_after = os.getloadavg()
         if a.scale:
             print(f"\nscale run: loading {a.scale:,} more interactions ...", flush=True)
-            scale_run(url, scale_csv, a.scale)
+            scale_run(url, conninfo, scale_csv, a.scale)
 
     for run, f in enumerate(runs, 1):
         if len(runs) > 1:

@@ -16,6 +16,7 @@ import gzip
 import io
 import threading
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,17 @@ def header(path: Path, delimiter: str) -> list[str]:
 
 
 class LineLocator:
-    """Record number (1 = header, blank lines not counted) -> physical line where the record starts."""
+    """Record number (1 = header, blank lines not counted) -> physical line where the record starts.
+
+    Kept as the points where ``line - record`` changes (a record over several lines, a blank line), so a
+    file of one-line records costs no memory however many of its rows are rejected."""
 
     def __init__(self, path: Path, delimiter: str) -> None:
         self._path = path
         self._delimiter = delimiter
-        self._starts: list[int] = [1]  # record 1 (the header) starts at line 1
+        self._records = array("q", [1])  # record 1 (the header) starts at line 1: offset 0 from there on
+        self._offsets = array("q", [0])
+        self._known = 1  # records located so far
         self._rows: Iterator[list[str]] | None = None
         self._reader: Any = None
         self._end = 0
@@ -64,9 +70,11 @@ class LineLocator:
         with self._lock:
             if self._rows is None:
                 self._open()
-            while len(self._starts) < record and self._advance():
+            while self._known < record and self._advance():
                 pass
-            return self._starts[record - 1] if record <= len(self._starts) else record
+            if record > self._known:
+                return record
+            return record + self._offsets[bisect.bisect_right(self._records, record) - 1]
 
     def _open(self) -> None:
         raw = gzip.open(self._path, "rb") if self._path.suffix.lower() == ".gz" else open(self._path, "rb")  # noqa: SIM115
@@ -81,7 +89,10 @@ class LineLocator:
         for fields in self._rows:
             start, self._end = self._end + 1, self._reader.line_num
             if fields:
-                self._starts.append(start)
+                self._known += 1
+                if start - self._known != self._offsets[-1]:
+                    self._records.append(self._known)
+                    self._offsets.append(start - self._known)
                 return True
         return False
 

@@ -7,6 +7,11 @@ When nearrec runs as root the wheel runs Postgres as a system user ``embedded_po
 ``useradd`` if missing) and adds group/other read+execute to every parent directory of the Postgres data dir.
 A data dir under a private home such as ``/root`` would be opened up that way, so there the Postgres data
 lives under ``/var/lib/nearrec/<hash>/`` instead (recorded in ``<data_dir>/postgres-location``).
+
+The server is set up for bulk loads (:data:`SERVER_SETTINGS`, docs/sizing.md#ingestion): the indexes of
+``interactions`` stay in shared_buffers up to ~10M interactions, and checkpoints, after which the first write
+of every page puts a full copy of it in the WAL, stay rare during a load. ``max_wal_size`` applies at once,
+``shared_buffers`` from the server's next start.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from nearrec.errors import ConfigError, StoreUnavailableError
 log = logging.getLogger(__name__)
 
 PRIVATE_HOMES = (Path("/root"),)
+SERVER_SETTINGS = (("shared_buffers", "1GB"), ("max_wal_size", "4GB"))
 ROOT_PGDATA_BASE = Path("/var/lib/nearrec")
 
 
@@ -65,10 +71,30 @@ def start_embedded_postgres(data_dir: Path) -> str:
             f"could not start the embedded Postgres in {pgdata} (its log: {pgdata / 'log'}): {exc}"
         ) from exc
     info = server.get_postmaster_info()
+    host = str(info.socket_dir) if info.socket_dir is not None else info.hostname
+    port = None if info.socket_dir is not None else info.port
+    _configure(pgdata, host, port)
     log.debug("embedded Postgres at %s ready in %.2fs", pgdata, time.perf_counter() - started)
-    if info.socket_dir is not None:
-        return f"postgresql+psycopg://postgres@/postgres?host={quote(str(info.socket_dir))}"
-    return f"postgresql+psycopg://postgres@{info.hostname}:{info.port}/postgres"
+    if port is None:
+        return f"postgresql+psycopg://postgres@/postgres?host={quote(host)}"
+    return f"postgresql+psycopg://postgres@{host}:{port}/postgres"
+
+
+def _configure(pgdata: Path, host: str, port: int | None) -> None:
+    """Write :data:`SERVER_SETTINGS` into the server's ``postgresql.auto.conf`` unless they are there."""
+    try:
+        written = (pgdata / "postgresql.auto.conf").read_text()
+    except OSError:
+        written = ""
+    if all(f"{name} = '{value}'" in written.splitlines() for name, value in SERVER_SETTINGS):
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+        for name, value in SERVER_SETTINGS:
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
 
 
 HANDLE_FILE = ".handle_pids.json"
