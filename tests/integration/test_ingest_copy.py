@@ -19,7 +19,7 @@ from nearrec.ingest.columnar import InteractionBatches
 from nearrec.ingest.loader import LoadPlan, load
 from nearrec.ingest.records import InteractionOptions
 from nearrec.ingest.summary import Summary
-from nearrec.postgres import copy_binary, staging
+from nearrec.postgres import copy_binary, staging, users
 from nearrec.postgres.engine import transaction
 from nearrec.postgres.interactions import _CREATE_STAGE, _TRUNCATE_STAGE, COPY_STAGE
 
@@ -234,3 +234,42 @@ def test_overlapping_files_loaded_at_once_store_each_event_once(db: Engine, tmp_
     assert sum(s.inserted + s.unchanged for s in summaries) == 3600
     assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM interactions") == [(2000, 2000)]
     assert query(db, "SELECT count(*) FROM users") == [(22,)]
+
+
+def test_ids_learnt_by_a_load_are_forgotten_when_a_user_is_deleted(
+    db: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A load keeps the ids of the users and items it met across its batches; a user deleted between two
+    batches (and so a stale id) must not be used: the next batch creates the user again."""
+    catalog(db, 2)
+    path = tmp_path / "e.csv"
+    path.write_text("user_id,item_id,event_id\nu1,i1,e1\nu2,i0,e2\n", encoding="utf-8")
+    (first,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    path.write_text("user_id,item_id,event_id\nu1,i0,e3\nu2,i1,e4\n", encoding="utf-8")
+    (second,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    state = copy_write.CopyState()
+
+    def write(batch: Any) -> Summary:
+        with transaction(sessions) as session:
+            summary = copy_write.write(session, batch, InteractionOptions(), state)
+        state.ids.committed()
+        return summary
+
+    assert write(first).users_created == 2
+    asked = state.ids.looked_up
+    with transaction(sessions) as session:
+        assert users.delete(session, ["u1"]) == ["u1"]
+    summary = write(second)
+    assert (summary.inserted, summary.users_created) == (2, 1)  # u1 again, with a new id
+    assert state.ids.looked_up == asked + 4  # after the delete, every name was asked again
+    assert query(
+        db,
+        "SELECT count(*) FROM interactions AS x WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = x.user_id)",
+    ) == [(0,)]
+    assert query(db, "SELECT u.external_id, count(*) FROM interactions x JOIN users u ON u.id = x.user_id"
+                     " GROUP BY 1 ORDER BY 1") == [("u1", 1), ("u2", 2)]  # fmt: skip
+    path.write_text("user_id,item_id,event_id\nu1,i1,e5\nu3,i0,e6\n", encoding="utf-8")
+    (third,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    before = state.ids.looked_up
+    assert write(third).inserted == 2
+    assert state.ids.looked_up == before + 1  # no delete since: only u3, not met before
