@@ -54,8 +54,8 @@ def write(session: Session, batch: Prepared, options: InteractionOptions, state:
     summary = Summary("interactions", read=batch.read, unchanged=rows.repeats)
     rejections = list(batch.rejections)
     state.ids.check(session)
-    item_ids = state.ids.ids(session, "items", rows.items)
-    user_ids = state.ids.ids(session, "users", rows.users)
+    item_ids = state.ids.ids(session, "items", rows.items, rows.item_names)
+    user_ids = state.ids.ids(session, "users", rows.users, rows.user_names)
     keep = np.ones(rows.size, dtype=bool)
     if not options.create_missing_items:
         unknown = item_ids[rows.item_of] < 0

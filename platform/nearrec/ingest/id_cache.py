@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.orm import Session
 
 from nearrec.postgres import history
@@ -35,6 +37,11 @@ class IdCache:
         self._known: dict[Table, dict[str, int]] = {"users": {}, "items": {}}
         self._pending: dict[Table, dict[str, int]] = {"users": {}, "items": {}}
         self._mark: tuple[int, bool] | None = None
+        self._asked: dict[
+            Table, npt.NDArray[np.intp]
+        ] = {}  # per table: the names of the last lookup not known
+        # per table: the known names as an array and their ids, for lookups in C (rebuilt when they change)
+        self._arrays: dict[Table, tuple[pa.Array, npt.NDArray[np.int64]]] = {}
         self.looked_up = 0  # names asked of the database (for tests and benches)
 
     def check(self, session: Session) -> None:
@@ -43,34 +50,49 @@ class IdCache:
         mark = history.deletions(session)
         if mark != self._mark:
             self._known = {"users": {}, "items": {}}
+            self._arrays.clear()
             self._mark = mark
 
-    def ids(self, session: Session, table: Table, names: Sequence[str]) -> npt.NDArray[np.int64]:
-        """The id of each of ``names`` (-1: none): from the cache, the others from the database."""
-        known = self._known[table]
-        out = np.fromiter((known.get(n, -1) for n in names), dtype=np.int64, count=len(names))
-        asked = np.flatnonzero(out < 0)
+    def ids(
+        self, session: Session, table: Table, names: Sequence[str], array: pa.Array | None = None
+    ) -> npt.NDArray[np.int64]:
+        """The id of each of ``names`` (-1: none; ``array``: the same names as strings, if at hand): from the
+        cache, the others from the database."""
+        out = self._cached(table, names, array)
+        asked = self._asked[table] = np.flatnonzero(out < 0)
         if len(asked):
             out[asked] = ids_of(session, table, [names[int(k)] for k in asked])
             self.looked_up += len(asked)
         return out
 
+    def _cached(self, table: Table, names: Sequence[str], array: pa.Array | None) -> npt.NDArray[np.int64]:
+        known = self._known[table]
+        if not known:
+            return np.full(len(names), -1, dtype=np.int64)
+        if table not in self._arrays:
+            self._arrays[table] = (pa.array(list(known), pa.string()), np.fromiter(known.values(), np.int64))
+        known_names, known_ids = self._arrays[table]
+        where = array if array is not None else pa.array(list(names), pa.string())
+        at = pc.fill_null(pc.index_in(where, value_set=known_names), -1).to_numpy(zero_copy_only=False)
+        return np.where(at >= 0, known_ids[np.maximum(at, 0)], -1).astype(np.int64)
+
     def learn(self, table: Table, names: Sequence[str], ids: npt.NDArray[np.int64]) -> None:
-        """Ids known in the current batch's transaction: kept once it commits (:meth:`committed`)."""
+        """The ids of ``names`` (those of the last :meth:`ids` call, now with the created ones) known in the
+        current batch's transaction: kept once it commits (:meth:`committed`)."""
         known, pending = self._known[table], self._pending[table]
         room = self.max_names - len(known) - len(pending)
-        for name, i in zip(names, ids.tolist(), strict=True):
-            if room <= 0:
-                break
-            if i >= 0 and name not in known and name not in pending:
-                pending[name] = i
-                room -= 1
+        asked = self._asked.pop(table, np.arange(len(names)))
+        for k in asked[ids[asked] >= 0][: max(room, 0)].tolist():
+            if names[k] not in known:
+                pending[names[k]] = int(ids[k])
 
     def committed(self) -> None:
         """The batch committed: what it learnt is true."""
         for table, pending in self._pending.items():
-            self._known[table].update(pending)
-            pending.clear()
+            if pending:
+                self._known[table].update(pending)
+                self._arrays.pop(table, None)
+                pending.clear()
 
     def rolled_back(self) -> None:
         """The batch was rolled back: forget what it learnt."""
