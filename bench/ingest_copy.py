@@ -146,6 +146,10 @@ VARIANTS: list[tuple[str, list[str], str]] = [
     ("  final, item_id hash index", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)", *_BRIN, *_IDENTITY], ""),
     ("  final, id sequence cache 1000", [*_FINAL, _CACHE], ""),
     ("  final, event ids unique by a 64-bit hash", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "hashed"),
+    ("  final, event ids unique per user (user_id, event_id)", [_UT, _ITEM, *_BRIN,
+     f"CREATE UNIQUE INDEX ON {_T} (user_id, event_id) WHERE event_id IS NOT NULL", _IDENTITY[1]], ""),
+    ("  final, one BRIN, item_id hash index, id cache 1000", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)",
+                                                             *_BRIN1, *_IDENTITY, _CACHE], ""),
     ("  final, event ids in random order (uuid text)", _FINAL, "random"),
     ("  final, no event ids: (user, 128-bit uuid key)", _FINAL, "content"),
     ("  final, no event ids: (user, 64-bit key)", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "content8"),
@@ -159,8 +163,7 @@ _DUMPS = {
     "keyed": "user_id, item_id, occurred_at, value, type, event_id,"
     " coalesce(event_key, md5('e' || chr(31) || event_id)::uuid)",
     "random": "user_id, item_id, occurred_at, value, type, md5(event_id)::uuid::text, event_key",
-    "hashed": "user_id, item_id, occurred_at, value, type, event_id, event_key, "
-    + _HASH8.format("event_id"),
+    "hashed": "user_id, item_id, occurred_at, value, type, event_id, event_key, " + _HASH8.format("event_id"),
     "content": "user_id, item_id, occurred_at, value, type, NULL::text, md5(event_id)::uuid",
     "content8": "user_id, item_id, occurred_at, value, type, NULL::text, NULL::uuid, "
     + _HASH8.format("event_id"),

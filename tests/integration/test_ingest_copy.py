@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.ingest import copy_write, direct
 from nearrec.ingest.columnar import InteractionBatches
+from nearrec.ingest.id_cache import IdCache
 from nearrec.ingest.loader import LoadPlan, load
 from nearrec.ingest.records import InteractionOptions
 from nearrec.ingest.summary import Summary
@@ -273,3 +274,24 @@ def test_ids_learnt_by_a_load_are_forgotten_when_a_user_is_deleted(
     before = state.ids.looked_up
     assert write(third).inserted == 2
     assert state.ids.looked_up == before + 1  # no delete since: only u3, not met before
+
+
+def test_the_id_cache_holds_at_most_its_bound_and_only_committed_ids(sessions: sessionmaker[Session]) -> None:
+    cache = IdCache(max_names=2)
+    with transaction(sessions) as session:
+        assert cache.ids(session, "users", ["a", "b", "c"]).tolist() == [-1, -1, -1]
+        cache.learn("users", ["a", "b", "c"], np.array([5, 6, 7]))
+        cache.rolled_back()  # a batch undone: nothing it learnt is kept
+        assert cache.ids(session, "users", ["a"]).tolist() == [-1]
+        cache.ids(session, "users", ["a", "b", "c"])
+        cache.learn("users", ["a", "b", "c"], np.array([5, -1, 7]))  # b: unknown, never kept
+        cache.committed()
+        asked = cache.looked_up
+        assert cache.ids(session, "users", ["c", "b", "a"]).tolist() == [7, -1, 5]
+        assert cache.looked_up == asked + 1  # only b
+        cache.ids(session, "users", ["d", "e"])
+        cache.learn("users", ["d", "e"], np.array([8, 9]))
+        cache.committed()
+        asked = cache.looked_up
+        assert cache.ids(session, "users", ["a", "d", "e"]).tolist() == [5, -1, -1]
+        assert cache.looked_up == asked + 2  # the bound: d and e were not kept
