@@ -1,7 +1,8 @@
 """Writing a :class:`~nearrec.ingest.direct.DirectBatch`: COPY straight into ``interactions``.
 
 In the writer's transaction, after taking the lock that keeps deletes out: look up the item ids (a row naming
-an unknown item is rejected, or the item is created as a placeholder on request) and the user ids; then,
+an unknown item is rejected, or the item is created as a placeholder on request) and the user ids (those not
+learnt by an earlier batch of the load: :mod:`nearrec.ingest.id_cache`); then,
 in a savepoint, create the missing users of the rows that will be written, fill the ids into the COPY
 tuples, and COPY. The unique indexes of ``interactions`` decide what is a repeat:
 
