@@ -14,7 +14,9 @@ baseline for:
 4. ``nearrec ingest items`` (ratio to a COPY into the items schema, target >= 0.6) and its floor: the COPY
    of the items plus the COPY of the outbox rows the load must write (one per new item);
 5. the same binary COPY into variants of the interactions table, one index or key at a time, and the
-   alternatives (a primary key, random event ids, the previous schema, foreign keys): what each costs;
+   alternatives (a primary key, one BRIN for both columns, a hash index on item_id, a cached id sequence,
+   64-bit identity keys, event ids unique per user, random event ids, rows without event ids, the previous
+   schema, foreign keys): what each costs;
 6. peak RSS (target < 500 MB).
 
 ``--repeat N`` times the items and interactions parts N times (emptying nearrec's tables in between) and

@@ -115,14 +115,22 @@ _T = "bench_variant"
 _UT = f"CREATE INDEX ON {_T} (user_id, occurred_at)"
 _ITEM = f"CREATE INDEX ON {_T} (item_id)"
 _BRIN = [f"CREATE INDEX ON {_T} USING brin (occurred_at)", f"CREATE INDEX ON {_T} USING brin (id)"]
+_BRIN1 = [f"CREATE INDEX ON {_T} USING brin (occurred_at, id)"]  # one index, one insertion call per row
 _IDENTITY = [
     f"CREATE UNIQUE INDEX ON {_T} (event_id) WHERE event_id IS NOT NULL",
     f"CREATE UNIQUE INDEX ON {_T} (user_id, event_key) WHERE event_id IS NULL",
 ]
+# The identity with 64-bit keys (column event_hash): of the event id, or of the content per user.
+_IDENTITY8 = [
+    f"CREATE UNIQUE INDEX ON {_T} (event_hash) WHERE event_id IS NOT NULL",
+    f"CREATE UNIQUE INDEX ON {_T} (user_id, event_hash) WHERE event_id IS NULL",
+]
 _FINAL = [_UT, _ITEM, *_BRIN, *_IDENTITY]
 _PK = f"ALTER TABLE {_T} ADD PRIMARY KEY (id)"
+_CACHE = f"ALTER TABLE {_T} ALTER COLUMN id SET CACHE 1000"
 # (label, DDL after creating the columns, which dump: "" = the rows as stored, "keyed" = every row with a
-# uuid key (0004: md5 of the event id when there is one), "random" = event ids in random order)
+# uuid key (0004: md5 of the event id when there is one), "random" = event ids in random order, "hashed" =
+# plus a 64-bit hash of the event id, "content" / "content8" = no event ids: a 128 / 64-bit content key)
 VARIANTS: list[tuple[str, list[str], str]] = [
     ("no index, no key", [], ""),
     ("+ (user_id, occurred_at) index", [_UT], ""),
@@ -132,21 +140,40 @@ VARIANTS: list[tuple[str, list[str], str]] = [
     ("  final + primary key (id)", [*_FINAL, _PK], ""),
     ("  final without the item_id index", [_UT, *_BRIN, *_IDENTITY], ""),
     ("  final without BRIN (id)", [_UT, _ITEM, _BRIN[0], *_IDENTITY], ""),
+    ("  final, one BRIN (occurred_at, id)", [_UT, _ITEM, *_BRIN1, *_IDENTITY], ""),
+    ("  final, item_id index without deduplication", [_UT, _ITEM + " WITH (deduplicate_items = off)", *_BRIN,
+                                                      *_IDENTITY], ""),
+    ("  final, item_id hash index", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)", *_BRIN, *_IDENTITY], ""),
+    ("  final, id sequence cache 1000", [*_FINAL, _CACHE], ""),
+    ("  final, event ids unique by a 64-bit hash", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "hashed"),
+    ("  final, event ids unique per user (user_id, event_id)", [_UT, _ITEM, *_BRIN,
+     f"CREATE UNIQUE INDEX ON {_T} (user_id, event_id) WHERE event_id IS NOT NULL", _IDENTITY[1]], ""),
+    ("  final, one BRIN, item_id hash index, id cache 1000", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)",
+                                                             *_BRIN1, *_IDENTITY, _CACHE], ""),
     ("  final, event ids in random order (uuid text)", _FINAL, "random"),
+    ("  final, no event ids: (user, 128-bit uuid key)", _FINAL, "content"),
+    ("  final, no event ids: (user, 64-bit key)", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "content8"),
     ("  before: primary key + unique uuid key of every row", [_UT, _ITEM, _BRIN[0], _PK,
                                                              f"CREATE UNIQUE INDEX ON {_T} (event_key)"], "keyed"),
     ("  final + the two foreign keys", [*_FINAL, f"ALTER TABLE {_T} ADD FOREIGN KEY (user_id) REFERENCES users (id),"
                                         " ADD FOREIGN KEY (item_id) REFERENCES items (id)"], ""),
 ]  # fmt: skip
+_HASH8 = "('x' || left(md5({}), 16))::bit(64)::bigint"
 _DUMPS = {
     "keyed": "user_id, item_id, occurred_at, value, type, event_id,"
     " coalesce(event_key, md5('e' || chr(31) || event_id)::uuid)",
     "random": "user_id, item_id, occurred_at, value, type, md5(event_id)::uuid::text, event_key",
+    "hashed": "user_id, item_id, occurred_at, value, type, event_id, event_key, " + _HASH8.format("event_id"),
+    "content": "user_id, item_id, occurred_at, value, type, NULL::text, md5(event_id)::uuid",
+    "content8": "user_id, item_id, occurred_at, value, type, NULL::text, NULL::uuid, "
+    + _HASH8.format("event_id"),
 }
+_HASHED_COLUMNS = SCHEMA_COLUMNS["interactions"] + ", event_hash"
 
 
 def schema_costs(conninfo: str, workdir: Path, dump: Path) -> list[tuple[str, float]]:
-    """Binary COPY of the stored interactions into each variant of the table (columns as ``interactions``)."""
+    """Binary COPY of the stored interactions into each variant of the table (columns as ``interactions``,
+    and ``event_hash bigint``)."""
     dumps = {"": dump} | {
         tag: dump_loaded(conninfo, workdir, "interactions", "binary", select, f"_{tag}")
         for tag, select in _DUMPS.items()
@@ -156,11 +183,13 @@ def schema_costs(conninfo: str, workdir: Path, dump: Path) -> list[tuple[str, fl
         with psycopg.connect(conninfo) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {_T}")
             conn.execute(f"CREATE TABLE {_T} (LIKE interactions INCLUDING DEFAULTS INCLUDING IDENTITY)")
+            conn.execute(f"ALTER TABLE {_T} ADD COLUMN event_hash bigint")
             for statement in ddl:  # constants of this file
                 conn.execute(statement)  # type: ignore[call-overload]
             conn.commit()
+            columns = _HASHED_COLUMNS if tag in ("hashed", "content8") else SCHEMA_COLUMNS["interactions"]
             copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-                sql.Identifier(_T), sql.SQL(SCHEMA_COLUMNS["interactions"])
+                sql.Identifier(_T), sql.SQL(columns)
             )
             out.append((label, _copy_file(conn, copy, dumps[tag])))
     with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.ingest import copy_write, direct
 from nearrec.ingest.columnar import InteractionBatches
+from nearrec.ingest.id_cache import IdCache
 from nearrec.ingest.loader import LoadPlan, load
 from nearrec.ingest.records import InteractionOptions
 from nearrec.ingest.summary import Summary
-from nearrec.postgres import copy_binary, staging
+from nearrec.postgres import copy_binary, staging, users
 from nearrec.postgres.engine import transaction
 from nearrec.postgres.interactions import _CREATE_STAGE, _TRUNCATE_STAGE, COPY_STAGE
 
@@ -234,3 +235,63 @@ def test_overlapping_files_loaded_at_once_store_each_event_once(db: Engine, tmp_
     assert sum(s.inserted + s.unchanged for s in summaries) == 3600
     assert query(db, "SELECT count(*), count(DISTINCT event_id) FROM interactions") == [(2000, 2000)]
     assert query(db, "SELECT count(*) FROM users") == [(22,)]
+
+
+def test_ids_learnt_by_a_load_are_forgotten_when_a_user_is_deleted(
+    db: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A load keeps the ids of the users and items it met across its batches; a user deleted between two
+    batches (and so a stale id) must not be used: the next batch creates the user again."""
+    catalog(db, 2)
+    path = tmp_path / "e.csv"
+    path.write_text("user_id,item_id,event_id\nu1,i1,e1\nu2,i0,e2\n", encoding="utf-8")
+    (first,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    path.write_text("user_id,item_id,event_id\nu1,i0,e3\nu2,i1,e4\n", encoding="utf-8")
+    (second,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    state = copy_write.CopyState()
+
+    def write(batch: Any) -> Summary:
+        with transaction(sessions) as session:
+            summary = copy_write.write(session, batch, InteractionOptions(), state)
+        state.ids.committed()
+        return summary
+
+    assert write(first).users_created == 2
+    asked = state.ids.looked_up
+    with transaction(sessions) as session:
+        assert users.delete(session, ["u1"]) == ["u1"]
+    summary = write(second)
+    assert (summary.inserted, summary.users_created) == (2, 1)  # u1 again, with a new id
+    assert state.ids.looked_up == asked + 4  # after the delete, every name was asked again
+    assert query(
+        db,
+        "SELECT count(*) FROM interactions AS x WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = x.user_id)",
+    ) == [(0,)]
+    assert query(db, "SELECT u.external_id, count(*) FROM interactions x JOIN users u ON u.id = x.user_id"
+                     " GROUP BY 1 ORDER BY 1") == [("u1", 1), ("u2", 2)]  # fmt: skip
+    path.write_text("user_id,item_id,event_id\nu1,i1,e5\nu3,i0,e6\n", encoding="utf-8")
+    (third,) = InteractionBatches(path, ",", InteractionOptions(), on_error="skip", batch_rows=10)
+    before = state.ids.looked_up
+    assert write(third).inserted == 2
+    assert state.ids.looked_up == before + 1  # no delete since: only u3, not met before
+
+
+def test_the_id_cache_holds_at_most_its_bound_and_only_committed_ids(sessions: sessionmaker[Session]) -> None:
+    cache = IdCache(max_names=2)
+    with transaction(sessions) as session:
+        assert cache.ids(session, "users", ["a", "b", "c"]).tolist() == [-1, -1, -1]
+        cache.learn("users", ["a", "b", "c"], np.array([5, 6, 7]))
+        cache.rolled_back()  # a batch undone: nothing it learnt is kept
+        assert cache.ids(session, "users", ["a"]).tolist() == [-1]
+        cache.ids(session, "users", ["a", "b", "c"])
+        cache.learn("users", ["a", "b", "c"], np.array([5, -1, 7]))  # b: unknown, never kept
+        cache.committed()
+        asked = cache.looked_up
+        assert cache.ids(session, "users", ["c", "b", "a"]).tolist() == [7, -1, 5]
+        assert cache.looked_up == asked + 1  # only b
+        cache.ids(session, "users", ["d", "e"])
+        cache.learn("users", ["d", "e"], np.array([8, 9]))
+        cache.committed()
+        asked = cache.looked_up
+        assert cache.ids(session, "users", ["a", "d", "e"]).tolist() == [5, -1, -1]
+        assert cache.looked_up == asked + 2  # the bound: d and e were not kept

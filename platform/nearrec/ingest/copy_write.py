@@ -1,7 +1,8 @@
 """Writing a :class:`~nearrec.ingest.direct.DirectBatch`: COPY straight into ``interactions``.
 
 In the writer's transaction, after taking the lock that keeps deletes out: look up the item ids (a row naming
-an unknown item is rejected, or the item is created as a placeholder on request) and the user ids; then,
+an unknown item is rejected, or the item is created as a placeholder on request) and the user ids (those not
+learnt by an earlier batch of the load: :mod:`nearrec.ingest.id_cache`); then,
 in a savepoint, create the missing users of the rows that will be written, fill the ids into the COPY
 tuples, and COPY. The unique indexes of ``interactions`` decide what is a repeat:
 
@@ -18,7 +19,7 @@ re-load inserts nothing, and two loads of the same events at once store each of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -28,13 +29,13 @@ from sqlalchemy.orm import Session
 
 from nearrec.ingest import direct as d
 from nearrec.ingest import service
+from nearrec.ingest.id_cache import IdCache
 from nearrec.ingest.records import InteractionOptions, RecordRejectedError, Rejection
 from nearrec.ingest.service import Prepared
 from nearrec.ingest.summary import Summary
 from nearrec.ingest.values import EMPTY_TEXT_HASH
 from nearrec.postgres import copy_binary, history, outbox
 from nearrec.postgres import interaction_copy as repo
-from nearrec.postgres.ids import ids_of
 
 
 @dataclass
@@ -43,6 +44,7 @@ class CopyState:
 
     probe: bool = False
     fallbacks: int = 0  # batches written by the ON CONFLICT statement
+    ids: IdCache = field(default_factory=IdCache)  # user and item ids learnt by committed batches
 
 
 def write(session: Session, batch: Prepared, options: InteractionOptions, state: CopyState) -> Summary:
@@ -52,8 +54,9 @@ def write(session: Session, batch: Prepared, options: InteractionOptions, state:
     session.execute(history.LOCK_FOR_INSERT)
     summary = Summary("interactions", read=batch.read, unchanged=rows.repeats)
     rejections = list(batch.rejections)
-    item_ids = ids_of(session, "items", rows.items)
-    user_ids = ids_of(session, "users", rows.users)
+    state.ids.check(session)
+    item_ids = state.ids.ids(session, "items", rows.items, rows.item_names)
+    user_ids = state.ids.ids(session, "users", rows.users, rows.user_names)
     keep = np.ones(rows.size, dtype=bool)
     if not options.create_missing_items:
         unknown = item_ids[rows.item_of] < 0
@@ -73,6 +76,8 @@ def write(session: Session, batch: Prepared, options: InteractionOptions, state:
             state.probe = True
             continue
         state.probe = bool(stored.any())
+        state.ids.learn("users", rows.users, done.user_ids)
+        state.ids.learn("items", rows.items, done.item_ids)
         break
     summary.inserted, summary.users_created, summary.items_created = done.inserted, done.users, done.items
     summary.unchanged += int(stored.sum())
@@ -128,6 +133,7 @@ class _Copied:
     users: int  # created
     items: int  # created
     user_ids: npt.NDArray[np.int64]  # per distinct user of the batch, now with the created ones
+    item_ids: npt.NDArray[np.int64]  # per distinct item of the batch, now with the created ones
 
 
 def _copy(
@@ -150,7 +156,7 @@ def _copy(
     user_ids[missing] = [found[rows.users[k]] for k in missing]
     tuples = rows.tuples if written.all() else rows.tuples.filter(pa.array(written))
     if not len(tuples):
-        return _Copied(0, users_created, items_created, user_ids)
+        return _Copied(0, users_created, items_created, user_ids, item_ids)
     data, starts = copy_binary.payload(tuples)
     copy_binary.patch_int8(data, starts, d.USER_OFFSET, user_ids[rows.user_of[written]])
     copy_binary.patch_int8(data, starts, d.ITEM_OFFSET, item_ids[rows.item_of[written]])
@@ -158,7 +164,7 @@ def _copy(
     if untimed.any():
         moment = copy_binary.timestamptz_of(repo.now(session))
         copy_binary.patch_int8(data, starts[untimed], d.TIME_OFFSET, np.full(int(untimed.sum()), moment))
-    return _Copied(repo.copy(session, data), users_created, items_created, user_ids)
+    return _Copied(repo.copy(session, data), users_created, items_created, user_ids, item_ids)
 
 
 def _missing(ids: npt.NDArray[np.int64], used: npt.NDArray[np.int32]) -> list[int]:

@@ -41,6 +41,8 @@ class DirectBatch:
     user_of: npt.NDArray[np.int32]  # per row: index into ``users``
     items: list[str]
     item_of: npt.NDArray[np.int32]
+    user_names: pa.Array  # ``users`` and ``items`` as string arrays
+    item_names: pa.Array
     untimed: npt.NDArray[np.bool_]  # rows without a timestamp: they happened at the transaction's time
     lines: npt.NDArray[np.int64]
     repeats: int  # rows left out as repeats of an earlier row of the same event in the batch
@@ -85,6 +87,8 @@ def build(table: pa.Table) -> DirectBatch:
         user_of=users.indices.to_numpy().astype(np.int32),
         items=items.dictionary.to_pylist(),
         item_of=items.indices.to_numpy().astype(np.int32),
+        user_names=users.dictionary,
+        item_names=items.dictionary,
         untimed=untimed,
         lines=table.column("line").to_numpy().astype(np.int64),
         repeats=repeats,

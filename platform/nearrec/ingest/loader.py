@@ -294,11 +294,16 @@ class _Writer(threading.Thread):
                 batch = self._next()
                 if batch is None:
                     break
-                with self._unit(session):
-                    if plan.on_error == "skip":
-                        staging.commit_without_waiting(session)  # flushed once at the end
-                        self._unflushed = True
-                    result = self._write(session, batch)
+                try:
+                    with self._unit(session):
+                        if plan.on_error == "skip":
+                            staging.commit_without_waiting(session)  # flushed once at the end
+                            self._unflushed = True
+                        result = self._write(session, batch)
+                except BaseException:
+                    self.copy_state.ids.rolled_back()
+                    raise
+                self.copy_state.ids.committed()
                 _merge(self.summary, result, self.on_rejections)
             if self._aborting.is_set():
                 raise _Aborted  # rolls back the open transaction (abort mode: everything)

@@ -17,6 +17,10 @@ from sqlalchemy.types import BigInteger
 
 LOCK_FOR_INSERT = text("LOCK TABLE interactions IN ROW EXCLUSIVE MODE")
 _LOCK_FOR_DELETE = text("LOCK TABLE interactions IN SHARE MODE")
+# Bumped by every delete once it holds the lock (a sequence: seen at once by every session, committed or not).
+# Its name, interaction_deletions, is in migration 0007.
+_BUMP_DELETIONS = text("SELECT nextval('interaction_deletions')")
+_DELETIONS = text("SELECT last_value, is_called FROM interaction_deletions")
 _DELETE_OF_USERS = text("DELETE FROM interactions WHERE user_id = ANY(:ids)").bindparams(
     bindparam("ids", type_=ARRAY(BigInteger))
 )
@@ -28,8 +32,10 @@ _DELETE_OF_ITEMS = text(
 
 
 def lock_for_delete(session: Session) -> None:
-    """Wait for interaction inserts in flight, and keep new ones out until the transaction ends."""
+    """Wait for interaction inserts in flight, and keep new ones out until the transaction ends; then bump
+    the deletion counter (so loads forget the ids they cached: :func:`deletions`)."""
     session.execute(_LOCK_FOR_DELETE)
+    session.execute(_BUMP_DELETIONS)
 
 
 def delete_of_users(session: Session, user_ids: Sequence[int]) -> int:
@@ -44,3 +50,10 @@ def delete_of_items(session: Session, item_ids: Sequence[int]) -> list[int]:
     if not item_ids:
         return []
     return [int(u) for u in session.execute(_DELETE_OF_ITEMS, {"ids": list(item_ids)}).scalars()]
+
+
+def deletions(session: Session) -> tuple[int, bool]:
+    """The deletion counter (bumped by every :func:`lock_for_delete`): what an id cache compares to know
+    whether a user or item may have gone since it learnt their ids (:mod:`nearrec.ingest.id_cache`)."""
+    last, called = session.execute(_DELETIONS).one()
+    return int(last), bool(called)
