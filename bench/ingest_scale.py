@@ -14,6 +14,9 @@ Run alone (a scratch database on the server of ``NEARREC_DATABASE_URL``, created
 
     .venv/bin/python bench/ingest_scale.py [--interactions 10000000] [--users 100000] [--lock F]
 
+``--embedded DIR`` runs it on the embedded default's Postgres (data dir ``DIR``), with the settings nearrec
+gives that server.
+
 or as the last part of ``bench/ingest.py --scale N``.
 """
 
@@ -43,8 +46,13 @@ _STATS = """
 SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'interactions'), 0),
        pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,
        coalesce((SELECT sum(idx_blks_read) FROM pg_statio_user_indexes WHERE relname = 'interactions'), 0)::bigint,
-       (SELECT buffers_backend FROM pg_stat_bgwriter)
+       {backend_writes}
 """
+# Blocks written by the backends themselves: pg_stat_bgwriter up to Postgres 16, pg_stat_io from 16 on.
+_BACKEND_WRITES_15 = "(SELECT buffers_backend FROM pg_stat_bgwriter)"
+_BACKEND_WRITES_16 = (
+    "(SELECT coalesce(sum(writes), 0)::bigint FROM pg_stat_io WHERE backend_type = 'client backend')"
+)
 _BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
 _INDEXES = """
 SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes
@@ -83,11 +91,14 @@ class Monitor(threading.Thread):
         self._stop_event = threading.Event()
         self.started = time.perf_counter()
         self._cpu: dict[int, float] = {}  # backend pid -> its CPU seconds when last seen
+        version = int(self._conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+        writes = _BACKEND_WRITES_16 if version >= 160000 else _BACKEND_WRITES_15
+        self._stats = _STATS.format(backend_writes=writes)
         self.samples: list[Sample] = [self._sample()]
 
     def _sample(self) -> Sample:
         self._conn.execute("SELECT pg_stat_clear_snapshot()")
-        rows, wal, read, written = self._conn.execute(_STATS).fetchone()  # type: ignore[misc]
+        rows, wal, read, written = self._conn.execute(self._stats).fetchone()  # type: ignore[misc]
         for (pid,) in self._conn.execute(_BACKENDS).fetchall():
             self._cpu[pid] = max(self._cpu.get(pid, 0.0), _process_cpu(pid))
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -187,6 +198,22 @@ def scale_run(url: str, conninfo: str, path: Path, n: int) -> None:
     print(f"indexes of interactions: {sizes}; shared_buffers {monitor.shared_buffers()}")
 
 
+def _embedded(data_dir: Path) -> str:
+    """Start the embedded Postgres of ``data_dir`` with its settings in force: a first nearrec process writes
+    them (shared_buffers applies from the next start) and stops the server on exit; this one starts it again."""
+    import subprocess
+
+    from nearrec.postgres.embedded_server import start_embedded_postgres
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEARREC_")} | {
+        "NEARREC_DATA_DIR": str(data_dir)
+    }
+    subprocess.run(
+        [sys.executable, "-m", "nearrec", "db", "upgrade"], env=env, check=True, capture_output=True
+    )
+    return start_embedded_postgres(data_dir)
+
+
 def main() -> None:
     from ingest import generate_interactions
 
@@ -196,8 +223,14 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--lock", help="hold this lock file (flock) for the timed part only")
+    parser.add_argument(
+        "--embedded",
+        type=Path,
+        help="run on the embedded default's Postgres of this data dir, as nearrec sets it up",
+    )
     a = parser.parse_args()
-    server = os.environ.get("NEARREC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    server = _embedded(a.embedded) if a.embedded else None
+    server = server or os.environ.get("NEARREC_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with (
         tempfile.TemporaryDirectory(prefix="nearrec-bench-") as tmp,
         scratch_database(server) as (url, conninfo),
