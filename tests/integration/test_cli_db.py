@@ -53,7 +53,7 @@ def test_embedded_default_upgrade_and_status(pg_tmp: Path) -> None:
     assert "up to date" in proc.stdout
     assert (pg_tmp / "data" / "pgdata" / "PG_VERSION").is_file()
     settings = (pg_tmp / "data" / "pgdata" / "postgresql.auto.conf").read_text().splitlines()
-    assert "shared_buffers = '1GB'" in settings and "max_wal_size = '4GB'" in settings  # for bulk loads
+    assert "shared_buffers = '1GB'" in settings and "max_wal_size = '8GB'" in settings  # for bulk loads
 
 
 def test_serve_refuses_a_public_bind_without_api_keys() -> None:

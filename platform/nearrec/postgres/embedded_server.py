@@ -32,7 +32,7 @@ from nearrec.errors import ConfigError, StoreUnavailableError
 log = logging.getLogger(__name__)
 
 PRIVATE_HOMES = (Path("/root"),)
-SERVER_SETTINGS = (("shared_buffers", "1GB"), ("max_wal_size", "4GB"))
+SERVER_SETTINGS = (("shared_buffers", "1GB"), ("max_wal_size", "8GB"))
 ROOT_PGDATA_BASE = Path("/var/lib/nearrec")
 
 
