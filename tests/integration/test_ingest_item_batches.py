@@ -215,3 +215,25 @@ def test_a_copy_that_meets_an_item_stored_meanwhile_falls_back_to_the_upsert(
         queued = conn.execute(text("SELECT count(*) FROM sync_outbox")).scalar_one()
     assert [tuple(r) for r in titles] == [("i1", "One renamed"), ("i2", "Two")]
     assert queued == 3  # the other load's insert, our update of i1 and insert of i2
+
+
+def test_batches_of_long_texts_end_at_a_bounded_size(tmp_path: Path) -> None:
+    """Items of ~600 KB of text each: a batch ends at MAX_BATCH_BYTES, not at its row limit, and every row is
+    read once."""
+    from nearrec.ingest.csv_batches import MAX_BATCH_BYTES
+
+    path = tmp_path / "articles.csv"
+    body = "word " * 120_000
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("id,title,body\n")
+        for k in range(60):
+            f.write(f"a{k},Article {k},{body}\n")
+    batches = list(
+        ItemBatches(
+            path, ",", ItemOptions(), Schema("item"), encoding="utf-8", on_error="skip", batch_rows=5000
+        )
+    )
+    assert sum(b.read for b in batches) == 60
+    per_row = len(body)
+    assert len(batches) >= 60 * per_row // MAX_BATCH_BYTES  # ~36 MB of text in 16 MB batches: three or more
+    assert max(b.read for b in batches) * per_row <= MAX_BATCH_BYTES + 2 * (1 << 20)

@@ -5,7 +5,8 @@ Every column is read as bytes (each fast path decodes and checks them itself). p
 lines: a batch carries record numbers (1 = the header) and a rejection's physical line is found by
 :class:`LineLocator`, which scans the file with the csv module only as far as the last rejected record (a
 file with no rejection is never scanned). Rows with the wrong number of fields are rejected with the row
-path's reason. Batches start small (the writer waits for the first one) and double up to ``batch_rows``.
+path's reason. Batches start small (the writer waits for the first one) and double up to ``batch_rows``; a
+batch also ends at :data:`MAX_BATCH_BYTES` of columns, whatever its rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from nearrec.ingest.summary import Kind
 
 _BLOCK_BYTES = 1 << 20
 FIRST_BATCH_ROWS = 25_000
+# A batch also ends at this many bytes of the file, so long texts (an article body may be ~1 MB) keep memory
+# flat: at most one batch is read ahead of the one being written.
+MAX_BATCH_BYTES = 16 * _BLOCK_BYTES
 
 
 def usable(path: Path, encoding: str, fmt: str, delimiter: str) -> bool:
@@ -169,14 +173,15 @@ class CsvBatches(ABC):
     def __iter__(self) -> Iterator[Prepared]:
         source = str(self.path)
         pending: list[pa.RecordBatch] = []
-        rows = 0
+        rows = size = 0
         target = min(self.batch_rows, FIRST_BATCH_ROWS)
         for record_batch in self._reader:
             pending.append(record_batch)
             rows += record_batch.num_rows
-            if rows >= target:
+            size += record_batch.nbytes
+            if rows >= target or size >= MAX_BATCH_BYTES:
                 yield self._batch(pa.Table.from_batches(pending).combine_chunks(), source)
-                pending, rows, target = [], 0, min(self.batch_rows, 2 * target)
+                pending, rows, size, target = [], 0, 0, min(self.batch_rows, 2 * target)
         if pending:
             yield self._batch(pa.Table.from_batches(pending).combine_chunks(), source)
         leftover = self._take_invalid(None)
