@@ -37,9 +37,8 @@ class IdCache:
         self._known: dict[Table, dict[str, int]] = {"users": {}, "items": {}}
         self._pending: dict[Table, dict[str, int]] = {"users": {}, "items": {}}
         self._mark: tuple[int, bool] | None = None
-        self._asked: dict[
-            Table, npt.NDArray[np.intp]
-        ] = {}  # per table: the names of the last lookup not known
+        # per table: the positions of the names the last lookup did not find in the cache
+        self._asked: dict[Table, npt.NDArray[np.intp]] = {}
         # per table: the known names as an array and their ids, for lookups in C (rebuilt when they change)
         self._arrays: dict[Table, tuple[pa.Array, npt.NDArray[np.int64]]] = {}
         self.looked_up = 0  # names asked of the database (for tests and benches)

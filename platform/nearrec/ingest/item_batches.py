@@ -110,9 +110,7 @@ class ItemBatches(CsvBatches):
             if record is not None:
                 parsed.append((number, record))
             elif row in undecodable:
-                self._seen = seen + row + 1  # the rows seen so far decide when to give up
-                reason = self._undecodable_reason(batch.source, *undecodable[row])
-                self._seen = seen + len(nul)
+                reason = self._undecodable_reason(batch.source, *undecodable[row], seen=seen + row + 1)
                 batch.reject(self.locator.line(number), None, reason)
             else:
                 parsed += self._slow(batch, number, values)
@@ -167,14 +165,14 @@ class ItemBatches(CsvBatches):
             )
         return columns, undecodable
 
-    def _undecodable_reason(self, source: str, column: int, byte: int) -> str:
+    def _undecodable_reason(self, source: str, column: int, byte: int, *, seen: int) -> str:
         """The row readers' reason (:class:`nearrec.ingest.text_source.TextSource`), and their stop when so
         many rows fail that the file is plainly in another encoding."""
         self._undecodable += 1
-        if self._undecodable > ENCODING_GIVE_UP_ROWS and self._undecodable * 10 > self._seen:
+        if self._undecodable > ENCODING_GIVE_UP_ROWS and self._undecodable * 10 > seen:
             raise InputFileError(
                 source,
-                f"{self._undecodable:,} of the first {self._seen:,} rows cannot be decoded; pass the file's "
+                f"{self._undecodable:,} of the first {seen:,} rows cannot be decoded; pass the file's "
                 f"encoding, e.g. --encoding latin-1 (reading as {self.encoding})",
             )
         return (

@@ -168,9 +168,8 @@ class ItemSchema:
     ) -> dict[str, Any]:
         """The payload of an item point: nearrec's keys, every filterable schema attribute holding scalars or
         lists of scalars (as :func:`nearrec.filters.payload_value` stores them), the title, and under
-        ``FIELDS`` the attributes the top level does not hold unchanged: with :func:`nearrec.vectors.payload.answer_fields` a
-        query
-        answers from the point alone."""
+        ``FIELDS`` the attributes the top level does not hold unchanged, so that a query answers from the
+        point alone (:func:`nearrec.vectors.payload.answer_fields`)."""
         out: dict[str, Any] = {}
         types = self.types
         for key, value in attributes.items():

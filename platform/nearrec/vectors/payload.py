@@ -29,8 +29,8 @@ FIELDS = "nearrec:fields"
 attribute that is not filterable, a boolean stored as 0 / 1, an integer of a float attribute...); with the
 top-level ones they give every attribute of the row unchanged. A point written before these two keys existed
 has neither: queries then read the rows from Postgres (``nearrec sync check --repair`` or ``nearrec reindex``
-rewrites such points). Both names hold a ``:``, which no attribute name may (:func:`nearrec.filters.is_valid_field_name`),
-so they never meet an attribute."""
+rewrites such points). Both names hold a ``:``, which no attribute name may
+(:func:`nearrec.filters.is_valid_field_name`), so they never meet an attribute."""
 SYSTEM_KEYS = frozenset({EXTERNAL_ID, CONTENT_HASH, ACTIVE, TITLE, FIELDS})
 """Payload keys written by nearrec; an item attribute with one of these names is not copied to the top level."""
 
@@ -58,6 +58,7 @@ def has_answer(payload: Mapping[str, Any], fields: bool) -> bool:
 
 def answer_fields(payload: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
     """The attributes ``names`` of the item as Postgres holds them (None when absent), from a point written
-    by :meth:`nearrec.sync.collections.ItemSchema.payload`: ``FIELDS`` first, else the top-level copy (then identical)."""
+    by :meth:`nearrec.sync.collections.ItemSchema.payload`: ``FIELDS`` first, else the top-level copy (then
+    identical)."""
     extra = payload[FIELDS]
     return {n: extra[n] if n in extra else (None if n in SYSTEM_KEYS else payload.get(n)) for n in names}
