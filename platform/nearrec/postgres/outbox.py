@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -137,3 +138,37 @@ def enqueue_refresh(session: Session, entity: Entity, entity_ids: Iterable[int])
         _COLUMNS, select(*_row(entity, source.c.id, "upsert")).where(~exists(pending))
     )
     return rowcount(session.execute(stmt.execution_options(preserve_rowcount=True), {"ids": ids}))
+
+
+# A load's batches skip the users whose refresh an earlier batch of the load holds pending, while no worker
+# has taken a user refresh since (migration 0008). The two sides:
+# - each batch of a load, in its transaction: take the advisory lock 'nearrec_user_loads' shared (held
+#   until it commits), THEN read ``user_refresh_claims`` (:func:`user_refresh_mark`);
+# - a worker, after claiming its rows and BEFORE reading the users: bump ``user_refresh_claims``, then wait
+#   for the batches holding that lock (:func:`claiming_users`).
+# So a batch that read the counter before a worker's bump commits before that worker reads, and a batch that
+# read it after sees it moved and checks every user again (enqueue_refresh).
+_LOAD_SHARES = text("SELECT pg_advisory_xact_lock_shared(hashtext('nearrec_user_loads'))")
+_CLAIMS = text("SELECT last_value, is_called FROM user_refresh_claims")
+_BUMP_CLAIMS = text("SELECT nextval('user_refresh_claims')")
+# Waits for the loads' batches in flight, and holds nothing afterwards (a session lock, released at once).
+_WAIT_FOR_LOADS = text(
+    "WITH held AS MATERIALIZED (SELECT pg_advisory_lock(hashtext('nearrec_user_loads')))"
+    " SELECT pg_advisory_unlock(hashtext('nearrec_user_loads')) FROM held"
+)
+
+
+def user_refresh_mark(session: Session) -> tuple[int, bool]:
+    """For a load's batch: keep workers from reading claimed users until this transaction ends, and return
+    the user-claim counter. While it stays the same, every user refresh an earlier batch of the load locked or
+    wrote is still pending and no worker can read that user before this batch commits."""
+    session.execute(_LOAD_SHARES)
+    last, called = session.execute(_CLAIMS).one()
+    return int(last), bool(called)
+
+
+def claiming_users(session: Session) -> None:
+    """For a worker that claimed user rows, before it reads those users: bump the user-claim counter (loads
+    then check their users again), then wait for the load batches in flight to commit."""
+    session.execute(_BUMP_CLAIMS)
+    session.execute(_WAIT_FOR_LOADS)
