@@ -110,3 +110,35 @@ def test_a_worker_reads_claimed_users_only_after_the_batches_in_flight(
     assert passed.is_set() and not errors
     with transaction(sessions) as session:  # the next batch sees the counter moved, and is not blocked
         assert outbox.user_refresh_mark(session) != before
+
+
+def test_enqueue_refresh_adds_a_row_only_where_no_unclaimed_one_is_pending(
+    db: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """Users 1-5: 1 pending, 2 claimed by a worker (locked), 3 retrying, 4 parked, 5 nothing; item 1
+    pending (another entity)."""
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sync_outbox (entity, entity_id, op, attempts, failed_at) VALUES"
+                " ('user', 1, 'upsert', 0, NULL), ('user', 2, 'upsert', 0, NULL), ('user', 3, 'upsert', 1, NULL),"
+                " ('user', 4, 'upsert', 5, now()), ('item', 5, 'upsert', 0, NULL)"
+            )
+        )
+    worker = sessions()
+    worker.begin()
+    claimed = worker.execute(
+        text("SELECT id FROM sync_outbox WHERE entity = 'user' AND entity_id = 2 FOR UPDATE")
+    ).all()
+    assert len(claimed) == 1
+    try:
+        with transaction(sessions) as session:
+            assert outbox.enqueue_refresh(session, "user", [1, 2, 3, 4, 5]) == 4
+    finally:
+        worker.rollback()
+        worker.close()
+    assert query(
+        db,
+        "SELECT entity_id, count(*) FROM sync_outbox WHERE entity = 'user' AND attempts = 0"
+        " AND failed_at IS NULL GROUP BY 1 ORDER BY 1",
+    ) == [(1, 1), (2, 2), (3, 1), (4, 1), (5, 1)]

@@ -25,8 +25,8 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    any_,
     bindparam,
-    exists,
     func,
     insert,
     literal,
@@ -121,21 +121,26 @@ def enqueue_refresh(session: Session, entity: Entity, entity_ids: Iterable[int])
     ids = [int(i) for i in entity_ids]
     if not ids:
         return 0
-    source = _unnest_ids()
+    # The pending rows of all the ids in one scan, then an anti-join: not a probe per id, whose plan (a
+    # per-id bitmap AND with ix_sync_outbox_pending, once the outbox was vacuumed but not analyzed) could
+    # read the whole pending index for every id.
     o = _OUTBOX.alias("o")
     pending = (
-        select(o.c.id)
+        select(o.c.entity_id)
         .where(
             o.c.entity == entity,
-            o.c.entity_id == source.c.id,
+            o.c.entity_id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
             o.c.op == "upsert",
             o.c.attempts == 0,
             o.c.failed_at.is_(None),
         )
         .with_for_update(skip_locked=True)
+        .cte("pending")
     )
+    source = _unnest_ids()
     stmt = insert(_OUTBOX).from_select(
-        _COLUMNS, select(*_row(entity, source.c.id, "upsert")).where(~exists(pending))
+        _COLUMNS,
+        select(*_row(entity, source.c.id, "upsert")).where(source.c.id.not_in(select(pending.c.entity_id))),
     )
     return rowcount(session.execute(stmt.execution_options(preserve_rowcount=True), {"ids": ids}))
 
