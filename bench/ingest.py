@@ -5,18 +5,19 @@ Generates an item catalog (default 100,000 items with ~40-word descriptions) and
 temporary directory, then in the same run and on the same server prints rows/s and the ratio to its
 baseline for:
 
-1. COPY of the interactions file into a bare table (no index, no constraint): the baseline, measured twice
-   (before and after the others; their mean);
+1. COPY of the interactions file into a bare table (no index, no constraint): the baseline, measured three
+   times (before, between and after the others; their median);
 2. COPY of the rows nearrec stored (internal ids, in the order it wrote them) into the final interactions
-   schema: binary (as nearrec's loader sends them; target >= 0.1 of bare COPY) and CSV;
+   schema: binary (as nearrec's loader sends them; target >= 0.1 of bare COPY), measured three times too
+   (their median), and CSV;
 3. ``nearrec ingest interactions`` (ratio to the binary COPY into its own schema, target >= 0.8, and to bare
    COPY, target >= 0.06) and its identical re-run;
 4. ``nearrec ingest items`` (ratio to a COPY into the items schema, target >= 0.6) and its floor: the COPY
    of the items plus the COPY of the outbox rows the load must write (one per new item);
 5. the same binary COPY into variants of the interactions table, one index or key at a time, and the
-   alternatives (a primary key, one BRIN for both columns, a hash index on item_id, a cached id sequence,
-   64-bit identity keys, event ids unique per user, random event ids, rows without event ids, the previous
-   schema, foreign keys): what each costs;
+   alternatives (the rows in the file's order instead of the loader's, a primary key, no BRIN on id, one
+   BRIN for both columns, a hash index on item_id, a cached id sequence, random event ids, rows without
+   event ids, foreign keys): what each costs;
 6. peak RSS (target < 500 MB).
 
 ``--repeat N`` times the items and interactions parts N times (emptying nearrec's tables in between) and
@@ -182,7 +183,7 @@ def timed_run(
 ) -> dict[str, float]:
     """The timed items and interactions parts, into an empty database; returns their seconds."""
     # Each figure is measured right next to the one it is compared with (the machine may be shared: its
-    # load changes over a run), and the bare COPY of interactions twice, around the others.
+    # load changes over a run).
     f: dict[str, float] = {}
     f["raw_items"] = bare_copy(conninfo, "items", items_csv)
     f["ingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
@@ -191,15 +192,21 @@ def timed_run(
     f["outbox_items"] = outbox_copy(conninfo, work, n_items)
     f["reingest_items"] = nearrec_ingest(["items", str(items_csv), "--list-columns", "tags", *extra])
 
+    # bare COPY and the binary COPY into the final schema three times each, interleaved with the rest
     f["raw_1"] = bare_copy(conninfo, "interactions", inter_csv)
     f["ingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
     binary = dump_loaded(conninfo, work, "interactions", "binary")
-    f["schema"] = final_schema_copy(conninfo, "interactions", binary, "binary")
+    f["schema_1"] = final_schema_copy(conninfo, "interactions", binary, "binary")
+    f["raw_2"] = bare_copy(conninfo, "interactions", inter_csv)
+    f["schema_2"] = final_schema_copy(conninfo, "interactions", binary, "binary")
     f["schema_csv"] = final_schema_copy(
         conninfo, "interactions", dump_loaded(conninfo, work, "interactions", "csv"), "csv"
     )
-    f["raw_2"] = bare_copy(conninfo, "interactions", inter_csv)
+    f["raw_3"] = bare_copy(conninfo, "interactions", inter_csv)
+    f["schema_3"] = final_schema_copy(conninfo, "interactions", binary, "binary")
     f["reingest"] = nearrec_ingest(["interactions", str(inter_csv), *extra])
+    f["raw"] = statistics.median(f[f"raw_{k}"] for k in (1, 2, 3))
+    f["schema"] = statistics.median(f[f"schema_{k}"] for k in (1, 2, 3))
     return f
 
 
@@ -222,11 +229,9 @@ def medians(runs: list[dict[str, float]]) -> None:
         "nearrec ingest interactions / binary COPY into its schema (target >= 0.8)": [
             f["schema"] / f["ingest"] for f in runs
         ],
-        "nearrec ingest interactions / bare COPY (target >= 0.06)": [
-            (f["raw_1"] + f["raw_2"]) / 2 / f["ingest"] for f in runs
-        ],
+        "nearrec ingest interactions / bare COPY (target >= 0.06)": [f["raw"] / f["ingest"] for f in runs],
         "interactions: COPY into the final schema / bare COPY (target >= 0.1)": [
-            (f["raw_1"] + f["raw_2"]) / 2 / f["schema"] for f in runs
+            f["raw"] / f["schema"] for f in runs
         ],
     }
     print(f"\nmedian of {len(runs)} runs (each run's ratio in brackets)")
@@ -235,12 +240,16 @@ def medians(runs: list[dict[str, float]]) -> None:
         print(f"  {label:<74}{statistics.median(values):>7.3f}  [{each}]")
 
 
+def _each(f: dict[str, float], name: str) -> str:
+    return ", ".join(f"{f[f'{name}_{k}']:.2f}" for k in (1, 2, 3))
+
+
 def _load(averages: tuple[float, float, float]) -> str:
     return ", ".join(f"{x:.2f}" for x in averages)
 
 
 def report(f: dict[str, float], costs: list[tuple[str, float]], n_i: int, n_e: int) -> None:
-    raw = (f["raw_1"] + f["raw_2"]) / 2
+    raw = f["raw"]
     print()
     print(f"{'what (one run)':<58}{'rows':>11}{'seconds':>9}{'rows/s':>12}{'ratio':>8}")
 
@@ -249,9 +258,9 @@ def report(f: dict[str, float], costs: list[tuple[str, float]], n_i: int, n_e: i
         print(f"{label:<58}{rows:>11,}{seconds:>9.2f}{rows / seconds:>12,.0f}{shown}  {note}")
 
     line("interactions: COPY into a bare table", n_i, raw, 1.0,
-         f"baseline (mean of {f['raw_1']:.2f} s and {f['raw_2']:.2f} s)")  # fmt: skip
+         f"baseline (median of {_each(f, 'raw')} s)")  # fmt: skip
     line("interactions: COPY into the final schema (binary)", n_i, f["schema"], raw / f["schema"],
-         "of bare COPY (target >= 0.1)")  # fmt: skip
+         f"of bare COPY (target >= 0.1; median of {_each(f, 'schema')} s)")  # fmt: skip
     line("interactions: COPY into the final schema (CSV)", n_i, f["schema_csv"], raw / f["schema_csv"],
          "of bare COPY")  # fmt: skip
     line("nearrec ingest interactions", n_i, f["ingest"], f["schema"] / f["ingest"],

@@ -63,14 +63,20 @@ def bare_copy(conninfo: str, kind: str, path: Path) -> float:
 
 
 def dump_loaded(
-    conninfo: str, workdir: Path, table: str, fmt: Format, select: str | None = None, tag: str = ""
+    conninfo: str,
+    workdir: Path,
+    table: str,
+    fmt: Format,
+    select: str | None = None,
+    tag: str = "",
+    order: str = "id",
 ) -> Path:
     """The rows nearrec stored in ``table`` (internal ids), in the order it wrote them, as COPY data;
-    ``select`` replaces the column list (e.g. to derive another key)."""
+    ``select`` replaces the column list (e.g. to derive another key), ``order`` the order (a constant)."""
     columns = sql.SQL(select or SCHEMA_COLUMNS[table])
     dump = workdir / f"{table}_stored{tag}.{fmt}"
-    statement = sql.SQL("COPY (SELECT {} FROM {} ORDER BY id) TO STDOUT (FORMAT {})").format(
-        columns, sql.Identifier(table), sql.SQL(fmt)
+    statement = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT (FORMAT {})").format(
+        columns, sql.Identifier(table), sql.SQL(order), sql.SQL(fmt)
     )
     with (
         psycopg.connect(conninfo) as conn,
@@ -120,76 +126,54 @@ _IDENTITY = [
     f"CREATE UNIQUE INDEX ON {_T} (event_id) WHERE event_id IS NOT NULL",
     f"CREATE UNIQUE INDEX ON {_T} (user_id, event_key) WHERE event_id IS NULL",
 ]
-# The identity with 64-bit keys (column event_hash): of the event id, or of the content per user.
-_IDENTITY8 = [
-    f"CREATE UNIQUE INDEX ON {_T} (event_hash) WHERE event_id IS NOT NULL",
-    f"CREATE UNIQUE INDEX ON {_T} (user_id, event_hash) WHERE event_id IS NULL",
-]
 _FINAL = [_UT, _ITEM, *_BRIN, *_IDENTITY]
 _PK = f"ALTER TABLE {_T} ADD PRIMARY KEY (id)"
 _CACHE = f"ALTER TABLE {_T} ALTER COLUMN id SET CACHE 1000"
-# (label, DDL after creating the columns, which dump: "" = the rows as stored, "keyed" = every row with a
-# uuid key (0004: md5 of the event id when there is one), "random" = event ids in random order, "hashed" =
-# plus a 64-bit hash of the event id, "content" / "content8" = no event ids: a 128 / 64-bit content key)
+# (label, DDL after creating the columns, which dump: "" = the rows as stored, "time" = the same rows in time
+# order (the file's order, not the loader's), "random" = event ids in random order, "content" = no event
+# ids: a 128-bit content key per row)
 VARIANTS: list[tuple[str, list[str], str]] = [
     ("no index, no key", [], ""),
     ("+ (user_id, occurred_at) index", [_UT], ""),
     ("+ item_id index", [_UT, _ITEM], ""),
     ("+ BRIN (occurred_at), BRIN (id)", [_UT, _ITEM, *_BRIN], ""),
     ("+ unique event id / (user, content key) = final", _FINAL, ""),
+    ("  final, rows in the file's order (not the loader's)", _FINAL, "time"),
     ("  final + primary key (id)", [*_FINAL, _PK], ""),
-    ("  final without the item_id index", [_UT, *_BRIN, *_IDENTITY], ""),
     ("  final without BRIN (id)", [_UT, _ITEM, _BRIN[0], *_IDENTITY], ""),
     ("  final, one BRIN (occurred_at, id)", [_UT, _ITEM, *_BRIN1, *_IDENTITY], ""),
-    ("  final, item_id index without deduplication", [_UT, _ITEM + " WITH (deduplicate_items = off)", *_BRIN,
-                                                      *_IDENTITY], ""),
     ("  final, item_id hash index", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)", *_BRIN, *_IDENTITY], ""),
     ("  final, id sequence cache 1000", [*_FINAL, _CACHE], ""),
-    ("  final, event ids unique by a 64-bit hash", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "hashed"),
-    ("  final, event ids unique per user (user_id, event_id)", [_UT, _ITEM, *_BRIN,
-     f"CREATE UNIQUE INDEX ON {_T} (user_id, event_id) WHERE event_id IS NOT NULL", _IDENTITY[1]], ""),
-    ("  final, one BRIN, item_id hash index, id cache 1000", [_UT, f"CREATE INDEX ON {_T} USING hash (item_id)",
-                                                             *_BRIN1, *_IDENTITY, _CACHE], ""),
     ("  final, event ids in random order (uuid text)", _FINAL, "random"),
-    ("  final, no event ids: (user, 128-bit uuid key)", _FINAL, "content"),
-    ("  final, no event ids: (user, 64-bit key)", [_UT, _ITEM, *_BRIN, *_IDENTITY8], "content8"),
-    ("  before: primary key + unique uuid key of every row", [_UT, _ITEM, _BRIN[0], _PK,
-                                                             f"CREATE UNIQUE INDEX ON {_T} (event_key)"], "keyed"),
+    ("  final, no event ids: (user, 128-bit content key)", _FINAL, "content"),
     ("  final + the two foreign keys", [*_FINAL, f"ALTER TABLE {_T} ADD FOREIGN KEY (user_id) REFERENCES users (id),"
                                         " ADD FOREIGN KEY (item_id) REFERENCES items (id)"], ""),
 ]  # fmt: skip
-_HASH8 = "('x' || left(md5({}), 16))::bit(64)::bigint"
-_DUMPS = {
-    "keyed": "user_id, item_id, occurred_at, value, type, event_id,"
-    " coalesce(event_key, md5('e' || chr(31) || event_id)::uuid)",
-    "random": "user_id, item_id, occurred_at, value, type, md5(event_id)::uuid::text, event_key",
-    "hashed": "user_id, item_id, occurred_at, value, type, event_id, event_key, " + _HASH8.format("event_id"),
-    "content": "user_id, item_id, occurred_at, value, type, NULL::text, md5(event_id)::uuid",
-    "content8": "user_id, item_id, occurred_at, value, type, NULL::text, NULL::uuid, "
-    + _HASH8.format("event_id"),
+_COLUMNS = SCHEMA_COLUMNS["interactions"]
+_DUMPS = {  # (columns, order)
+    "time": (_COLUMNS, "occurred_at, id"),
+    "random": ("user_id, item_id, occurred_at, value, type, md5(event_id)::uuid::text, event_key", "id"),
+    "content": ("user_id, item_id, occurred_at, value, type, NULL::text, md5(event_id)::uuid", "id"),
 }
-_HASHED_COLUMNS = SCHEMA_COLUMNS["interactions"] + ", event_hash"
 
 
 def schema_costs(conninfo: str, workdir: Path, dump: Path) -> list[tuple[str, float]]:
-    """Binary COPY of the stored interactions into each variant of the table (columns as ``interactions``,
-    and ``event_hash bigint``)."""
+    """Binary COPY of the stored interactions into each variant of the table (columns as
+    ``interactions``)."""
     dumps = {"": dump} | {
-        tag: dump_loaded(conninfo, workdir, "interactions", "binary", select, f"_{tag}")
-        for tag, select in _DUMPS.items()
+        tag: dump_loaded(conninfo, workdir, "interactions", "binary", select, f"_{tag}", order)
+        for tag, (select, order) in _DUMPS.items()
     }
     out: list[tuple[str, float]] = []
     for label, ddl, tag in VARIANTS:
         with psycopg.connect(conninfo) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {_T}")
             conn.execute(f"CREATE TABLE {_T} (LIKE interactions INCLUDING DEFAULTS INCLUDING IDENTITY)")
-            conn.execute(f"ALTER TABLE {_T} ADD COLUMN event_hash bigint")
             for statement in ddl:  # constants of this file
                 conn.execute(statement)  # type: ignore[call-overload]
             conn.commit()
-            columns = _HASHED_COLUMNS if tag in ("hashed", "content8") else SCHEMA_COLUMNS["interactions"]
             copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-                sql.Identifier(_T), sql.SQL(columns)
+                sql.Identifier(_T), sql.SQL(_COLUMNS)
             )
             out.append((label, _copy_file(conn, copy, dumps[tag])))
     with psycopg.connect(conninfo, autocommit=True) as conn:

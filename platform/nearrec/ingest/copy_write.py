@@ -15,6 +15,9 @@ tuples, and COPY. The unique indexes of ``interactions`` decide what is a repeat
 
 So a rejected or repeated event creates nothing, an interaction never names a missing user or item, a
 re-load inserts nothing, and two loads of the same events at once store each of them once.
+
+Each batch leaves a pending refresh for every user it wrote to: :func:`nearrec.postgres.outbox.enqueue_refresh`
+for the users whose refresh no earlier batch of the load holds (:class:`Refreshes`).
 """
 
 from __future__ import annotations
@@ -29,13 +32,47 @@ from sqlalchemy.orm import Session
 
 from nearrec.ingest import direct as d
 from nearrec.ingest import service
-from nearrec.ingest.id_cache import IdCache
+from nearrec.ingest.id_cache import MAX_NAMES, IdCache
 from nearrec.ingest.records import InteractionOptions, RecordRejectedError, Rejection
 from nearrec.ingest.service import Prepared
 from nearrec.ingest.summary import Summary
 from nearrec.ingest.values import EMPTY_TEXT_HASH
 from nearrec.postgres import copy_binary, history, outbox
 from nearrec.postgres import interaction_copy as repo
+
+
+class Refreshes:
+    """The users whose pending refresh an earlier batch of the load locked or wrote (their ids, sorted).
+
+    In one transaction (abort mode) those rows stay locked or unseen until the load commits. With a
+    transaction per batch they are still pending as long as no worker has taken a user refresh since
+    (:func:`nearrec.postgres.outbox.user_refresh_mark`); when one has, they are all checked again."""
+
+    def __init__(self, one_transaction: bool, max_users: int = MAX_NAMES) -> None:
+        self.one_transaction = one_transaction
+        self.max_users = max_users
+        self._held = np.empty(0, dtype=np.int64)
+        self._pending = np.empty(0, dtype=np.int64)
+        self._mark: tuple[int, bool] | None = None
+
+    def enqueue(self, session: Session, users: npt.NDArray[np.int64]) -> int:
+        """Enqueue the refresh of ``users`` (distinct ids) that no earlier batch holds; returns how many
+        rows were added."""
+        if not self.one_transaction:
+            mark = outbox.user_refresh_mark(session)
+            if mark != self._mark:
+                self._held, self._mark = np.empty(0, dtype=np.int64), mark
+        todo = users[~np.isin(users, self._held, assume_unique=True)]
+        self._pending = todo
+        return outbox.enqueue_refresh(session, "user", todo.tolist())
+
+    def committed(self) -> None:
+        if len(self._pending) and len(self._held) + len(self._pending) <= self.max_users:
+            self._held = np.union1d(self._held, self._pending)
+        self._pending = np.empty(0, dtype=np.int64)
+
+    def rolled_back(self) -> None:
+        self._pending = np.empty(0, dtype=np.int64)
 
 
 @dataclass
@@ -45,6 +82,16 @@ class CopyState:
     probe: bool = False
     fallbacks: int = 0  # batches written by the ON CONFLICT statement
     ids: IdCache = field(default_factory=IdCache)  # user and item ids learnt by committed batches
+    refreshes: Refreshes = field(default_factory=lambda: Refreshes(one_transaction=False))
+
+    def committed(self) -> None:
+        """The batch committed (or, in one transaction, was written): what it learnt is true."""
+        self.ids.committed()
+        self.refreshes.committed()
+
+    def rolled_back(self) -> None:
+        self.ids.rolled_back()
+        self.refreshes.rolled_back()
 
 
 def write(session: Session, batch: Prepared, options: InteractionOptions, state: CopyState) -> Summary:
@@ -82,7 +129,7 @@ def write(session: Session, batch: Prepared, options: InteractionOptions, state:
     summary.inserted, summary.users_created, summary.items_created = done.inserted, done.users, done.items
     summary.unchanged += int(stored.sum())
     users = np.unique(done.user_ids[rows.user_of[written]])
-    summary.enqueued = outbox.enqueue_refresh(session, "user", users.tolist())
+    summary.enqueued = state.refreshes.enqueue(session, users)
     rejections.sort(key=lambda r: r.line)
     summary.rejected, summary.rejections = len(rejections), rejections
     return summary

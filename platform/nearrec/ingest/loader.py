@@ -233,7 +233,10 @@ class _Writer(threading.Thread):
         self.prune = False
         self._aborting = threading.Event()  # abort: roll back and exit
         self._unflushed = False  # skip mode: batches committed without waiting for the WAL flush
-        self.copy_state = copy_write.CopyState()  # the COPY path of interactions (see copy_write)
+        # the COPY path of interactions (see copy_write)
+        self.copy_state = copy_write.CopyState(
+            refreshes=copy_write.Refreshes(one_transaction=plan.on_error != "skip")
+        )
         self.item_state = item_write.WriteState()  # and of items (see item_write)
 
     def put(self, batch: Prepared) -> None:
@@ -301,9 +304,9 @@ class _Writer(threading.Thread):
                             self._unflushed = True
                         result = self._write(session, batch)
                 except BaseException:
-                    self.copy_state.ids.rolled_back()
+                    self.copy_state.rolled_back()
                     raise
-                self.copy_state.ids.committed()
+                self.copy_state.committed()
                 _merge(self.summary, result, self.on_rejections)
             if self._aborting.is_set():
                 raise _Aborted  # rolls back the open transaction (abort mode: everything)

@@ -25,12 +25,13 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    any_,
     bindparam,
-    exists,
     func,
     insert,
     literal,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -120,20 +121,59 @@ def enqueue_refresh(session: Session, entity: Entity, entity_ids: Iterable[int])
     ids = [int(i) for i in entity_ids]
     if not ids:
         return 0
-    source = _unnest_ids()
+    # The pending rows of all the ids in one scan, then an anti-join: not a probe per id, whose plan (a
+    # per-id bitmap AND with ix_sync_outbox_pending, once the outbox was vacuumed but not analyzed) could
+    # read the whole pending index for every id.
     o = _OUTBOX.alias("o")
     pending = (
-        select(o.c.id)
+        select(o.c.entity_id)
         .where(
             o.c.entity == entity,
-            o.c.entity_id == source.c.id,
+            o.c.entity_id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
             o.c.op == "upsert",
             o.c.attempts == 0,
             o.c.failed_at.is_(None),
         )
         .with_for_update(skip_locked=True)
+        .cte("pending")
     )
+    source = _unnest_ids()
     stmt = insert(_OUTBOX).from_select(
-        _COLUMNS, select(*_row(entity, source.c.id, "upsert")).where(~exists(pending))
+        _COLUMNS,
+        select(*_row(entity, source.c.id, "upsert")).where(source.c.id.not_in(select(pending.c.entity_id))),
     )
     return rowcount(session.execute(stmt.execution_options(preserve_rowcount=True), {"ids": ids}))
+
+
+# A load's batches skip the users whose refresh an earlier batch of the load holds pending, while no worker
+# has taken a user refresh since (migration 0008). The two sides:
+# - each batch of a load, in its transaction: take the advisory lock 'nearrec_user_loads' shared (held
+#   until it commits), THEN read ``user_refresh_claims`` (:func:`user_refresh_mark`);
+# - a worker, after claiming its rows and BEFORE reading the users: bump ``user_refresh_claims``, then wait
+#   for the batches holding that lock (:func:`claiming_users`).
+# So a batch that read the counter before a worker's bump commits before that worker reads, and a batch that
+# read it after sees it moved and checks every user again (enqueue_refresh).
+_LOAD_SHARES = text("SELECT pg_advisory_xact_lock_shared(hashtext('nearrec_user_loads'))")
+_CLAIMS = text("SELECT last_value, is_called FROM user_refresh_claims")
+_BUMP_CLAIMS = text("SELECT nextval('user_refresh_claims')")
+# Waits for the loads' batches in flight, and holds nothing afterwards (a session lock, released at once).
+_WAIT_FOR_LOADS = text(
+    "WITH held AS MATERIALIZED (SELECT pg_advisory_lock(hashtext('nearrec_user_loads')))"
+    " SELECT pg_advisory_unlock(hashtext('nearrec_user_loads')) FROM held"
+)
+
+
+def user_refresh_mark(session: Session) -> tuple[int, bool]:
+    """For a load's batch: keep workers from reading claimed users until this transaction ends, and return
+    the user-claim counter. While it stays the same, every user refresh an earlier batch of the load locked or
+    wrote is still pending and no worker can read that user before this batch commits."""
+    session.execute(_LOAD_SHARES)
+    last, called = session.execute(_CLAIMS).one()
+    return int(last), bool(called)
+
+
+def claiming_users(session: Session) -> None:
+    """For a worker that claimed user rows, before it reads those users: bump the user-claim counter (loads
+    then check their users again), then wait for the load batches in flight to commit."""
+    session.execute(_BUMP_CLAIMS)
+    session.execute(_WAIT_FOR_LOADS)

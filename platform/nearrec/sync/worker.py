@@ -33,7 +33,7 @@ from nearrec.config import Settings
 from nearrec.embedding.base import Embedder
 from nearrec.errors import ModelMismatchError, StoreUnavailableError
 from nearrec.model.user_vector import UserVectorParams
-from nearrec.postgres import sync_repo
+from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.postgres.notify import OutboxListener
 from nearrec.postgres.sync_repo import Claim
@@ -151,6 +151,8 @@ class SyncWorker:
             report.deferred = len(busy)
             mine = [c for c in claims if (c.entity, c.entity_id) in locked]
             groups = self._coalesce(session, mine)
+            if any(entity == "user" for entity, _ in groups):
+                outbox.claiming_users(session)  # before reading them: loads' batches in flight commit first
             if groups:
                 self._process_groups(session, schema, groups, report)
         report.seconds = time.perf_counter() - started
