@@ -160,6 +160,7 @@ class Floor:
                 exclude_ids=pushed,
                 prefetch_limit=prefetch,
                 method="rrf",
+                with_payload=not rest,  # as the retriever: ids only when it drops hits after the fact
             )
         banned, popular, expr = (
             set(self.catalog.seen[u]),

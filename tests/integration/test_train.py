@@ -82,6 +82,9 @@ def test_cf_and_hybrid_follow_the_community_and_never_return_seen_items(stack: S
     everything = ids(stack.service.recommend("d3", k=200, method="hybrid"))
     assert len(everything) == 80 - 6 and not seen & set(everything)
     assert "scifi-5" in everything
+    # past the store filter's bound the fused query returns ids only; the kept hits' payloads are read back
+    shown = stack.service.recommend("d3", k=5, method="hybrid", fields=["genre"])
+    assert all(r.fields["genre"] == r.item_id.split("-")[0] for r in shown)
     # filters and paging hold for cf too
     horror = ids(stack.service.recommend("d3", k=5, method="cf", filter={"genre": "horror"}))
     assert horror and all(r.startswith("horror-") for r in horror)

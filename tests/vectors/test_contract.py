@@ -357,6 +357,17 @@ def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, 
     for h in hits:
         assert ref[h.id] == pytest.approx(h.score, rel=1e-5)
         assert h.id not in exclude and matches(expr, h.payload)
+    bare = shared.query_fused(
+        COL,
+        [(qa, "text", weights[0]), (qb, "text", weights[1])],
+        limit=10,
+        filter=expr,
+        exclude_ids=exclude,
+        prefetch_limit=30,
+        with_payload=False,
+    )
+    assert [h.score for h in bare] == [h.score for h in hits]  # the same list, ties in any order
+    assert all(ref[h.id] == pytest.approx(h.score, rel=1e-5) and h.payload == {} for h in bare)
 
 
 def test_fused_query_dbsf(shared: VectorStore, data: Data) -> None:

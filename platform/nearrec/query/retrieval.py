@@ -183,7 +183,10 @@ class Retriever:
         needed: int,
     ) -> list[Hit]:
         """One store query: the model and text prefetches (filter and pushed exclusions in each) fused by
-        weighted RRF; the seen ids beyond the pushed ones are removed after the fact."""
+        weighted RRF; the seen ids beyond the pushed ones are removed after the fact. Then the query asks
+        for ``needed`` + that many hits, most of them dropped: it returns ids and scores only, and the
+        payloads of the ``needed`` kept are read by id (converting a payload costs the store more than
+        the search itself past a few hundred hits, all of it under the GIL)."""
         full = And((ACTIVE, expr)) if expr is not None else ACTIVE
         limit = self.settings.seen_filter_limit
         pushed, rest = banned[:limit], set(banned[limit:])
@@ -195,10 +198,15 @@ class Retriever:
             exclude_ids=pushed,
             prefetch_limit=max(meta.candidates, needed + len(rest)),
             method="rrf",
+            with_payload=not rest,
         )
         kept = [h for h in hits if h.id not in rest]
         kept.sort(key=lambda h: (-h.score, h.id))
-        return kept[:needed]
+        kept = kept[:needed]
+        if not rest or not kept:
+            return kept
+        payloads = {p.id: p.payload for p in self.store.retrieve(self.items, [h.id for h in kept])}
+        return [Hit(h.id, h.score, payloads[h.id]) for h in kept if h.id in payloads]
 
     def nearest(
         self,

@@ -237,9 +237,11 @@ class VectorStore(Protocol):
         exclude_ids: Collection[int] = (),
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
+        with_payload: bool = True,
     ) -> list[Hit]:
         """Fuse the nearest ``prefetch_limit`` points of each query (filter and exclusions apply to each).
-        RRF honours the weights (see :data:`RRF_K`); DBSF only accepts equal weights."""
+        RRF honours the weights (see :data:`RRF_K`); DBSF only accepts equal weights. ``with_payload``
+        False: ids and scores only (empty payloads), for callers that drop most hits and read the rest."""
         ...
 
     def query_mmr(

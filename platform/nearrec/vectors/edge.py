@@ -270,9 +270,12 @@ class EdgeVectorStore:
         exclude_ids: Collection[int] = (),
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
+        with_payload: bool = True,
     ) -> list[Hit]:
         efforts = self._col(name).efforts
-        request = fused_request(queries, limit, filter, exclude_ids, prefetch_limit, method, efforts)
+        request = fused_request(
+            queries, limit, filter, exclude_ids, prefetch_limit, method, efforts, with_payload
+        )
         return self._run(name, request, False)
 
     def query_mmr(

@@ -74,6 +74,7 @@ def fused_request(
     prefetch_limit: int,
     method: FusionMethod,
     efforts: Mapping[str, SearchParams],
+    with_payload: bool = True,
 ) -> QueryRequest:
     """One request: a prefetch per query (filter and exclusions in each), fused by (weighted) RRF or DBSF."""
     check_limit(limit)
@@ -90,7 +91,7 @@ def fused_request(
     ]
     fusion: Any = Fusion.Rrf(k=RRF_K, weights=weights) if method == "rrf" else Fusion.Dbsf()
     return QueryRequest(
-        limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=True
+        limit=limit, prefetches=prefetches, query=fusion, filter=edge_filter, with_payload=with_payload
     )
 
 

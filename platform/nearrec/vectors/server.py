@@ -338,13 +338,19 @@ class ServerVectorStore:
         exclude_ids: Collection[int] = (),
         prefetch_limit: int = 100,
         method: FusionMethod = "rrf",
+        with_payload: bool = True,
     ) -> list[Hit]:
         qfilter = to_qdrant_filter(filter, exclude_ids)
         params = {using: self._params(name, using) for _, using, _ in queries}
         prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method, params)
         with self._errors(name):
             points = self.client.query_points(
-                name, prefetch=prefetch, query=fusion, query_filter=qfilter, limit=limit, with_payload=True
+                name,
+                prefetch=prefetch,
+                query=fusion,
+                query_filter=qfilter,
+                limit=limit,
+                with_payload=with_payload,
             ).points
         return [server_hit(p, p.score, False) for p in points]
 
