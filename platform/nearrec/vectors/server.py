@@ -1,5 +1,4 @@
-"""VectorStore on qdrant-client: a Qdrant server (``url``), or qdrant-client's local mode in tests
-(``QdrantClient(":memory:")`` or ``path=``; small data only, payload indexes have no effect there).
+"""VectorStore on qdrant-client: a Qdrant server (``url``), or its local mode in tests (``:memory:`` or ``path=``).
 
 Collection metadata (model id, dims, search effort) is Qdrant's collection ``metadata`` (merged on update,
 ``None`` removes a key); aliases are Qdrant aliases; a missing named vector is added with ``create_vector_name``.
@@ -340,17 +339,12 @@ class ServerVectorStore:
         method: FusionMethod = "rrf",
         with_payload: bool = True,
     ) -> list[Hit]:
-        qfilter = to_qdrant_filter(filter, exclude_ids)
+        qf = to_qdrant_filter(filter, exclude_ids)
         params = {using: self._params(name, using) for _, using, _ in queries}
-        prefetch, fusion = fused_query(queries, limit, qfilter, prefetch_limit, method, params)
+        prefetch, fusion = fused_query(queries, limit, qf, prefetch_limit, method, params)
         with self._errors(name):
             points = self.client.query_points(
-                name,
-                prefetch=prefetch,
-                query=fusion,
-                query_filter=qfilter,
-                limit=limit,
-                with_payload=with_payload,
+                name, prefetch=prefetch, query=fusion, query_filter=qf, limit=limit, with_payload=with_payload
             ).points
         return [server_hit(p, p.score, False) for p in points]
 
