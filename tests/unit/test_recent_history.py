@@ -58,3 +58,24 @@ def test_event_weights_match_the_training_time_weights(
     want = base_weights(kinds_of, cf_values(kinds_of, values, params) > 0, config).tolist()
     assert event_weights(events, params, config) == want
     assert event_weights(History.of(events), params, config) == want
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_history_columns_come_newest_first_whatever_the_aggregate_order(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 30))
+    ids = rng.permutation(np.arange(100, 100 + n)).tolist()
+    stamps = rng.integers(0, 5, n).astype(float).tolist()  # ties in time: the larger id is the newer
+    items, kinds, values = (
+        [i * 10 for i in ids],
+        [f"t{i}" for i in ids],
+        [None if i % 3 else i / 2 for i in ids],
+    )
+    got = History.newest_first(ids, items, kinds, values, stamps)
+    want = sorted(zip(stamps, ids, strict=True), reverse=True)
+    assert [e.item_id for e in got] == [i * 10 for _, i in want]
+    assert [(e.type, e.value, e.timestamp) for e in got] == [
+        (f"t{i}", None if i % 3 else i / 2, t) for t, i in want
+    ]
+    again = History.newest_first([i for _, i in want], got.item_ids, got.types, got.values, got.timestamps)
+    assert again == got  # in order already: the same columns
