@@ -29,7 +29,9 @@ And measures, in the SAME run, with a category filter on every query:
   exclusion: under the query's category filter (5%: exact below the engine's full-scan threshold, through the
   graph at 1M), under the in-stock flag (80%: through the graph, filtered) and with the active flag only;
 - in-process: QueryService.recommend with each method (text, cf, hybrid, popular), its p50 and ratio to raw
-  (target <= 1.5x), and p50 by seen-history size (20, 200, 2,000, 5,000);
+  (target <= 1.5x), and p50 by seen-history size (20, 200, 2,000, 5,000); beside it the least Postgres read
+  any recommendation needs (user, seen ids, pending ids) and the floor (raw + that read) / raw: the best
+  ratio a method whose store query needs that read first can reach;
 - HTTP: `nearrec serve` in its own process, 8 keep-alive clients with the default method: saturation (closed
   loop), then an open loop at half that rate, p50 / p99 against the in-process p50 (targets <= 1.5x and
   <= 3x), saturation rate against 1000 / in-process p50 in ms (target >= 1), the server's RSS.
@@ -132,6 +134,18 @@ class Floor:
 
         return reads
 
+    def seen_read(self, u: int) -> Callable[[], object]:
+        """The least Postgres read any recommendation needs (the floor of every method): the user, their seen
+        ids and the pending item ids, without the recent events the model's methods fold in."""
+        sessions, name, types = self.service.sessions, self.catalog.user_name(u), self.settings.seen_types
+        pending = self.settings.seen_filter_limit + 1
+
+        def reads() -> None:
+            with sessions() as session:
+                repo.user_request(session, name, types, 0, pending=pending)
+
+        return reads
+
     def split(self, u: int) -> tuple[list[int], int]:
         limit = self.settings.seen_filter_limit
         seen = self.catalog.seen[u]
@@ -176,9 +190,11 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float], list[float], list[float]]:
+def compare(
+    floor: Floor, method: str, queries: list[Query], seen: list[float] | None = None
+) -> tuple[list[float], list[float], list[float]]:
     """Raw, database and in-process latencies (ms) of ``method`` on ``queries``, interleaved (same load,
-    same cache)."""
+    same cache); ``seen`` collects the seen-ids read alone (:meth:`Floor.seen_read`) too."""
     service, catalog = floor.service, floor.catalog
     raw, database, inproc = [], [], []
     for n, (u, cat) in enumerate(queries):
@@ -186,6 +202,8 @@ def compare(floor: Floor, method: str, queries: list[Query]) -> tuple[list[float
         hits = floor.call(method, u, cat)()
         raw.append((time.perf_counter() - t) * 1000)
         database.append(timed(floor.database(method, u, [h.id for h in hits][:K])))  # type: ignore[attr-defined]
+        if seen is not None:
+            seen.append(timed(floor.seen_read(u)))
         t = time.perf_counter()
         recs = service.recommend(
             catalog.user_name(u), k=K, filter={"category": CATEGORIES[cat]}, method=method
@@ -226,23 +244,27 @@ def recall(floor: Floor, queries: list[Query], mode: str = "category") -> float:
 
 def measure_methods(floor: Floor, methods: list[str], queries: list[Query], out: dict[str, Any]) -> None:
     print(
-        "\nraw: the store call; database: the Postgres read of a recommendation alone; in-process:"
-        " QueryService.recommend"
+        "\nraw: the store call; database: the Postgres read of a recommendation alone; seen: the least read"
+        " any recommendation needs (user, seen ids, pending ids); floor: (raw + seen) / raw, the best ratio a"
+        " store query that needs that read first can reach; in-process: QueryService.recommend"
     )
     print(
-        f"{'method':8} {'raw p50':>9} {'database':>9} {'in-proc p50':>12} {'p99':>8}  in-proc / raw (target"
-        " <= 1.5)  in-proc / (raw + database)"
+        f"{'method':8} {'raw p50':>9} {'database':>9} {'seen':>8} {'floor':>6} {'in-proc p50':>12} {'p99':>8}"
+        "  in-proc / raw (target <= 1.5)  in-proc / (raw + database)"
     )
     for method in methods:
         compare(floor, method, queries[:30])  # warm up
-        raw, database, inproc = compare(floor, method, queries)
-        r50, d50, i50 = pct(raw, 50), pct(database, 50), pct(inproc, 50)
+        seen: list[float] = []
+        raw, database, inproc = compare(floor, method, queries, seen)
+        r50, d50, s50, i50 = pct(raw, 50), pct(database, 50), pct(seen, 50), pct(inproc, 50)
         out["methods"][method] = {
-            "raw_p50": r50, "raw_p99": pct(raw, 99), "database_p50": d50, "p50": i50, "p99": pct(inproc, 99),
+            "raw_p50": r50, "raw_p99": pct(raw, 99), "database_p50": d50, "seen_read_p50": s50,
+            "floor": (r50 + s50) / r50, "p50": i50, "p99": pct(inproc, 99),
         }  # fmt: skip
         print(
-            f"{method:8} {r50:7.2f}ms {d50:7.2f}ms {i50:10.2f}ms {pct(inproc, 99):6.2f}ms  "
-            f"{i50 / r50:5.2f}x {'ok' if i50 <= 1.5 * r50 else 'MISSED':6}  {i50 / (r50 + d50):19.2f}x"
+            f"{method:8} {r50:7.2f}ms {d50:7.2f}ms {s50:6.2f}ms {(r50 + s50) / r50:5.2f}x {i50:10.2f}ms "
+            f"{pct(inproc, 99):6.2f}ms  {i50 / r50:5.2f}x {'ok' if i50 <= 1.5 * r50 else 'MISSED':6}"
+            f"  {i50 / (r50 + d50):19.2f}x"
         )
 
 

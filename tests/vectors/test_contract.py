@@ -548,6 +548,24 @@ def test_clearing_a_vector_keeps_the_name_and_every_other_vector(store: VectorSt
     assert ids(store.query(COL, Sparse([4], [1.0]), using="a", limit=5)) == [7]
 
 
+def test_retrieve_returns_only_the_named_vectors(store: VectorStore) -> None:
+    """What the model-vector cache reads: one dense vector of each point, not the large text one."""
+    store.ensure_collection(COL, {"text": DIM, "cf1": 3})
+    store.upsert(
+        COL,
+        [
+            PointRecord(1, {"text": np.ones(DIM), "cf1": [1.0, 2.0, 2.0]}, {"genre": "drama"}),
+            PointRecord(2, {"text": -np.ones(DIM)}, {"genre": "comedy"}),
+        ],
+    )
+    one, two = store.retrieve(COL, [1, 2], with_vectors=["cf1"])
+    assert one.payload == {"genre": "drama"} and two.payload == {"genre": "comedy"}
+    assert one.vector is not None and list(one.vector) == ["cf1"]
+    np.testing.assert_allclose(one.vector["cf1"], [1 / 3, 2 / 3, 2 / 3], atol=1e-6)
+    assert not two.vector  # no such vector: nothing of the text one
+    assert store.retrieve(COL, [1], with_vectors=[])[0].vector is None
+
+
 def test_aliases_switch_collections(store: VectorStore) -> None:
     store.ensure_collection("items_v1", {"text": DIM})
     store.ensure_collection("items_v2", {"text": DIM})

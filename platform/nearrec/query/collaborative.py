@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from nearrec.model.cf import CFMeta, cf_values
+from nearrec.model.cf import CFMeta
 from nearrec.model.ease import query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
-from nearrec.model.user_vector import UserVectorParams
-from nearrec.model.weighting import base_weights, served_config
-from nearrec.postgres.query_repo import TimedEvent
+from nearrec.model.user_vector import UserVectorParams, type_weight
+from nearrec.model.weighting import ModelConfig, served_config
+from nearrec.postgres.query_repo import History, TimedEvent
 from nearrec.query.retrieval import Retriever
 from nearrec.vectors.base import AnyVector, Sparse, VectorStore
 
@@ -48,45 +49,64 @@ def cf_user_vector(
     if not events:
         return None
     config = served_config(meta)
-    kinds = [e.type for e in events]
-    values = [np.nan if e.value is None else e.value for e in events]
-    weights = base_weights(kinds, cf_values(kinds, values, params) > 0, config).tolist()
+    events = History.of(events)
+    weights = event_weights(events, params, config)
     if meta.sparse:
         indices, vals = query_sparse_vector(recent_history(events, weights, config.half_life, config.history))
         return Sparse(indices, vals) if indices else None
-    history = recent_history(events, weights, config.half_life, None)
-    stored = retriever.model_vectors(list(history), meta.vector)
-    known = sorted(i for i in history if i in stored)  # internal id order, as the training-time rows
-    if not known:
+    items, decayed = recent_arrays(events, weights, config.half_life, None)
+    found, stored = retriever.model_rows(items.tolist(), meta.vector)
+    if not found.any():
         return None
-    factors = item_factors_from_stored(np.stack([stored[i] for i in known]), meta.scale)
-    user = np.fromiter((history[i] for i in known), np.float64, len(known)).astype(np.float32) @ factors
+    order = np.argsort(items[found], kind="stable")  # internal id order, as the training-time rows
+    factors = item_factors_from_stored(stored[order], meta.scale)
+    user = decayed[found][order].astype(np.float32) @ factors
     if not np.any(user):
         return None
     return augment_user(user)
 
 
+def event_weights(events: Sequence[TimedEvent], params: UserVectorParams, config: ModelConfig) -> list[float]:
+    """Each event's weight before recency, what :func:`~nearrec.model.weighting.base_weights` of
+    :func:`~nearrec.model.cf.cf_values` gives at training time (the type's weight when the product's rule
+    calls it positive, else the model's low weight), computed once per distinct (type, value)."""
+    history = History.of(events)
+    pairs = list(zip(history.types, history.values, strict=True))
+    types = dict(config.type_weights)
+    known: dict[tuple[str, float | None], float] = {}
+    for kind, value in dict.fromkeys(pairs):
+        positive = type_weight(kind, None if value is None or value != value else value, params) > 0
+        known[kind, value] = float(types.get(kind, 1.0)) if positive else float(config.low_weight)
+    return [known[pair] for pair in pairs]
+
+
+def recent_arrays(
+    events: Sequence[TimedEvent], weights: Sequence[float], half_life: float | None, max_items: int | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """:func:`recent_history` as arrays (items, weights), most recent first."""
+    history = History.of(events)
+    order = np.argsort(-np.asarray(history.timestamps, dtype=np.float64), kind="stable")  # ties: list order
+    items = np.asarray(history.item_ids, dtype=np.int64)[order]
+    weight = np.asarray(weights, dtype=np.float64)[order]
+    nonzero = weight != 0
+    items, weight = items[nonzero], weight[nonzero]
+    first = np.sort(np.unique(items, return_index=True)[1])[:max_items]  # each item's newest event
+    items, weight = items[first], weight[first]
+    if half_life is None:
+        return items, weight
+    # The same numpy operations as the training-time matrix, so the values are bit for bit the same.
+    return items, weight * 0.5 ** (np.arange(len(items)) / half_life)
+
+
 def recent_history(
     events: Sequence[TimedEvent], weights: Sequence[float], half_life: float | None, max_items: int | None
 ) -> dict[int, float]:
-    """One user's row of :func:`~nearrec.model.ease.decayed_history` in plain Python (no sparse matrices
-    per request): ``{item: weight * 0.5 ** (position_from_newest / half_life)}`` over the newest event of
-    each item, zero-weight events left out of the positions, the ``max_items`` most recent items only.
-    ``events`` are most recent first; ties in time go to the earlier one in that order (the later row)."""
-    newest_first = sorted(range(len(events)), key=lambda n: (-events[n].timestamp, n))
-    kept: dict[int, float] = {}
-    for n in newest_first:
-        item, weight = events[n].item_id, weights[n]
-        if weight == 0 or item in kept:
-            continue
-        if max_items is not None and len(kept) >= max_items:
-            break
-        kept[item] = weight
-    if half_life is None:
-        return kept
-    # The same numpy operations as the training-time matrix, so the values are bit for bit the same.
-    decayed = np.fromiter(kept.values(), np.float64, len(kept)) * 0.5 ** (np.arange(len(kept)) / half_life)
-    return dict(zip(kept, decayed.tolist(), strict=True))
+    """One user's row of :func:`~nearrec.model.ease.decayed_history` without sparse matrices per request:
+    ``{item: weight * 0.5 ** (position_from_newest / half_life)}`` over the newest event of each item,
+    zero-weight events left out of the positions, the ``max_items`` most recent items only. ``events`` are
+    most recent first; ties in time go to the earlier one in that order (the later row)."""
+    items, weight = recent_arrays(events, weights, half_life, max_items)
+    return dict(zip(items.tolist(), weight.tolist(), strict=True))
 
 
 def session_timeline(liked: Sequence[int], disliked: Sequence[int]) -> list[TimedEvent]:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from nearrec.config import Settings
+from nearrec.errors import ValidationError
 from nearrec.filters import And, Eq, FilterExpr
 from nearrec.model.cf import CFMeta
 from nearrec.model.fusion import mmr_rerank
@@ -34,16 +36,20 @@ MODEL_CACHE_ITEMS = 250_000
 MODEL_CACHE_TTL = 300.0
 
 FloatVector = np.ndarray[Any, np.dtype[np.float32]]
+FloatMatrix = np.ndarray[Any, np.dtype[np.float32]]
 
 
 def read_vectors(
     store: VectorStore, collection: str, ids: Sequence[int], using: str
 ) -> dict[int, FloatVector]:
-    """The dense ``using`` vector of each point of ``ids`` that has one, as float32."""
+    """The dense ``using`` vector of each point of ``ids`` that has one, as float32. Asks for that vector
+    only; a collection without it (a later training dropped it) refuses the name: then none has it."""
+    try:
+        hits = store.retrieve(collection, list(ids), with_vectors=[using])
+    except ValidationError:
+        hits = store.retrieve(collection, list(ids), with_vectors=True)  # an error again if not the name
     return {
-        h.id: np.asarray(h.vector[using], dtype=np.float32)
-        for h in store.retrieve(collection, list(ids), with_vectors=True)
-        if h.vector and using in h.vector
+        h.id: np.asarray(h.vector[using], dtype=np.float32) for h in hits if h.vector and using in h.vector
     }
 
 
@@ -57,58 +63,109 @@ def next_page(page: int, missing: int, rest_left: int, fetched: int, dropped: in
 
 
 class ModelVectors:
-    """The trained model's dense item vectors, cached (thread safe).
+    """The trained model's dense item vectors, cached (thread safe) as the rows of one matrix, so a history's
+    vectors are one fancy index (a fold-in of 200 items costs microseconds, not a stack of 200 arrays).
 
     `nearrec train` writes each model under a new vector name (``cf<generation>``) and swaps the model
     record only once all are written, so an item's vector under one name does not change: the cache is keyed
-    by the name and emptied when it changes. Entries (an absent vector too) are read again after ``ttl``
-    seconds, so a point removed or rewritten since is seen within that time. Every call also reads one cached
-    item from the store (the probe): when its vector is gone (a later training dropped the vector a reader
-    of the old model record still names), the cache is emptied and the call reads the store, as without a
-    cache. Reading vectors from the store converts every named vector of the point (the 384-d text one
-    too) into Python: most of a cf query's cost before this cache."""
+    by the name and emptied when it changes. It is also emptied every ``ttl`` seconds (an absent vector is
+    cached too), so a point removed or rewritten since is seen within that time. Every call also reads one
+    cached item from the store (the probe): when its vector is gone (a later training dropped the vector a
+    reader of the old model record still names), the cache is emptied and the call reads the store, as
+    without a cache. Reads ask the store for the model's vector only (a point's every vector, the 384-d text
+    one too, costs ~30 us an item to convert). Rows are only appended, and the table is replaced whole past
+    ``max_items`` rows, so readers use its arrays outside the lock."""
 
     def __init__(self, max_items: int = MODEL_CACHE_ITEMS, ttl: float = MODEL_CACHE_TTL) -> None:
         self.max_items = max_items
         self.ttl = ttl
-        self._name: str | None = None
-        self._entries: dict[int, tuple[float, FloatVector | None]] = {}
+        self._table = _Table(None, 0.0)
         self._lock = threading.Lock()
 
     def get(
         self, store: VectorStore, collection: str, ids: Sequence[int], using: str
     ) -> dict[int, FloatVector]:
+        """``{id: vector}`` of the ids that have one."""
+        found, rows = self.rows(store, collection, ids, using)
+        return dict(zip(np.asarray(ids, dtype=np.int64)[found].tolist(), rows, strict=True))
+
+    def rows(
+        self, store: VectorStore, collection: str, ids: Sequence[int], using: str
+    ) -> tuple[npt.NDArray[np.bool_], FloatMatrix]:
+        """Which of ``ids`` have the ``using`` vector (a mask) and their vectors, in the order of ``ids``."""
         now = time.monotonic()
         with self._lock:
-            if self._name != using:
-                self._name, self._entries = using, {}
-            entries = self._entries
-        out: dict[int, FloatVector] = {}
-        missing = []
-        for i in ids:
-            entry = entries.get(i)
-            if entry is None or now - entry[0] > self.ttl:
-                missing.append(i)
-            elif entry[1] is not None:
-                out[i] = entry[1]
-        probe = next(iter(out), None)
-        if not missing and probe is None:
-            return out
-        found = read_vectors(store, collection, [*missing, *([] if probe is None else [probe])], using)
-        if probe is not None and probe not in found:  # the vector is gone: start again from the store
+            if self._table.name != using or now - self._table.created > self.ttl:
+                self._table = _Table(using, now)
+            table = self._table
+            slot = np.fromiter((table.slots.get(i, -1) for i in ids), np.int64, len(ids))
+            present, matrix = table.present, table.matrix
+        cached = slot >= 0
+        usable = cached.copy()
+        usable[cached] = present[slot[cached]]
+        missing = [ids[n] for n in np.flatnonzero(~cached).tolist()]
+        probe = [ids[int(np.argmax(usable))]] if usable.any() else []
+        found = read_vectors(store, collection, [*missing, *probe], using) if missing or probe else {}
+        if probe and probe[0] not in found:  # the vector is gone: start again from the store
             with self._lock:
-                if self._entries is entries:
-                    self._entries = entries = {}
-            out, missing = {}, list(ids)
+                if self._table is table:
+                    self._table = table = _Table(using, now)
+            cached[:], usable[:], missing = False, False, list(ids)
             found = read_vectors(store, collection, missing, using)
+        if missing:
+            self._add(table, missing, found)
+        if not missing or not found:
+            return usable, matrix[slot[usable]]  # all from memory (or no new one has the vector)
+        out = np.zeros((len(ids), next(iter(found.values())).shape[0]), dtype=np.float32)
+        if usable.any():
+            out[usable] = matrix[slot[usable]]
+        for n in np.flatnonzero(~cached).tolist():
+            vector = found.get(ids[n])
+            if vector is not None:
+                out[n], usable[n] = vector, True
+        return usable, out[usable]
+
+    def _add(self, table: _Table, missing: list[int], found: dict[int, FloatVector]) -> None:
         with self._lock:
-            if self._entries is entries:
-                if len(entries) + len(missing) > self.max_items:
-                    entries.clear()
-                for i in missing:
-                    entries[i] = (now, found.get(i))
-        out.update(found)
-        return out
+            if self._table is not table:
+                return
+            if table.size + len(missing) > self.max_items:
+                self._table = table = _Table(table.name, table.created)
+            table.append(missing, found)
+
+
+class _Table:
+    """The rows of :class:`ModelVectors`: item id -> row, whether the row has a vector, the vectors."""
+
+    def __init__(self, name: str | None, created: float) -> None:
+        self.name, self.created = name, created
+        self.slots: dict[int, int] = {}
+        self.size = 0
+        self.present = np.zeros(0, dtype=np.bool_)
+        self.matrix: FloatMatrix = np.zeros((0, 0), dtype=np.float32)
+
+    def append(self, ids: list[int], found: dict[int, FloatVector]) -> None:
+        """New rows for ``ids`` (zeros and ``present`` false for those not in ``found``); the arrays grow by
+        copy (readers keep the old ones)."""
+        dim = next((v.shape[0] for v in found.values()), self.matrix.shape[1])
+        if self.size and dim != self.matrix.shape[1]:  # not under one name; start again, to be safe
+            self.slots, self.size = {}, 0
+        end = self.size + len(ids)
+        if end > self.present.shape[0] or dim != self.matrix.shape[1]:
+            capacity = max(2 * end, 1024)
+            matrix, present = np.zeros((capacity, dim), dtype=np.float32), np.zeros(capacity, dtype=np.bool_)
+            if self.size:
+                matrix[: self.size], present[: self.size] = (
+                    self.matrix[: self.size],
+                    self.present[: self.size],
+                )
+            self.matrix, self.present = matrix, present
+        for n, i in enumerate(ids, start=self.size):
+            vector = found.get(i)
+            if vector is not None:
+                self.matrix[n], self.present[n] = vector, True
+        self.slots.update(zip(ids, range(self.size, end), strict=True))
+        self.size = end
 
 
 class Retriever:
@@ -132,9 +189,9 @@ class Retriever:
             if h.vector and using in h.vector
         }
 
-    def model_vectors(self, ids: Sequence[int], using: str) -> dict[int, FloatVector]:
-        """The trained model's dense ``using`` vector of each item that has one (cached: :class:`ModelVectors`)."""
-        return self._model_vectors.get(self.store, self.items, ids, using)
+    def model_rows(self, ids: Sequence[int], using: str) -> tuple[npt.NDArray[np.bool_], FloatMatrix]:
+        """Which of ``ids`` have the model's ``using`` vector, and those vectors as rows (:class:`ModelVectors`)."""
+        return self._model_vectors.rows(self.store, self.items, ids, using)
 
     def model(
         self,

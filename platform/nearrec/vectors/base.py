@@ -198,8 +198,9 @@ class VectorStore(Protocol):
 
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
 
-    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
-        """Points by id, in the order asked, missing ids skipped."""
+    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool | list[str] = False) -> list[Hit]:
+        """Points by id, in the order asked, missing ids skipped; ``with_vectors`` a list of names: those
+        vectors only (reading a point's every vector converts them all, the large text one too)."""
         ...
 
     def scroll(

@@ -215,13 +215,13 @@ class EdgeVectorStore:
         if ids:
             col.write(name, UpdateOperation.delete_points(list(ids)), ids)
 
-    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool | list[str] = False) -> list[Hit]:
         col = self._col(name)
         if not ids:
             return []
         with edge_errors(name):
             records = col.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        hits = [edge_hit(r, 0.0, with_vectors) for r in records]
+        hits = [edge_hit(r, 0.0, bool(with_vectors)) for r in records]
         return order_like(ids, hits)
 
     def scroll(

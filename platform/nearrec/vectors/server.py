@@ -270,14 +270,14 @@ class ServerVectorStore:
             with self._errors(name):
                 self.client.delete(name, models.PointIdsList(points=list(ids)), wait=True)
 
-    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(self, name: str, ids: Sequence[int], with_vectors: bool | list[str] = False) -> list[Hit]:
         if not ids:
             return []
         with self._errors(name):
             records = self.client.retrieve(
                 name, list(ids), with_payload=True, with_vectors=with_vectors, **self._read
             )
-        return order_like(ids, [server_hit(r, 0.0, with_vectors) for r in records])
+        return order_like(ids, [server_hit(r, 0.0, bool(with_vectors)) for r in records])
 
     def scroll(
         self, name: str, batch: int = 1000, with_vectors: bool = False, filter: FilterExpr | None = None
