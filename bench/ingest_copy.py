@@ -139,6 +139,7 @@ VARIANTS: list[tuple[str, list[str], str]] = [
     ("+ BRIN (occurred_at), BRIN (id)", [_UT, _ITEM, *_BRIN], ""),
     ("+ unique event id / (user, content key) = final", _FINAL, ""),
     ("  final, rows in the file's order (not the loader's)", _FINAL, "time"),
+    ("  the guarantees' minimum: final without the two BRINs", [_UT, _ITEM, *_IDENTITY], ""),
     ("  final + primary key (id)", [*_FINAL, _PK], ""),
     ("  final without BRIN (id)", [_UT, _ITEM, _BRIN[0], *_IDENTITY], ""),
     ("  final, one BRIN (occurred_at, id)", [_UT, _ITEM, *_BRIN1, *_IDENTITY], ""),
