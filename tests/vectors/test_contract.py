@@ -4,6 +4,7 @@ numpy brute force plus nearrec.filters.matches, so both engines are checked agai
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -342,7 +343,8 @@ def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, 
     qa, qb = rng.normal(size=DIM), rng.normal(size=DIM)
     expr = parse_filter({"genre": {"ne": "horror"}})
     exclude = set(data.reference(qa, 3)[0])
-    hits = shared.query_fused(
+    fused = functools.partial(
+        shared.query_fused,
         COL,
         [(qa, "text", weights[0]), (qb, "text", weights[1])],
         limit=10,
@@ -350,6 +352,7 @@ def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, 
         exclude_ids=exclude,
         prefetch_limit=30,
     )
+    hits = fused()
     ref = _rrf_reference(data, [(qa, weights[0]), (qb, weights[1])], 30, expr, exclude)
     best = sorted(ref.values(), reverse=True)[:10]
     assert len(hits) == 10
@@ -357,15 +360,7 @@ def test_fused_query_rrf(shared: VectorStore, data: Data, weights: tuple[float, 
     for h in hits:
         assert ref[h.id] == pytest.approx(h.score, rel=1e-5)
         assert h.id not in exclude and matches(expr, h.payload)
-    bare = shared.query_fused(
-        COL,
-        [(qa, "text", weights[0]), (qb, "text", weights[1])],
-        limit=10,
-        filter=expr,
-        exclude_ids=exclude,
-        prefetch_limit=30,
-        with_payload=False,
-    )
+    bare = fused(with_payload=False)
     assert [h.score for h in bare] == [h.score for h in hits]  # the same list, ties in any order
     assert all(ref[h.id] == pytest.approx(h.score, rel=1e-5) and h.payload == {} for h in bare)
 
