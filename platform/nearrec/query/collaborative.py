@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from nearrec.model.cf import CFMeta
+from nearrec.model.cf import CFMeta, cf_values
 from nearrec.model.ease import query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
-from nearrec.model.user_vector import UserVectorParams, type_weight
-from nearrec.model.weighting import ModelConfig, served_config
+from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.weighting import ModelConfig, base_weights, served_config
 from nearrec.postgres.query_repo import History, TimedEvent
 from nearrec.query.retrieval import Retriever
 from nearrec.vectors.base import AnyVector, Sparse, VectorStore
@@ -67,16 +67,15 @@ def cf_user_vector(
 
 
 def event_weights(events: Sequence[TimedEvent], params: UserVectorParams, config: ModelConfig) -> list[float]:
-    """Each event's weight before recency, what :func:`~nearrec.model.weighting.base_weights` of
-    :func:`~nearrec.model.cf.cf_values` gives at training time (the type's weight when the product's rule
-    calls it positive, else the model's low weight), computed once per distinct (type, value)."""
+    """Each event's weight before recency, as the training-time :func:`~nearrec.model.weighting.base_weights`
+    of :func:`~nearrec.model.cf.cf_values` gives it, computed once per distinct (type, value)."""
     history = History.of(events)
     pairs = list(zip(history.types, history.values, strict=True))
-    types = dict(config.type_weights)
-    known: dict[tuple[str, float | None], float] = {}
-    for kind, value in dict.fromkeys(pairs):
-        positive = type_weight(kind, None if value is None or value != value else value, params) > 0
-        known[kind, value] = float(types.get(kind, 1.0)) if positive else float(config.low_weight)
+    distinct = list(dict.fromkeys(pairs))
+    kinds = [kind for kind, _ in distinct]
+    values = [np.nan if value is None else value for _, value in distinct]
+    weights = base_weights(kinds, cf_values(kinds, values, params) > 0, config).tolist()
+    known = dict(zip(distinct, weights, strict=True))
     return [known[pair] for pair in pairs]
 
 
