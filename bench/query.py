@@ -117,11 +117,15 @@ class Floor:
         if self.meta is None:
             return
         params = UserVectorParams.from_settings(self.settings)
+        tag, stored = self.service.cf_tag(self.meta), 0
         with self.service.sessions() as session:
             for u in todo:
                 found = repo.user_with_history(session, self.catalog.user_name(u), None, CF_HISTORY)
                 assert found is not None
                 self.cf[u] = cf_user_vector(self.service.retriever, found[2], self.meta, params)
+                read = repo.user_request(session, self.catalog.user_name(u), None, CF_HISTORY, cf_tag=tag)
+                stored += read is not None and read.folded
+        print(f"the one read returns the stored cf fold-in for {stored} of {len(todo)} queried users")
 
     def database(self, method: str, u: int, hit_ids: list[int]) -> Callable[[], object]:
         """The Postgres read a recommendation needs, whatever the code around it, on one pooled session: the
