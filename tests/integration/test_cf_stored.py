@@ -32,6 +32,7 @@ STATES = {
     "parked": text("UPDATE sync_outbox SET attempts = 3, failed_at = now()"),
     "retrying": text("UPDATE sync_outbox SET attempts = 1, available_at = now() + interval '1 hour'"),
 }
+XMIN = text("SELECT xmin FROM users WHERE id = :id")
 EXPLAINED = "EXPLAIN (ANALYZE, FORMAT JSON) " + repo.USER_WITH_HISTORY
 RIDGE = ModelConfig(family="ridge", rank=8, regularization=1.0, text_weight=0.2)
 EASE = ModelConfig(family="ease", regularization=3.0, half_life=4.0, low_weight=0.5, text_weight=0.2)
@@ -210,3 +211,20 @@ def nodes(plan: dict[str, object]) -> Iterator[dict[str, object]]:
 def scans_events(node: dict[str, object]) -> bool:
     """The scan of interactions under the events' subquery (alias ``h``)."""
     return node.get("Relation Name") == "interactions" and node.get("Alias") == "h"
+
+
+def test_a_refresh_that_changes_nothing_does_not_rewrite_the_row(stack: Stack) -> None:
+    items, users = community(stack)
+    train(stack.sessions, stack.store, stack.settings, RIDGE, seed=0)
+    stack.sync()
+
+    def version(user: int) -> str:
+        with stack.sessions() as session:
+            return str(session.execute(XMIN, {"id": user}).scalar_one())
+
+    before = version(users["d5"]), version(users["d6"])
+    enqueue(stack, users["d5"])
+    stack.interact(users["d6"], [items["drama-11"]], start=datetime(2030, 1, 1, tzinfo=UTC))
+    stack.sync()
+    assert version(users["d5"]) == before[0]  # same fold-in: the row is left alone
+    assert version(users["d6"]) != before[1] and read(stack, "d6", tag_now(stack)).folded

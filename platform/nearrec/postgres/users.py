@@ -87,7 +87,8 @@ CfRow = tuple[int, str, Sequence[int] | None, Sequence[float] | None]
 _STORE_CF = """
     UPDATE users SET cf_tag = %(tag)s, cf_indices = CAST(%(indices)s AS bigint[]),
                      cf_vector = CAST(%(values)s AS double precision[])
-    WHERE id = %(id)s
+    WHERE id = %(id)s AND (cf_tag, cf_indices, cf_vector) IS DISTINCT FROM
+          (CAST(%(tag)s AS text), CAST(%(indices)s AS bigint[]), CAST(%(values)s AS double precision[]))
 """
 _CLEAR_CF = """
     UPDATE users SET cf_tag = NULL, cf_indices = NULL, cf_vector = NULL
@@ -96,7 +97,8 @@ _CLEAR_CF = """
 
 
 def store_cf(session: Session, rows: Sequence[CfRow]) -> None:
-    """Store the cf fold-in of each user (one pipelined statement per user, in the session's transaction)."""
+    """Store the cf fold-in of each user (one pipelined statement per user, in the session's transaction;
+    a row that holds it already is not rewritten)."""
     if rows:
         params = [{"id": i, "tag": tag, "indices": idx, "values": val} for i, tag, idx, val in rows]
         with driver(session).cursor() as cursor:
