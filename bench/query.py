@@ -14,7 +14,9 @@ Postgres) and an embedded vector store: a catalog of ``--items`` random 384-d it
 2,000 and 5,000, their interactions (views, clicks, purchases). Then, as a deployment would:
 
 1. trains the collaborative model on those interactions (the library's train job, ``--train-budget`` seconds
-   of tuning: what `nearrec train --budget` runs), so ``hybrid`` becomes the default method;
+   of tuning: what `nearrec train --budget` runs), so ``hybrid`` becomes the default method, then drains the
+   user refreshes the training enqueued with the sync worker (it stores each user's cf fold-in in Postgres;
+   the users' text vectors are recorded as current, so it keeps them);
 2. builds the HNSW index through the worker's background build (:class:`nearrec.sync.index.IndexBuilder`: a
    child process optimizes a copy of the shard, then the store switches to it) and calibrates the search
    effort (:mod:`nearrec.vectors.calibrate`: the smallest hnsw_ef reaching NEARREC_TARGET_RECALL), timed;
@@ -80,6 +82,7 @@ from query_data import (  # noqa: E402
     fill_postgres,
     fill_store,
     pct,
+    refresh_users,
     scratch_database,
 )
 from query_http import CpuCost, http_figures  # noqa: E402
@@ -114,23 +117,30 @@ class Floor:
         if self.meta is None:
             return
         params = UserVectorParams.from_settings(self.settings)
+        tag, stored = self.service.cf_tag(self.meta), 0
         with self.service.sessions() as session:
             for u in todo:
                 found = repo.user_with_history(session, self.catalog.user_name(u), None, CF_HISTORY)
                 assert found is not None
                 self.cf[u] = cf_user_vector(self.service.retriever, found[2], self.meta, params)
+                read = repo.user_request(session, self.catalog.user_name(u), None, CF_HISTORY, cf_tag=tag)
+                stored += read is not None and read.folded
+        print(f"the one read returns the stored cf fold-in for {stored} of {len(todo)} queried users")
 
     def database(self, method: str, u: int, hit_ids: list[int]) -> Callable[[], object]:
         """The Postgres read a recommendation needs, whatever the code around it, on one pooled session: the
-        user with their seen ids (and, for the model's methods, recent history) and the pending item ids, in
-        one statement (the answer comes from the hits' payload)."""
-        history = CF_HISTORY if method in ("cf", "hybrid") and self.meta is not None else 0
+        user with their seen ids (and, for the model's methods, their stored cf fold-in, or their recent
+        history when it is not usable) and the pending item ids, in one statement (the answer comes from the
+        hits' payload)."""
+        model = method in ("cf", "hybrid") and self.meta is not None
+        history = CF_HISTORY if model else 0
+        tag = self.service.cf_tag(self.meta) if model and self.meta is not None else None
         sessions, name, types = self.service.sessions, self.catalog.user_name(u), self.settings.seen_types
         pending = self.settings.seen_filter_limit + 1
 
         def reads() -> None:
             with sessions() as session:
-                repo.user_request(session, name, types, history, pending=pending)
+                repo.user_request(session, name, types, history, pending=pending, cf_tag=tag)
 
         return reads
 
@@ -299,6 +309,7 @@ def train_model(
     print(
         f"train: {meta.family} ({meta.vector}) on {report.interactions:,} interactions in {report.seconds:.1f}s"
     )
+    refresh_users(url, store, settings, out)
 
 
 def build_index(store: VectorStore, settings: Settings, out: dict[str, Any]) -> None:

@@ -16,18 +16,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from nearrec.config import Settings
-from nearrec.postgres import schema_repo
+from nearrec.model.user_vector import UserVectorParams, params_fingerprint
+from nearrec.postgres import schema_repo, sync_repo
 from nearrec.postgres.engine import make_engine, session_factory
 from nearrec.postgres.notify import libpq_conninfo
 from nearrec.postgres.scratch import create_database, drop_database
 from nearrec.sync.collections import ItemSchema, ensure_collections
+from nearrec.sync.users import state_hash
 from nearrec.vectors.base import PointRecord, VectorStore
+from nearrec.vectors.payload import CONTENT_HASH
 
 DIM = 384
 MODEL = f"hashing:{DIM}"  # the model id recorded on the collections; vectors are random, nothing is embedded
@@ -193,12 +197,17 @@ def fill_store(
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     catalog.unit = vecs
     n_users = len(catalog.seen)
+    hashes = user_hashes(url, settings, n_users)
     for start in range(0, n_users, 2000):
         users = vectors(rng, min(n_users, start + 2000) - start, kind, centres)
         store.upsert(
             settings.users_collection,
             [
-                PointRecord(start + n + 1, {"text": v, "profile": v}, {"external_id": f"user-{start + n}"})
+                PointRecord(
+                    start + n + 1,
+                    {"text": v, "profile": v},
+                    {"external_id": f"user-{start + n}", CONTENT_HASH: hashes[start + n + 1]},
+                )
                 for n, v in enumerate(users)
             ],
         )
@@ -207,6 +216,35 @@ def fill_store(
         f"vectors ({kind}): {n_items + n_users:,} points upserted in {elapsed:.1f}s "
         f"({(n_items + n_users) / elapsed:,.0f}/s)"
     )
+
+
+def refresh_users(url: str, store: VectorStore, settings: Settings, out: dict[str, Any]) -> None:
+    """What a deployment's worker does after a training: drain the user refreshes it enqueued (each user's
+    cf fold-in stored in Postgres under the new model's tag)."""
+    from nearrec.embedding import load_embedder
+    from nearrec.sync.worker import SyncWorker
+
+    worker = SyncWorker(session_factory(make_engine(url)), store, load_embedder(settings), settings)
+    t0 = time.perf_counter()
+    report = worker.drain()
+    out["refresh_seconds"] = elapsed = time.perf_counter() - t0
+    # As after the load (fill_postgres): the rows the worker updated and deleted, vacuumed now rather than by
+    # autovacuum during the timed part.
+    with make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE users, sync_outbox"))
+    print(
+        f"worker: {report.rows:,} user refreshes, {report.users.cf_stored:,} cf fold-ins stored, "
+        f"{report.users.computed:,} text vectors recomputed in {elapsed:.1f}s"
+    )
+
+
+def user_hashes(url: str, settings: Settings, n_users: int) -> dict[int, str]:
+    """The content hash of each user's state, as the worker records it on the user's point: a worker refresh
+    then keeps the bench's text vectors and only stores the users' cf fold-ins."""
+    fingerprint = params_fingerprint(UserVectorParams.from_settings(settings))
+    with session_factory(make_engine(url))() as session:
+        states = sync_repo.load_users(session, list(range(1, n_users + 1)))
+    return {u.id: state_hash(u, fingerprint) for u in states}
 
 
 def item_point(schema: ItemSchema, i: int, vec: np.ndarray, catalog: Catalog) -> PointRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -138,5 +139,31 @@ def test_upgrade_from_0002_keeps_events_and_infers_the_schema(scratch_url: str) 
             keys = conn.execute(text("SELECT count(DISTINCT event_key) FROM interactions")).scalar_one()
         assert schema == {"price": "float", "tags": "list", "brand": "string"}
         assert keys == 3
+    finally:
+        eng.dispose()
+
+
+def test_0009_adds_the_stored_cf_columns_and_its_downgrade_drops_them(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, "0008_user_refresh_claims")
+    eng = create_engine(scratch_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text("INSERT INTO users (external_id) VALUES ('u')"))
+        migrate.upgrade(scratch_url)
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE users SET cf_tag = 't', cf_indices = '{3, 5000000000}',"
+                    " cf_vector = CAST(:v AS double precision[])"
+                ),
+                {"v": [0.1, float(np.float32(0.1))]},
+            )
+            row = conn.execute(text("SELECT cf_tag, cf_indices, cf_vector FROM users")).one()
+        assert tuple(row) == ("t", [3, 5_000_000_000], [0.1, float(np.float32(0.1))])  # exact
+        migrate.downgrade(scratch_url, "0008_user_refresh_claims")
+        columns = {c["name"] for c in inspect(eng).get_columns("users")}
+        assert not columns & {"cf_tag", "cf_indices", "cf_vector"} and "profile" in columns
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT external_id FROM users")).scalar_one() == "u"
     finally:
         eng.dispose()

@@ -111,6 +111,11 @@ def train(
     click.echo(
         f"  {report.item_vectors:,} item vectors written and swapped in; text weight {meta.text_weight:g}"
     )
+    if report.users_enqueued:
+        click.echo(
+            f"  {report.users_enqueued:,} user refreshes enqueued: the worker stores their folded vectors for "
+            "this model (until then queries fold their history in)"
+        )
     if report.skipped_items:
         click.echo(
             f"  skipped {report.skipped_items:,} items not synced yet (run the worker, then train again)"

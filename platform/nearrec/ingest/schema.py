@@ -278,6 +278,19 @@ class Schema:
         }
 
 
+def filter_types(declared: Mapping[str, str]) -> dict[str, FieldType | None]:
+    """The item attributes of a stored schema (name -> type name) that a store payload holds (valid field
+    names, none of nearrec's own payload keys) -> their filter type (None: no filter can use the type)."""
+    from nearrec.filters import is_valid_field_name
+    from nearrec.vectors.payload import SYSTEM_KEYS
+
+    return {
+        name: FIELD_TYPES.get(cast(AttrType, kind))
+        for name, kind in declared.items()
+        if is_valid_field_name(name) and name not in SYSTEM_KEYS
+    }
+
+
 class AttributeRejected(ValueError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"{name}: {reason}")

@@ -14,6 +14,9 @@ live ones, then swap the model in atomically.
 3. Swap: one metadata write (key ``cf``, :class:`~nearrec.model.cf.CFMeta`) points the query service at the
    new vector. Dense model vectors older than the previous generation are then dropped (the previous one
    stays for queries that read the metadata before the swap); the two slots stay.
+4. Enqueue a refresh of every user with interactions (outbox rows, batched): the users' stored cf fold-ins
+   carry the old model's tag, so queries fold their events in at query time until the worker has
+   recomputed them under the new model (:mod:`nearrec.sync.cf_users`).
 
 Which interactions count as positive is the product's rule (:func:`nearrec.model.cf.cf_values`). Items
 without interactions get no model vector (the text branch still finds them). Items with no point in the
@@ -47,7 +50,7 @@ from nearrec.model.cf import META_CF, CFMeta, cf_values
 from nearrec.model.ease import item_sparse_vectors
 from nearrec.model.fusion import augment_items, scale_for
 from nearrec.model.user_vector import UserVectorParams, type_weight
-from nearrec.postgres import train_repo
+from nearrec.postgres import outbox, train_repo
 from nearrec.postgres.engine import transaction
 from nearrec.vectors.base import AnyVector, Sparse, VectorStore
 from nearrec.vectors.payload import ITEM_ITEM_SLOTS, TEXT_VECTOR
@@ -55,6 +58,7 @@ from nearrec.vectors.payload import ITEM_ITEM_SLOTS, TEXT_VECTOR
 log = logging.getLogger(__name__)
 
 WRITE_CHUNK = 1000
+ENQUEUE_CHUNK = 10_000
 _MODEL_VECTOR = re.compile(r"(cf|ii)\d*")
 
 Progress = Callable[[str, int, int], None]
@@ -68,6 +72,7 @@ class TrainReport:
     items: int = 0
     item_vectors: int = 0
     skipped_items: int = 0
+    users_enqueued: int = 0  # user refreshes enqueued after the swap (their stored cf fold-ins)
     seconds: float = 0.0
     search_seconds: float = 0.0
     meta: CFMeta | None = None
@@ -169,6 +174,7 @@ def _train(
     meta = _meta(report, config, fitted, generation, settings)
     store.set_metadata(items_alias, {META_CF: meta.to_metadata()})  # the swap
     _drop_old_vectors(store, physical, keep={fitted.name, old.vector if old is not None else fitted.name})
+    report.users_enqueued = _enqueue_users(sessions, data.user_ids)
     report.meta = meta
     report.seconds = time.perf_counter() - started
     log.info(
@@ -312,6 +318,16 @@ def _write(
         skipped += len(chunk) - len(update)
         progress(min(start + WRITE_CHUNK, total), total)
     return written, skipped
+
+
+def _enqueue_users(sessions: sessionmaker[Session], user_ids: npt.NDArray[np.int64]) -> int:
+    """A refresh of every user in ``user_ids`` (those with interactions), ``ENQUEUE_CHUNK`` a transaction;
+    users with a refresh already pending get none. Returns how many were added."""
+    added = 0
+    for start in range(0, len(user_ids), ENQUEUE_CHUNK):
+        with transaction(sessions) as session:
+            added += outbox.enqueue_refresh(session, "user", user_ids[start : start + ENQUEUE_CHUNK].tolist())
+    return added
 
 
 def _drop_old_vectors(store: VectorStore, collection: str, keep: set[str]) -> None:

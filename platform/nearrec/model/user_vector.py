@@ -15,6 +15,8 @@ The result is L2-normalised. With neither history nor profile there is no vector
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,17 @@ class UserVectorParams:
     def history_limit(self) -> int:
         """How many of the most recent interactions matter: beyond it the decay is below ``NEGLIGIBLE``."""
         return max(1, math.ceil(self.half_life * math.log2(1 / NEGLIGIBLE)))
+
+
+def params_fingerprint(params: UserVectorParams) -> str:
+    """A short digest of the settings: part of what stored user vectors record they were computed with."""
+    doc = {
+        "w": sorted(params.interaction_weights.items()),
+        "r": params.rating_threshold,
+        "h": params.half_life,
+        "p": params.profile_weight,
+    }
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:12]
 
 
 def type_weight(kind: str, value: float | None, params: UserVectorParams) -> float:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy import (
     text as sql,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -90,6 +90,11 @@ class User(Base):
     )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # The folded cf query vector the worker stored at the user's last refresh, and what it was computed with
+    # (migration 0009; read by nearrec.postgres.query_repo only while the user has no outbox row).
+    cf_tag: Mapped[str | None] = mapped_column(Text)
+    cf_vector: Mapped[list[float] | None] = mapped_column(ARRAY(Double))
+    cf_indices: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
 
 
 class Interaction(Base):

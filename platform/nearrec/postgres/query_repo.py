@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nearrec.postgres.models import Interaction, Item
+from nearrec.vectors.base import AnyVector, Sparse
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,47 @@ USER_WITH_HISTORY = """
                WHERE o.entity = 'item'
                ORDER BY o.entity_id
                LIMIT CAST(%(pending)s AS integer)
-           ) AS pending
+           ) AS pending,
+           f.fresh, CASE WHEN f.fresh THEN u.cf_indices END, CASE WHEN f.fresh THEN u.cf_vector END
     FROM users AS u
+    CROSS JOIN LATERAL (
+        SELECT coalesce(u.cf_tag = CAST(%(cf_tag)s AS text), false) AND NOT EXISTS (
+                   SELECT FROM sync_outbox AS r WHERE r.entity = 'user' AND r.entity_id = u.id
+               ) AS fresh
+        OFFSET 0
+    ) AS f
+    CROSS JOIN LATERAL (
+        SELECT array_agg(e.id) AS ids, array_agg(e.item_id) AS items, array_agg(e.type) AS types,
+               array_agg(e.value) AS vals, array_agg(date_part('epoch', e.occurred_at)) AS stamps
+        FROM (
+            SELECT h.id, h.item_id, h.type, h.value, h.occurred_at FROM interactions AS h
+            WHERE h.user_id = u.id AND NOT f.fresh
+            ORDER BY h.occurred_at DESC, h.id DESC
+            LIMIT CAST(%(history)s AS integer)
+        ) AS e
+    ) AS ev
+    WHERE u.external_id = %(external_id)s
+"""
+"""Everything a recommendation reads from Postgres, in one statement: the user's row, interactions and
+recent events (or the stored cf vector instead), the internal ids of the excluded items, and the items whose
+Postgres state the store does not hold yet (a row in ``sync_outbox``: the worker writes the store, then
+deletes the rows in the same transaction, see :mod:`nearrec.sync.worker`; parked rows count too). The seen ids
+come back newest first, repeats included (no GROUP BY: the backward index scan is already in order); the first
+occurrence of each item is at its most recent time, so dropping the repeats gives the order of
+``max(occurred_at) DESC, item_id``. The recent events come as one array per column (a third cheaper than JSON
+rows, in Postgres and to decode); an aggregate's input order is not guaranteed, so their ids come too and the
+order is checked (:meth:`History.newest_first`).
+
+``fresh``: the user's stored cf vector (``users.cf_vector``, written by the worker with the fold-in of
+:data:`USER_EVENTS` in the transaction that deletes the user's outbox rows) is what the fold-in of the events
+would give now: its tag is ``cf_tag`` (the serving model's, :func:`nearrec.query.collaborative.cf_tag`; NULL:
+not wanted) and the user has no outbox row in any state (every committed interaction leaves one until a
+refresh that read it commits). Then the vector comes back instead of the events: the events' scan is gated by
+``NOT f.fresh``, a one-time filter, so Postgres does not run it."""
+
+USER_EVENTS = """
+    SELECT u.id, ev.ids, ev.items, ev.types, ev.vals, ev.stamps
+    FROM unnest(CAST(%(ids)s AS bigint[])) AS u(id)
     CROSS JOIN LATERAL (
         SELECT array_agg(e.id) AS ids, array_agg(e.item_id) AS items, array_agg(e.type) AS types,
                array_agg(e.value) AS vals, array_agg(date_part('epoch', e.occurred_at)) AS stamps
@@ -65,17 +105,9 @@ USER_WITH_HISTORY = """
             LIMIT CAST(%(history)s AS integer)
         ) AS e
     ) AS ev
-    WHERE u.external_id = %(external_id)s
 """
-"""Everything a recommendation reads from Postgres, in one statement: the user's row, interactions and
-recent events, the internal ids of the excluded items, and the items whose Postgres state the store does not
-hold yet (a row in ``sync_outbox``: the worker writes the store, then deletes the rows in the same
-transaction, see :mod:`nearrec.sync.worker`; parked rows count too). The seen ids come back newest first,
-repeats included (no GROUP BY: the backward index scan is already in order); the first occurrence of each
-item is at its most recent time, so dropping the repeats gives the order of ``max(occurred_at) DESC,
-item_id``. The recent events come as one array per column (a third cheaper than JSON rows, in Postgres and
-to decode); an aggregate's input order is not guaranteed, so their ids come too and the order is checked
-(:meth:`History.newest_first`)."""
+"""The recent events of several users, exactly as :data:`USER_WITH_HISTORY` reads one user's (the same
+columns, order and limit): what the worker folds into the stored cf vectors."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +198,8 @@ class UserRead:
     events: History  # the most recent interactions (any type), most recent first
     excluded: list[int]  # the internal ids of the excluded external ids that exist
     pending: list[int]  # items with a pending outbox row (at most the ``pending`` asked for)
+    folded: bool = False  # the stored cf vector is usable (then ``events`` is empty): ``cf`` is the fold-in
+    cf: AnyVector | None = None  # the stored fold-in (None: the fold-in gives no vector)
 
 
 def user_request(
@@ -175,24 +209,49 @@ def user_request(
     history: int,
     excluded: Sequence[str] = (),
     pending: int = 0,
+    cf_tag: str | None = None,
 ) -> UserRead | None:
     """In ONE round trip: the user, every item they interacted with (of ``types``; all when None) most recent
     first, their ``history`` most recent interactions (any type), the internal ids of ``excluded`` and up to
-    ``pending`` ids of items with pending vector work. None: no such user."""
+    ``pending`` ids of items with pending vector work. With ``cf_tag``, the stored cf vector instead of the
+    recent interactions when it is usable (:data:`USER_WITH_HISTORY`). None: no such user."""
     params = {
         "external_id": external_id,
         "types": None if types is None else list(types),
         "history": max(int(history), 0),
         "excluded": list(excluded),
         "pending": max(int(pending), 0),
+        "cf_tag": cf_tag,
     }
     row = driver(session).execute(USER_WITH_HISTORY, params).fetchone()
     if row is None:
         return None
-    user_id, profile, seen, ids, items, kinds, values, stamps, excluded_ids, pending_ids = row
+    user_id, profile, seen, ids, items, kinds, values, stamps, excluded_ids, pending_ids, fresh, *cf = row
     events = History.newest_first(ids, items, kinds, values, stamps) if ids else History([], [], [], [])
     user = UserRow(user_id, external_id, profile)
-    return UserRead(user, list(dict.fromkeys(seen)), events, list(excluded_ids), list(pending_ids))
+    folded = stored_vector(*cf) if fresh else None
+    return UserRead(
+        user, list(dict.fromkeys(seen)), events, list(excluded_ids), list(pending_ids), bool(fresh), folded
+    )
+
+
+def stored_vector(indices: list[int] | None, values: list[float] | None) -> AnyVector | None:
+    """A stored cf vector as the fold-in gives it: sparse (``indices`` given) or dense float32 values."""
+    if values is None:
+        return None
+    if indices is not None:
+        return Sparse(indices, values)
+    return np.asarray(values, dtype=np.float32)
+
+
+def recent_histories(session: Session, user_ids: Sequence[int], history: int) -> dict[int, History]:
+    """The ``history`` most recent events of each of ``user_ids`` that has some, as :func:`user_request`
+    reads them (:data:`USER_EVENTS`), in the session's transaction."""
+    if not user_ids:
+        return {}
+    params = {"ids": [int(i) for i in user_ids], "history": max(int(history), 0)}
+    rows = driver(session).execute(USER_EVENTS, params).fetchall()
+    return {int(uid): History.newest_first(*cols) for uid, *cols in rows if cols[0]}
 
 
 def user_with_history(

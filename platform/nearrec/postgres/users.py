@@ -1,9 +1,10 @@
 """User repository: staged bulk upsert and deletion. Every write enqueues its vector work in the same
-statement (see :mod:`nearrec.postgres.outbox`); nothing here commits."""
+statement (see :mod:`nearrec.postgres.outbox`); nothing here commits. The worker also stores each refreshed
+user's cf fold-in here (:func:`store_cf`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Boolean, Text
 
 from nearrec.postgres import history, outbox, staging
+from nearrec.postgres.query_repo import driver
 from nearrec.postgres.staging import UpsertCounts
 
 # (line, external_id, profile, attributes as JSON text)
@@ -77,3 +79,33 @@ def delete(session: Session, external_ids: Iterable[str]) -> list[str]:
     deleted = session.execute(_DELETE, {"ids": ids}).all()
     history.delete_of_users(session, [int(pk) for pk, _ in deleted])
     return [str(e) for _, e in deleted]
+
+
+CfRow = tuple[int, str, Sequence[int] | None, Sequence[float] | None]
+"""(user id, tag, sparse indices or None, values or None: the fold-in gives no vector)."""
+
+_STORE_CF = """
+    UPDATE users SET cf_tag = %(tag)s, cf_indices = CAST(%(indices)s AS bigint[]),
+                     cf_vector = CAST(%(values)s AS double precision[])
+    WHERE id = %(id)s AND (cf_tag, cf_indices, cf_vector) IS DISTINCT FROM
+          (CAST(%(tag)s AS text), CAST(%(indices)s AS bigint[]), CAST(%(values)s AS double precision[]))
+"""
+_CLEAR_CF = """
+    UPDATE users SET cf_tag = NULL, cf_indices = NULL, cf_vector = NULL
+    WHERE id = ANY(CAST(%(ids)s AS bigint[])) AND cf_tag IS NOT NULL
+"""
+
+
+def store_cf(session: Session, rows: Sequence[CfRow]) -> None:
+    """Store the cf fold-in of each user (one pipelined statement per user, in the session's transaction;
+    a row that holds it already is not rewritten)."""
+    if rows:
+        params = [{"id": i, "tag": tag, "indices": idx, "values": val} for i, tag, idx, val in rows]
+        with driver(session).cursor() as cursor:
+            cursor.executemany(_STORE_CF, params)
+
+
+def clear_cf(session: Session, user_ids: Sequence[int]) -> None:
+    """No model: forget the stored fold-ins of ``user_ids`` (rows that hold none are not rewritten)."""
+    if user_ids:
+        driver(session).execute(_CLEAR_CF, {"ids": [int(i) for i in user_ids]})

@@ -1,14 +1,20 @@
-"""The collaborative ("cf") vector of a user or a session, folded in at query time.
+"""The collaborative ("cf") vector of a user or a session: the fold-in of their recent history.
 
-The user's recent history (``CF_HISTORY`` interactions, from the same SQL round trip as the seen ids) is
-turned into the model's query vector at query time, so it is always fresh: no retraining is needed for new
-interactions. For an item-item model (EASE, item-kNN) the query is the weighted history itself as a sparse
-vector; for the ridge model it is the fold-in of the items' stored factors. The user vectors of the training
-users are not stored at all; only the items' vectors and the model record (:class:`CFMeta`) are.
+The user's recent history (``CF_HISTORY`` interactions) is turned into the model's query vector, so it is
+always fresh: no retraining is needed for new interactions. For an item-item model (EASE, item-kNN) the query
+is the weighted history itself as a sparse vector; for the ridge model it is the fold-in of the items' stored
+factors. The worker folds each user in when it refreshes them and stores the vector in Postgres with its
+:func:`cf_tag` (``users.cf_vector``, :mod:`nearrec.sync.cf_users`); the query service reads it in its one
+statement instead of the events while it is exactly what this fold-in would give now (the tag is the serving
+model's and the user has no outbox row, :data:`nearrec.postgres.query_repo.USER_WITH_HISTORY`), else it reads
+the events and folds them in at query time. Training users' vectors are not kept by the model; only the
+items' vectors and the model record (:class:`CFMeta`) are.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +23,7 @@ import numpy.typing as npt
 from nearrec.model.cf import CFMeta, cf_values
 from nearrec.model.ease import query_sparse_vector
 from nearrec.model.fusion import augment_user, item_factors_from_stored
-from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.user_vector import UserVectorParams, params_fingerprint
 from nearrec.model.weighting import ModelConfig, base_weights, served_config
 from nearrec.postgres.query_repo import History, TimedEvent
 from nearrec.query.retrieval import Retriever
@@ -38,6 +44,16 @@ def load_cf_meta(store: VectorStore, items: str) -> CFMeta | None:
     if not meta.sparse and store.vector_sizes(items).get(meta.vector) != meta.dim:
         return None
     return meta
+
+
+def cf_tag(meta: CFMeta, params: UserVectorParams) -> str:
+    """What a stored fold-in was computed with: the model's vector and generation, and a digest of its whole
+    record (the served config, the scale), the user-vector settings and ``CF_HISTORY``. A stored vector is
+    used only under the serving model's tag: a new training, or other settings, make every stored one unusable
+    until the worker recomputes it."""
+    doc = {"model": meta.to_metadata(), "params": params_fingerprint(params), "history": CF_HISTORY}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{meta.vector}.{meta.generation}.{digest}"
 
 
 def cf_user_vector(
@@ -116,4 +132,4 @@ def session_timeline(liked: Sequence[int], disliked: Sequence[int]) -> list[Time
     return list(reversed(timeline))
 
 
-__all__ = ["CF_HISTORY", "cf_user_vector", "load_cf_meta", "recent_history", "session_timeline"]
+__all__ = ["CF_HISTORY", "cf_tag", "cf_user_vector", "load_cf_meta", "recent_history", "session_timeline"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from nearrec.filters import FieldType
+from nearrec.ingest.schema import filter_types
+from nearrec.postgres import schema_repo
 from nearrec.query.cache import Refreshing
-from nearrec.sync.collections import ItemSchema
 from nearrec.vectors.base import VectorStore
 
 SCHEMA_TTL = 30.0
@@ -31,7 +32,8 @@ class AttributeSchema:
 
     def _load(self) -> dict[str, FieldType]:
         with self.sessions() as session:
-            return ItemSchema.load(session).filterable()
+            declared = schema_repo.load(session, "item")
+        return {name: kind for name, kind in filter_types(declared).items() if kind is not None}
 
 
 __all__ = ["AttributeSchema"]

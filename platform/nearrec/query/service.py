@@ -10,8 +10,9 @@ it reads the result rows from Postgres and drops the inactive ones, as the other
 (:func:`nearrec.query.results.finish`).
 
 ``recommend`` has the retrieval methods of :mod:`nearrec.query.methods`: ``text`` (the user's text vector),
-``cf`` (the trained model's list: the user's recent history as the model's query vector, built at query
-time so it is always fresh: :mod:`nearrec.query.collaborative`), ``hybrid`` (ONE fused store query: the
+``cf`` (the trained model's list: the user's recent history as the model's query vector, always fresh: the
+fold-in the worker stored in Postgres when it is exactly what the events would give now, else the events
+folded in at query time, :mod:`nearrec.query.collaborative`), ``hybrid`` (ONE fused store query: the
 model's and the text prefetches, ``candidates`` each, fused by weighted RRF with the text weight the tuner
 chose, :meth:`~nearrec.query.retrieval.Retriever.model`) and ``popular`` (:mod:`nearrec.query.popular`, the
 cold-start list). Every prefetch carries the same filter and exclusions, so the fused result keeps every
@@ -38,7 +39,7 @@ from nearrec.model.cf import CFMeta
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.postgres import query_repo as repo
 from nearrec.query.cache import Refreshing
-from nearrec.query.collaborative import CF_HISTORY, cf_user_vector, load_cf_meta, session_timeline
+from nearrec.query.collaborative import CF_HISTORY, cf_tag, cf_user_vector, load_cf_meta, session_timeline
 from nearrec.query.explain import EXPLAIN_HISTORY, constant_reason, history_explainer, items_explainer
 from nearrec.query.methods import CF_METHODS, Method, check_method, default_method
 from nearrec.query.popular import Popular
@@ -75,6 +76,7 @@ class QueryService:
         self._params = UserVectorParams.from_settings(settings)
         self._schema = AttributeSchema(sessions, store, self.items)
         self._cf_cache = Refreshing(lambda: (load_cf_meta(self.store, self.items),), CF_TTL)
+        self._cf_tag: tuple[CFMeta, str] | None = None
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -94,7 +96,10 @@ class QueryService:
         check_page(k, offset, diversity)
         expr = self.parse_filter(filter)
         chosen, meta = self.resolve_method(method)
-        history = CF_HISTORY if meta is not None and chosen in CF_METHODS else 0
+        model = meta is not None and chosen in CF_METHODS
+        history = CF_HISTORY if model else 0
+        # The stored fold-in when usable (not with explain: its reasons read the events)
+        tag = self.cf_tag(meta) if model and meta is not None and not explain else None
         bound = self.settings.seen_filter_limit  # the ids the store filter holds (the rest: after the fact)
         with self.sessions() as session:
             read = repo.user_request(
@@ -104,6 +109,7 @@ class QueryService:
                 max(history, EXPLAIN_HISTORY) if explain else history,
                 exclude_ids,
                 pending=bound + 1,
+                cf_tag=tag,
             )
             if read is None:
                 raise NotFoundError(f"unknown user {user_id!r}")
@@ -111,9 +117,7 @@ class QueryService:
             # (a bulk load), the answer's rows are read from Postgres instead, as the second guard.
             pending = read.pending if len(read.pending) <= bound else []
             banned = list(dict.fromkeys([*pending, *read.excluded, *read.seen]))
-            hits, popular = self._user_hits(
-                session, read.user, read.events, chosen, meta, expr, banned, offset + k, diversity
-            )
+            hits, popular = self._user_hits(session, read, chosen, meta, expr, banned, offset + k, diversity)
             explainer: Explainer | None = None
             if explain and popular:
                 explainer = constant_reason("popular")
@@ -206,6 +210,14 @@ class QueryService:
         background."""
         return self._cf_cache.get()[0]
 
+    def cf_tag(self, meta: CFMeta) -> str:
+        """The tag of the stored fold-ins ``meta`` and this service's settings can use
+        (:func:`~nearrec.query.collaborative.cf_tag`), computed once per model record."""
+        known = self._cf_tag
+        if known is None or known[0] is not meta:
+            known = self._cf_tag = (meta, cf_tag(meta, self._params))
+        return known[1]
+
     def resolve_method(self, method: str | None) -> tuple[Method, CFMeta | None]:
         """The method to use (default: hybrid when cf vectors exist, else text) and the cf record."""
         checked = check_method(method)
@@ -245,8 +257,7 @@ class QueryService:
     def _user_hits(
         self,
         session: Session,
-        user: repo.UserRow,
-        events: Sequence[repo.TimedEvent],
+        read: repo.UserRead,
         method: Method,
         meta: CFMeta | None,
         expr: FilterExpr | None,
@@ -255,11 +266,15 @@ class QueryService:
         diversity: float,
     ) -> tuple[list[Hit], bool]:
         """The ``needed`` best hits of a known user by ``method``, and whether they are the popularity list
-        (asked for, or the fallback of a user with no vector)."""
+        (asked for, or the fallback of a user with no vector). The model's query vector: the stored fold-in
+        when the read returned it, else the fold-in of the events it returned."""
+        user = read.user
         if method == "popular":
             return self.popular.hits(session, expr, set(banned), needed), True
         if meta is not None and method in CF_METHODS:
-            cf_vector = cf_user_vector(self.retriever, events, meta, self._params)
+            cf_vector = (
+                read.cf if read.folded else cf_user_vector(self.retriever, read.events, meta, self._params)
+            )
             if cf_vector is not None:
                 text = (
                     (lambda: self._user_vector(user)) if method == "hybrid" or meta.sparse else (lambda: None)

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from nearrec.config import Settings
-from nearrec.model.user_vector import UserVectorParams
+from nearrec.model.user_vector import UserVectorParams, params_fingerprint
 from nearrec.postgres import outbox, sync_repo
 from nearrec.sync.collections import ItemSchema
 from nearrec.sync.items import has_text
-from nearrec.sync.users import params_fingerprint, profile_text, state_hash
+from nearrec.sync.users import profile_text, state_hash
 from nearrec.vectors.base import CollectionNotFoundError, VectorStore
 from nearrec.vectors.payload import ACTIVE, CONTENT_HASH, META_MODEL
 

@@ -14,14 +14,14 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from nearrec.errors import ModelMismatchError
 from nearrec.filter_limits import INT64
-from nearrec.filters import FieldType, is_valid_field_name, payload_value
-from nearrec.ingest.schema import FIELD_TYPES, AttrType
+from nearrec.filters import FieldType, payload_value
+from nearrec.ingest.schema import filter_types
 from nearrec.postgres import schema_repo, sync_repo
 from nearrec.vectors.base import VectorStore
 from nearrec.vectors.payload import (
@@ -34,7 +34,6 @@ from nearrec.vectors.payload import (
     META_DIM,
     META_MODEL,
     PROFILE_VECTOR,
-    SYSTEM_KEYS,
     TEXT_VECTOR,
     TITLE,
 )
@@ -133,11 +132,7 @@ class ItemSchema:
         self.replace(schema_repo.load(session, "item"))
 
     def replace(self, declared: Mapping[str, str]) -> None:
-        self.types = {
-            name: FIELD_TYPES.get(cast(AttrType, kind))
-            for name, kind in declared.items()
-            if is_valid_field_name(name) and name not in SYSTEM_KEYS
-        }
+        self.types = filter_types(declared)
 
     def filterable(self) -> dict[str, FieldType]:
         return {k: t for k, t in self.types.items() if t is not None}

@@ -10,7 +10,6 @@ Item vectors are read from the items collection in one call for the whole batch.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,12 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from nearrec.embedding.base import Embedder
-from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
+from nearrec.model.user_vector import (
+    UserVectorParams,
+    build_user_vector,
+    history_weights,
+    params_fingerprint,
+)
 from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.sync_repo import UserState
 from nearrec.vectors.base import PointRecord, VectorLike, VectorStore
@@ -44,23 +48,15 @@ class UserSyncResult:
     deleted: int = 0  # points removed (user deleted, or nothing to build a vector from)
     profiles_embedded: int = 0
     incomplete: int = 0  # written without some history items (not synced yet), requeued
+    cf_stored: int = 0  # cf fold-ins stored in Postgres (nearrec.sync.cf_users)
 
     def add(self, other: UserSyncResult) -> None:
+        self.cf_stored += other.cf_stored
         self.computed += other.computed
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.profiles_embedded += other.profiles_embedded
         self.incomplete += other.incomplete
-
-
-def params_fingerprint(params: UserVectorParams) -> str:
-    doc = {
-        "w": sorted(params.interaction_weights.items()),
-        "r": params.rating_threshold,
-        "h": params.half_life,
-        "p": params.profile_weight,
-    }
-    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:12]
 
 
 def profile_text(user: UserState) -> str | None:

@@ -6,7 +6,8 @@ One batch is one Postgres transaction:
 2. take a non-blocking advisory lock per entity; entities locked by another worker are deferred for a moment,
    so an entity is never processed by two workers at once (and never embedded twice for one content hash);
 3. lock the other pending rows of the same entities (coalescing), read the entities' current rows, embed
-   changed texts, upsert / delete points (every write waits for the store);
+   changed texts, upsert / delete points (every write waits for the store), store each user's cf fold-in
+   in Postgres (:mod:`nearrec.sync.cf_users`);
 4. delete the claimed rows and commit.
 
 A crash anywhere before the commit leaves the rows in place; the next attempt finds the work already done
@@ -37,6 +38,8 @@ from nearrec.postgres import outbox, sync_repo
 from nearrec.postgres.engine import transaction
 from nearrec.postgres.notify import OutboxListener
 from nearrec.postgres.sync_repo import Claim
+from nearrec.query.retrieval import Retriever
+from nearrec.sync.cf_users import refresh_cf_vectors
 from nearrec.sync.collections import ItemSchema, check_model, ensure_collections
 from nearrec.sync.index import IndexBuilder
 from nearrec.sync.items import ItemSyncResult, sync_items
@@ -97,6 +100,7 @@ class SyncWorker:
         self.items_collection = settings.items_collection
         self.users_collection = settings.users_collection
         self.params = UserVectorParams.from_settings(settings)
+        self.retriever = Retriever(store, settings)  # the query path's fold-in, for the stored cf vectors
         self._schema: ItemSchema | None = None
         self.index_builder = IndexBuilder(
             store,
@@ -237,6 +241,7 @@ class SyncWorker:
             self.params,
             user_ids,
         )
+        users.cf_stored = refresh_cf_vectors(session, self.retriever, self.params, user_ids)
         report.items.add(items)
         report.users.add(users)
 
