@@ -36,7 +36,9 @@ And measures, in the SAME run, with a category filter on every query:
   ratio a method whose store query needs that read first can reach;
 - HTTP: `nearrec serve` in its own process, 8 keep-alive clients with the default method: saturation (closed
   loop), then an open loop at half that rate, p50 / p99 against the in-process p50 (targets <= 1.5x and
-  <= 3x), saturation rate against 1000 / in-process p50 in ms (target >= 1), the server's RSS.
+  <= 3x), saturation rate against 1000 / in-process p50 in ms (target >= 1), the server's RSS; and the
+  in-process path's own saturation (8 threads, the same mix, no HTTP) with HTTP saturation / in-process
+  saturation: what HTTP itself costs in throughput (target >= 0.85 at 100k, docs/sizing.md).
 
 At 1M items the targets are recall@10 >= 0.95 and p50 < 3x the 100k p50: ``--baseline`` reads the ``--out``
 file of a 100k run and prints those ratios.
@@ -85,9 +87,10 @@ from query_data import (  # noqa: E402
     refresh_users,
     scratch_database,
 )
-from query_http import CpuCost, http_figures  # noqa: E402
+from query_http import CpuCost, http_figures, inprocess_saturation  # noqa: E402
 
 METHODS = ("text", "cf", "hybrid", "popular")
+HTTP_SATURATION_TARGET = 0.85
 K = 10
 Query = tuple[int, int]  # (user index, category index)
 
@@ -269,7 +272,7 @@ def measure_methods(floor: Floor, methods: list[str], queries: list[Query], out:
         r50, d50, s50, i50 = pct(raw, 50), pct(database, 50), pct(seen, 50), pct(inproc, 50)
         out["methods"][method] = {
             "raw_p50": r50, "raw_p99": pct(raw, 99), "database_p50": d50, "seen_read_p50": s50,
-            "floor": (r50 + s50) / r50, "p50": i50, "p99": pct(inproc, 99),
+            "floor": (r50 + s50) / r50, "p50": i50, "p99": pct(inproc, 99), "mean": sum(inproc) / len(inproc),
         }  # fmt: skip
         print(
             f"{method:8} {r50:7.2f}ms {d50:7.2f}ms {s50:6.2f}ms {(r50 + s50) / r50:5.2f}x {i50:10.2f}ms "
@@ -367,6 +370,20 @@ def inprocess_cost(floor: Floor, method: str, queries: list[Query]) -> CpuCost:
     return CpuCost(spent * per, None if database is None or after is None else (after - database) * per, 0.0)
 
 
+def inprocess_load(floor: Floor, method: str, queries: list[Query], clients: int = 8) -> dict[str, Any]:
+    """The in-process path at saturation: ``clients`` threads calling QueryService.recommend back to back on
+    ``queries`` (the HTTP clients' mix, without HTTP): its rate and CPU per request."""
+    url = floor.settings.database_url.get_secret_value()  # type: ignore[union-attr]
+    service, catalog = floor.service, floor.catalog
+
+    def call(u: int, cat: int) -> Callable[[], object]:
+        flt = {"category": CATEGORIES[cat]}
+        return lambda: service.recommend(catalog.user_name(u), k=K, filter=flt, method=method)
+
+    load, cost = inprocess_saturation(url, [call(u, cat) for u, cat in queries], clients)
+    return {"load": vars(load), "cpu": vars(cost)}
+
+
 def report_http(out: dict[str, Any], default: str, half_p50_target: float = 1.5) -> None:
     sat, half, i50 = out["http_saturation"], out["http_half"], out["methods"][default]["p50"]
     capacity = 1000 / i50
@@ -390,6 +407,21 @@ def report_http(out: dict[str, Any], default: str, half_p50_target: float = 1.5)
         f"{half['p50_ms'] / i50:.2f}x in-process (target <= {half_p50_target}), p99 {half['p99_ms']:.2f} ms = "
         f"{half['p99_ms'] / i50:.2f}x in-process p50 (target <= 3)\n"
         f"  server RSS after the load {out['rss_mb']:.0f} MB (peak {out['rss_peak_mb']:.0f} MB)"
+    )
+    report_inprocess_saturation(out, default)
+
+
+def report_inprocess_saturation(out: dict[str, Any], default: str) -> None:
+    """The in-process path's own saturation beside HTTP's: what HTTP costs in throughput."""
+    inproc, method = out["inprocess_saturation"], out["methods"][default]
+    rate, cpu, http = inproc["load"]["rate"], inproc["cpu"], out["http_saturation"]["rate"]
+    db = "n/a" if cpu["database_ms"] is None else f"{cpu['database_ms']:.2f}"
+    print(
+        f"  in-process at saturation (8 threads, the same mix, no HTTP): {rate:.0f} req/s = "
+        f"{rate * method['p50'] / 1000:.2f} of 1000 / in-process p50 (1000 / in-process mean = "
+        f"{1000 / method['mean']:.0f} req/s), CPU per request {cpu['server_ms']:.2f} ms (+ database {db})\n"
+        f"  HTTP saturation / in-process saturation = {http / rate:.2f} (what HTTP itself costs in throughput; "
+        f"target >= {HTTP_SATURATION_TARGET})"
     )
 
 
@@ -461,6 +493,7 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     http = bool(args.http_queries) and default in out["methods"]
     if http:
         out["inprocess_cpu"] = vars(inprocess_cost(floor, default, queries))
+        out["inprocess_saturation"] = inprocess_load(floor, default, queries)
     store.close()  # the server process owns the store from here on
     if http:
         users = [catalog.user_name(u) for u in range(args.users)]

@@ -181,3 +181,35 @@ def quiet(pid: int, timeout: float = 60.0) -> None:
         if now - before < 0.025:
             return
         before = now
+
+
+def inprocess_saturation(url: str, calls: list[Callable[[], object]], clients: int) -> tuple[Load, CpuCost]:
+    """The in-process path's own saturation: ``clients`` threads of this process share ``calls`` (the same
+    requests as the HTTP clients send, without HTTP), each running its next call as soon as the previous one
+    returns; the rate and the CPU per call of this process and of the Postgres backends. Against it, the HTTP
+    saturation shows what HTTP itself costs in throughput, whatever the GIL and the machine allow the path."""
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def run(mine: list[Callable[[], object]]) -> None:
+        times = []
+        for call in mine:
+            t = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t)
+        with lock:
+            lat.extend(times)
+
+    threads = [threading.Thread(target=run, args=(calls[c::clients],)) for c in range(clients)]
+    database, mine = database_cpu(url), time.process_time()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    spent, after = time.process_time() - mine, database_cpu(url)
+    per = 1000 / len(calls)
+    db = None if database is None or after is None else (after - database) * per
+    load = Load(pct(lat, 50) * 1000, pct(lat, 99) * 1000, len(calls) / wall, len(calls))
+    return load, CpuCost(spent * per, db, 0.0)
