@@ -298,7 +298,7 @@ class QueryService:
         return [found[e] for e in external if e in found]
 
     def _user_vector(self, user: repo.UserRow) -> FloatVector | None:
-        found = self.store.retrieve(self.users, [user.id], with_vectors=True)
+        found = self.store.retrieve(self.users, [user.id], with_vectors=[TEXT])  # not the profile's
         if found and found[0].vector and TEXT in found[0].vector:
             return np.asarray(found[0].vector[TEXT], dtype=np.float32)
         if user.profile and user.profile.strip():  # not synced yet: the profile alone is the vector
