@@ -70,7 +70,7 @@ from nearrec.filters import And, Eq, FilterExpr  # noqa: E402
 from nearrec.model.user_vector import UserVectorParams  # noqa: E402
 from nearrec.postgres import migrate  # noqa: E402
 from nearrec.postgres import query_repo as repo  # noqa: E402
-from nearrec.postgres.engine import make_engine, read_sessions, session_factory  # noqa: E402
+from nearrec.postgres.engine import make_engine, read_connection, read_sessions, session_factory  # noqa: E402
 from nearrec.query.collaborative import CF_HISTORY, cf_user_vector  # noqa: E402
 from nearrec.query.retrieval import ACTIVE, TEXT  # noqa: E402
 from nearrec.query.service import QueryService  # noqa: E402
@@ -131,10 +131,10 @@ class Floor:
         print(f"the one read returns the stored cf fold-in for {stored} of {len(todo)} queried users")
 
     def database(self, method: str, u: int, hit_ids: list[int]) -> Callable[[], object]:
-        """The Postgres read a recommendation needs, whatever the code around it, on one pooled session: the
-        user with their seen ids (and, for the model's methods, their stored cf fold-in, or their recent
-        history when it is not usable) and the pending item ids, in one statement (the answer comes from the
-        hits' payload)."""
+        """The Postgres read a recommendation needs, whatever the code around it, on a pooled connection as
+        the service makes it: the user with their seen ids (and, for the model's methods, their stored cf
+        fold-in, or their recent history when it is not usable) and the pending item ids, in one statement
+        (the answer comes from the hits' payload)."""
         model = method in ("cf", "hybrid") and self.meta is not None
         history = CF_HISTORY if model else 0
         tag = self.service.cf_tag(self.meta) if model and self.meta is not None else None
@@ -142,8 +142,8 @@ class Floor:
         pending = self.settings.seen_filter_limit + 1
 
         def reads() -> None:
-            with sessions() as session:
-                repo.user_request(session, name, types, history, pending=pending, cf_tag=tag)
+            with read_connection(sessions) as connection:
+                repo.user_request(connection, name, types, history, pending=pending, cf_tag=tag)
 
         return reads
 
@@ -154,8 +154,8 @@ class Floor:
         pending = self.settings.seen_filter_limit + 1
 
         def reads() -> None:
-            with sessions() as session:
-                repo.user_request(session, name, types, 0, pending=pending)
+            with read_connection(sessions) as connection:
+                repo.user_request(connection, name, types, 0, pending=pending)
 
         return reads
 

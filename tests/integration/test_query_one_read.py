@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sync_support import open_store
 
@@ -30,6 +30,7 @@ from factories import (
 )
 from nearrec.cli.reindex_cmd import run_reindex
 from nearrec.config import Settings
+from nearrec.errors import NotFoundError
 from nearrec.postgres import sync_repo
 from nearrec.postgres.engine import read_sessions, transaction
 from nearrec.postgres.models import Item
@@ -140,6 +141,31 @@ def test_one_statement_and_the_answer_is_the_postgres_rows(stack: Stack, counted
     titles = {r.reason.item_id: r.reason.title for r in explained if r.reason}
     assert titles and all(t == f"{e.split('-')[0].title()} {e.split('-')[1]}" for e, t in titles.items())
     assert items  # the catalog went in through the ingest service
+
+
+def test_the_read_connection_goes_back_to_the_pool_transactional(stack: Stack, database_url: str) -> None:
+    """The one read runs on a pooled connection in autocommit mode; the pool's next user (a writer) gets it
+    back in transactions: its rollback undoes its write."""
+    loaded(stack)
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)  # one connection: the same one reused
+    try:
+        service = QueryService(
+            read_sessions(engine), stack.store, stack.settings, embedder=lambda: stack.embedder
+        )
+        assert service.recommend("ann", k=3)
+        writer = sessionmaker(engine)
+        with writer() as session:
+            session.execute(update(Item).where(Item.external_id == "drama-0").values(title="changed"))
+            session.rollback()
+        with writer() as session:
+            assert session.scalar(select(Item.title).where(Item.external_id == "drama-0")) != "changed"
+        with pytest.raises(NotFoundError):
+            service.recommend("nobody")
+        pooled = engine.raw_connection()
+        assert pooled.driver_connection.autocommit is False
+        pooled.close()
+    finally:
+        engine.dispose()
 
 
 def test_item_deactivated_or_deleted_in_postgres_never_appears_before_the_sync(

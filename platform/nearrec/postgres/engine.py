@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +41,27 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 def read_sessions(engine: Engine) -> sessionmaker[Session]:
     """Sessions for read-only request paths: autocommit, so no BEGIN / ROLLBACK round trips per request."""
     return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+@contextmanager
+def read_connection(sessions: sessionmaker[Session]) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled psycopg connection of ``sessions``' engine, in autocommit mode, for one read-only statement
+    per request without a Session around it: a Session's checkout and close cost ~0.15 ms of CPU more than
+    the pool's (0.28 against 0.12 ms per read, the statement included, scratch). The connection goes back to
+    the pool in its default (transactional) mode; one that cannot be put back in it is discarded."""
+    pooled = sessions.kw["bind"].raw_connection()
+    try:
+        conn: psycopg.Connection[Any] = pooled.driver_connection
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            try:
+                conn.autocommit = False
+            except psycopg.Error:
+                pooled.invalidate()
+    finally:
+        pooled.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

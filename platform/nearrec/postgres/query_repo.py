@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import numpy as np
+import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -181,12 +182,15 @@ class History(Sequence[TimedEvent]):
         )  # fmt: skip
 
 
-def driver(session: Session) -> Any:
-    """The psycopg connection under the session's. The per-request reads below run on it directly: through
-    SQLAlchemy's execute and result layers the same statement costs 3-4x the CPU (0.3-0.6 ms a statement on
-    the test machine, more than Postgres spends on it). Constant statements, bound parameters, prepared by
-    psycopg after a few runs; in the session's transaction if it has one."""
-    return session.connection().connection.driver_connection
+def driver(session: Session | psycopg.Connection[Any]) -> Any:
+    """The psycopg connection under the session's (or the connection itself, as
+    :func:`nearrec.postgres.engine.read_connection` gives it). The per-request reads below run on it directly:
+    through SQLAlchemy's execute and result layers the same statement costs 3-4x the CPU (0.3-0.6 ms a
+    statement on the test machine, more than Postgres spends on it). Constant statements, bound parameters,
+    prepared by psycopg after a few runs; in the session's transaction if it has one."""
+    if isinstance(session, Session):
+        return session.connection().connection.driver_connection
+    return session
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +207,7 @@ class UserRead:
 
 
 def user_request(
-    session: Session,
+    session: Session | psycopg.Connection[Any],
     external_id: str,
     types: Collection[str] | None,
     history: int,

@@ -38,6 +38,7 @@ from nearrec.filters import FieldType, FilterExpr, FilterInput, read_filter
 from nearrec.model.cf import CFMeta
 from nearrec.model.user_vector import UserVectorParams, build_user_vector, history_weights
 from nearrec.postgres import query_repo as repo
+from nearrec.postgres.engine import read_connection
 from nearrec.query.cache import Refreshing
 from nearrec.query.collaborative import CF_HISTORY, cf_tag, cf_user_vector, load_cf_meta, session_timeline
 from nearrec.query.explain import EXPLAIN_HISTORY, constant_reason, history_explainer, items_explainer
@@ -101,9 +102,9 @@ class QueryService:
         # The stored fold-in when usable (not with explain: its reasons read the events)
         tag = self.cf_tag(meta) if model and meta is not None and not explain else None
         bound = self.settings.seen_filter_limit  # the ids the store filter holds (the rest: after the fact)
-        with self.sessions() as session:
+        with read_connection(self.sessions) as connection:  # the one read; the session connects only if used
             read = repo.user_request(
-                session,
+                connection,
                 user_id,
                 self.settings.seen_types,
                 max(history, EXPLAIN_HISTORY) if explain else history,
@@ -111,8 +112,9 @@ class QueryService:
                 pending=bound + 1,
                 cf_tag=tag,
             )
-            if read is None:
-                raise NotFoundError(f"unknown user {user_id!r}")
+        if read is None:
+            raise NotFoundError(f"unknown user {user_id!r}")
+        with self.sessions() as session:
             # Items with pending vector work go first into the store's must_not has_id list; past the bound
             # (a bulk load), the answer's rows are read from Postgres instead, as the second guard.
             pending = read.pending if len(read.pending) <= bound else []
