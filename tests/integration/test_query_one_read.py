@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sync_support import open_store
 
@@ -292,3 +292,25 @@ def test_workers_wait_while_a_reindex_holds_them(stack: Stack) -> None:
         assert worker.is_alive() and not done  # waiting for the hold
     worker.join(30)
     assert done == [3]
+
+
+def test_a_connection_the_server_closed_is_not_put_back(stack: Stack, database_url: str) -> None:
+    """A pooled connection the server terminated fails the one request that meets it, and leaves the pool: the
+    next request gets a new connection."""
+    loaded(stack)
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        service = QueryService(
+            read_sessions(engine), stack.store, stack.settings, embedder=lambda: stack.embedder
+        )
+        assert service.recommend("ann", k=3)
+        pooled = engine.raw_connection()
+        pid = pooled.driver_connection.info.backend_pid
+        pooled.close()
+        with stack.sessions() as session:
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(psycopg.OperationalError):
+            service.recommend("ann", k=3)
+        assert service.recommend("ann", k=3)
+    finally:
+        engine.dispose()
