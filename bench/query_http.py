@@ -109,6 +109,16 @@ def paths(users: list[str], n: int, seed: int) -> list[str]:
     return out
 
 
+def run_all(threads: list[threading.Thread]) -> float:
+    """Start ``threads``, wait for them all; the wall time it took."""
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0
+
+
 def drive(port: int, requests: list[str], clients: int, rate: float) -> Load:
     """``clients`` threads with one keep-alive connection each share ``requests``. rate 0: closed loop (each
     sends as soon as its previous answer arrives). rate > 0: open loop at ``rate`` req/s in total, latency
@@ -139,13 +149,7 @@ def drive(port: int, requests: list[str], clients: int, rate: float) -> Load:
         with lock:
             lat.extend(times)
 
-    threads = [threading.Thread(target=run, args=(s, c / clients)) for c, s in enumerate(shares)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_all([threading.Thread(target=run, args=(s, c / clients)) for c, s in enumerate(shares)])
     if errors:
         raise RuntimeError(f"HTTP errors: {errors[:3]}")
     return Load(pct(lat, 50) * 1000, pct(lat, 99) * 1000, len(lat) / wall, len(lat))
@@ -200,14 +204,8 @@ def inprocess_saturation(url: str, calls: list[Callable[[], object]], clients: i
         with lock:
             lat.extend(times)
 
-    threads = [threading.Thread(target=run, args=(calls[c::clients],)) for c in range(clients)]
     database, mine = database_cpu(url), time.process_time()
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_all([threading.Thread(target=run, args=(calls[c::clients],)) for c in range(clients)])
     spent, after = time.process_time() - mine, database_cpu(url)
     per = 1000 / len(calls)
     db = None if database is None or after is None else (after - database) * per
