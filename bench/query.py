@@ -150,15 +150,8 @@ class Floor:
 
     def seen_read(self, u: int) -> Callable[[], object]:
         """The least Postgres read any recommendation needs (the floor of every method): the user, their seen
-        ids and the pending item ids, without the recent events the model's methods fold in."""
-        sessions, name, types = self.service.sessions, self.catalog.user_name(u), self.settings.seen_types
-        pending = self.settings.seen_filter_limit + 1
-
-        def reads() -> None:
-            with read_connection(sessions) as connection:
-                repo.user_request(connection, name, types, 0, pending=pending)
-
-        return reads
+        ids and the pending item ids, without the recent events the model's methods fold in: ``text``'s."""
+        return self.database("text", u, [])
 
     def split(self, u: int) -> tuple[list[int], int]:
         limit = self.settings.seen_filter_limit

@@ -224,14 +224,18 @@ def refresh_users(url: str, store: VectorStore, settings: Settings, out: dict[st
     from nearrec.embedding import load_embedder
     from nearrec.sync.worker import SyncWorker
 
-    worker = SyncWorker(session_factory(make_engine(url)), store, load_embedder(settings), settings)
-    t0 = time.perf_counter()
-    report = worker.drain()
-    out["refresh_seconds"] = elapsed = time.perf_counter() - t0
-    # As after the load (fill_postgres): the rows the worker updated and deleted, vacuumed now rather than by
-    # autovacuum during the timed part.
-    with make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE users, sync_outbox"))
+    engine = make_engine(url)
+    try:
+        worker = SyncWorker(session_factory(engine), store, load_embedder(settings), settings)
+        t0 = time.perf_counter()
+        report = worker.drain()
+        out["refresh_seconds"] = elapsed = time.perf_counter() - t0
+        # As after the load (fill_postgres): the rows the worker updated and deleted, vacuumed now rather
+        # than by autovacuum during the timed part.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE users, sync_outbox"))
+    finally:
+        engine.dispose()
     print(
         f"worker: {report.rows:,} user refreshes, {report.users.cf_stored:,} cf fold-ins stored, "
         f"{report.users.computed:,} text vectors recomputed in {elapsed:.1f}s"
@@ -242,8 +246,12 @@ def user_hashes(url: str, settings: Settings, n_users: int) -> dict[int, str]:
     """The content hash of each user's state, as the worker records it on the user's point: a worker refresh
     then keeps the bench's text vectors and only stores the users' cf fold-ins."""
     fingerprint = params_fingerprint(UserVectorParams.from_settings(settings))
-    with session_factory(make_engine(url))() as session:
-        states = sync_repo.load_users(session, list(range(1, n_users + 1)))
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            states = sync_repo.load_users(session, list(range(1, n_users + 1)))
+    finally:
+        engine.dispose()
     return {u.id: state_hash(u, fingerprint) for u in states}
 
 
